@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from numpy_reference import torch_bilinear
+
 from modnet_jax.models import MODNet, count_params, create_model, model_from_config
 from modnet_jax.models.layers import (
     BatchNorm,
@@ -173,29 +175,10 @@ def test_easpp_variant():
 # ---------------------------------------------------------------- building blocks vs numpy
 
 
-def torch_bilinear_numpy(x, out_h, out_w):
-    """F.interpolate(mode='bilinear', align_corners=False) on [B,H,W,C], from its formula:
-    src = (dst + 0.5) * in / out - 0.5, clamped below at 0, neighbours clamped at the edge."""
-    b, h, w, c = x.shape
-
-    def weights(n_in, n_out):
-        src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0)
-        i0 = np.floor(src).astype(int)
-        i1 = np.minimum(i0 + 1, n_in - 1)
-        lam = src - i0
-        m = np.zeros((n_out, n_in))
-        m[np.arange(n_out), i0] += 1 - lam
-        m[np.arange(n_out), i1] += lam
-        return m
-
-    wh, ww = weights(h, out_h), weights(w, out_w)
-    return np.einsum("oh,bhwc,pw->bopc", wh, x.astype(np.float64), ww)
-
-
 @pytest.mark.parametrize("factor", [2, 4, 16])
 def test_downsample_matches_torch_formula(factor):
     x = np.random.default_rng(0).normal(size=(2, 32, 48, 3)).astype(np.float32)
-    ref = torch_bilinear_numpy(x, 32 // factor, 48 // factor)
+    ref = torch_bilinear(x, 32 // factor, 48 // factor)
     np.testing.assert_allclose(downsample_bilinear(jnp.asarray(x), factor), ref, atol=1e-6)
     if factor == 16:  # MODNET_FACTS: x1/16 is the mean of pixels 16i+7 and 16i+8.
         np.testing.assert_allclose(ref[0, 1, 0, 0],
@@ -204,7 +187,7 @@ def test_downsample_matches_torch_formula(factor):
 
 def test_upsample_matches_torch_formula():
     x = np.random.default_rng(1).normal(size=(2, 5, 7, 3)).astype(np.float32)
-    ref = torch_bilinear_numpy(x, 10, 14)
+    ref = torch_bilinear(x, 10, 14)
     np.testing.assert_allclose(upsample2x_bilinear(jnp.asarray(x)), ref, atol=1e-6)
 
 
