@@ -1,0 +1,42 @@
+"""Grain data pipelines for MODNet training, evaluation and SOC adaptation.
+
+Only numpy, OpenCV, Grain and ml_collections are used here: never jax (Grain itself imports
+it), never the model, never torch. Batches are uint8 numpy arrays; the device normalises.
+
+Modules: config (fields and layouts), sources (folder scans, random-access sources), images
+(decoding, header checks, matte conversion), synthetic (procedural portraits), augment
+(crops, flips, colour jitter), compositing (the composite law), trimap, samples (per-sample
+builders), pipeline (Grain iterators, start-up validation), report (once-only messages).
+"""
+
+from modnet_jax.data.compositing import composite, estimate_foreground
+from modnet_jax.data.config import LAYOUTS, default_data_config, resolve_config
+from modnet_jax.data.pipeline import (
+    DatasetSummary,
+    make_eval_iterator,
+    make_train_iterator,
+    make_unlabelled_iterator,
+    validate_dataset,
+)
+from modnet_jax.data.report import DatasetError, UnusableFile
+from modnet_jax.data.synthetic import generate_background, generate_portrait, write_synthetic_folder
+from modnet_jax.data.trimap import make_trimap
+
+__all__ = [
+    "LAYOUTS",
+    "DatasetError",
+    "DatasetSummary",
+    "UnusableFile",
+    "composite",
+    "default_data_config",
+    "estimate_foreground",
+    "generate_background",
+    "generate_portrait",
+    "make_eval_iterator",
+    "make_train_iterator",
+    "make_trimap",
+    "make_unlabelled_iterator",
+    "resolve_config",
+    "validate_dataset",
+    "write_synthetic_folder",
+]

@@ -1,0 +1,130 @@
+"""The data configuration: every field, its default and its meaning, in one place.
+
+`default_data_config()` returns an `ml_collections.ConfigDict`; the pipeline accepts that, a
+plain dict of overrides, or None. Unknown field names are rejected (a typo would otherwise
+silently fall back to a default).
+
+Layouts (`layout`) name how files sit under `root`. Matching between the two folders of a
+labelled layout is by file path relative to the folder, without extension (the "stem"; nested
+folders such as RVM's per-clip `fgr/0000/00000.jpg` keep their sub-path in the stem).
+
+    synthetic      procedural portraits, no files (the default; see synthetic.py)
+    fg_alpha       foregrounds + mattes, composited onto `bg_root` backgrounds; subfolders
+                   fg/ + alpha/ or fgr/ + pha/ (the first pair present is used)
+    adobe          fg_alpha with fg/ + alpha/ (Composition-1k / Distinctions-646 style)
+    d646           same as adobe
+    rvm            fg_alpha with fgr/ + pha/ (RVM human subsets)
+    image_matte    photos + mattes; subfolders image/ + matte/, blurred_image/ + mask/,
+                   original/ + mask/ or original_image/ + mask/ (first present); used as
+                   they are, or re-composited onto `bg_root` with `recomposite=True`
+    ppm100         image_matte with image/ + matte/   (root = the PPM-100 folder)
+    p3m10k         image_matte with blurred_image/ + mask/ or original_image/ + mask/
+                   (root = P3M-10k/train or P3M-10k/validation/P3M-500-P or -NP)
+    am2k           image_matte with original/ + mask/ (root = AM-2k/train or /validation)
+    unlabelled     images and/or video files (any depth) under root, for SOC; video frames
+                   are read with OpenCV every `video_frame_stride` frames
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_collections
+
+_DEFAULTS = dict(
+    # --- what to read -------------------------------------------------------------------
+    layout="synthetic",        # see the module docstring; unknown names raise ValueError
+    root=None,                 # folder holding the layout's subfolders (unused for synthetic)
+    subdirs=None,              # (first, second) subfolder names, overriding the layout's
+    bg_root=None,              # backgrounds (any depth of image files, e.g. COCO, BG-20k/train);
+                               # None -> procedural backgrounds from synthetic.py
+    recomposite=False,         # image_matte layouts: estimate fg and composite onto new bgs
+    unlabelled_root=None,      # SOC images/videos; None -> root when layout is unlabelled,
+                               # else the images of the labelled layout (labels dropped)
+    video_frame_stride=5,      # use every n-th frame of each video (neighbours are redundant)
+    verify_files=True,         # start-up header/size/truncation scan of every file (cheap)
+    max_decode_retries=8,      # a sample that fails at decode time is replaced by the next one
+    # --- synthetic data -----------------------------------------------------------------
+    synthetic_size=2048,       # number of synthetic samples (train + validation)
+    synthetic_seed=0,          # content seed (independent of the training seed)
+    # --- validation split ---------------------------------------------------------------
+    val_root=None,             # separate held-out set; None -> hold out val_fraction of root
+    val_layout=None,           # layout of val_root (None -> `layout`)
+    val_fraction=0.05,         # share of the training data held out for evaluation
+    split_seed=0,              # which files are held out (fixed, so the split never drifts)
+    # --- trimap (MODNET_FACTS section 6) ------------------------------------------------
+    trimap_kernel_range=(10.0, 20.0),  # kernel k ~ (image_size / 256) * U(lo, hi) pixels
+    trimap_fg_threshold=0.9,   # fg = alpha >= this
+    trimap_bg_threshold=0.0,   # not_bg = alpha > this
+    # --- augmentation (training only; evaluation is resize + centre crop) ----------------
+    augment=True,              # master switch
+    scale_range=(1.0, 1.5),    # crop side = short side / s (s > 1 zooms in)
+    subject_bias=0.8,          # probability that the crop is centred on the subject
+    flip=True,                 # random horizontal flip
+    color_jitter=True,         # jitter of the foreground (whole image for as-is image_matte)
+    hue_degrees=10.0,
+    saturation_range=(0.7, 1.3),
+    value_range=(0.7, 1.3),
+    # --- loading ------------------------------------------------------------------------
+    num_workers=0,             # > 0: Grain multiprocess workers (needs a __main__ guard)
+    read_threads=2,            # in-process prefetch threads (each builds whole batches)
+    prefetch_batches=2,        # batches buffered ahead (per worker with num_workers > 0)
+)
+
+
+@dataclass(frozen=True)
+class LayoutSpec:
+    kind: str                   # synthetic | fg_alpha | image_matte | unlabelled
+    subdirs: tuple = ()         # candidate (first, second) subfolder pairs, in order
+
+
+LAYOUTS = {
+    "synthetic": LayoutSpec("synthetic"),
+    "fg_alpha": LayoutSpec("fg_alpha", (("fg", "alpha"), ("fgr", "pha"))),
+    "adobe": LayoutSpec("fg_alpha", (("fg", "alpha"),)),
+    "d646": LayoutSpec("fg_alpha", (("fg", "alpha"),)),
+    "rvm": LayoutSpec("fg_alpha", (("fgr", "pha"),)),
+    "image_matte": LayoutSpec("image_matte", (("image", "matte"), ("blurred_image", "mask"),
+                                              ("original", "mask"), ("original_image", "mask"))),
+    "ppm100": LayoutSpec("image_matte", (("image", "matte"),)),
+    "p3m10k": LayoutSpec("image_matte", (("blurred_image", "mask"), ("original_image", "mask"))),
+    "am2k": LayoutSpec("image_matte", (("original", "mask"),)),
+    "unlabelled": LayoutSpec("unlabelled"),
+}
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+    """All data fields with their defaults (see the comments in `_DEFAULTS`)."""
+    return ml_collections.ConfigDict(dict(_DEFAULTS))
+
+
+def layout_spec(name: str) -> LayoutSpec:
+    """The spec of a layout name; ValueError listing the known names otherwise."""
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown data layout {name!r}; known layouts: {', '.join(LAYOUTS)}")
+    return LAYOUTS[name]
+
+
+def resolve_config(data_cfg) -> ml_collections.ConfigDict:
+    """Defaults overridden by `data_cfg` (ConfigDict, dict or None), checked and locked."""
+    if data_cfg is None:
+        overrides = {}
+    elif isinstance(data_cfg, ml_collections.ConfigDict):
+        overrides = data_cfg.to_dict()
+    else:
+        overrides = dict(data_cfg)
+    unknown = sorted(set(overrides) - set(_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown data config field(s) {unknown}; known: {sorted(_DEFAULTS)}")
+    merged = dict(_DEFAULTS)
+    merged.update(overrides)
+    layout_spec(merged["layout"])
+    if merged["val_layout"] is not None:
+        layout_spec(merged["val_layout"])
+    if not 0.0 <= float(merged["val_fraction"]) < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {merged['val_fraction']}")
+    if int(merged["num_workers"]) < 0:
+        raise ValueError(f"num_workers must be >= 0, got {merged['num_workers']}")
+    cfg = ml_collections.ConfigDict(merged)
+    cfg.lock()
+    return cfg

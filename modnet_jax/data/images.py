@@ -1,0 +1,268 @@
+"""Reading images, mattes and video frames with OpenCV, and cheap header checks.
+
+Policies decided here (documented once, relied on by every source):
+
+* Colour images are decoded to 8-bit RGB. EXIF orientation is ignored for colour images and
+  mattes alike, because OpenCV would rotate a JPEG photo but not its PNG matte and the pair
+  would no longer line up.
+* Truncated files: OpenCV decodes a truncated JPEG without an error (the missing rows come
+  out grey), so JPEG and PNG files are checked for their end marker (JPEG EOI, PNG IEND;
+  trailing zero padding is tolerated) both at start-up and when decoded.
+* Mattes (alpha files) are converted to 8-bit single channel:
+  - 16-bit: scaled, round(a * 255 / 65535); float files are taken as [0, 1].
+  - RGBA: the alpha channel is used when it carries information (is not all opaque); a
+    fully opaque RGBA file whose colour channels agree is read as a grey matte; otherwise
+    the file is unusable (a coloured picture with no matte in it).
+  - 3-channel: accepted when the channels agree to within `CHANNEL_TOLERANCE` levels (JPEG
+    chroma noise on a grey image saved as colour), converted to grey; otherwise unusable.
+  Each kind of conversion is reported once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from modnet_jax.data.report import UnusableFile, note_once
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+# Largest per-pixel channel disagreement still read as a grey matte (JPEG chroma noise).
+CHANNEL_TOLERANCE = 8
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG_END = b"\xff\xd9"
+# PNG colour type -> channels as OpenCV's IMREAD_UNCHANGED returns them.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}
+# JPEG start-of-frame markers (C4 = DHT, C8 = JPG extension, CC = DAC are not frames).
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_COLOUR_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+_REDUCED_FLAGS = {
+    1: _COLOUR_FLAGS,
+    2: cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION,
+    4: cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION,
+    8: cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION,
+}
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    """What a PNG/JPEG header says, read without decoding the pixels."""
+
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+
+
+def extension(path: str) -> str:
+    return os.path.splitext(str(path))[1].lower()
+
+
+def _check_complete(path: str, tail: bytes) -> None:
+    """Raises UnusableFile when a JPEG/PNG file lacks its end marker (i.e. is truncated)."""
+    ext = extension(path)
+    tail = tail.rstrip(b"\x00")
+    if ext in (".jpg", ".jpeg") and not tail.endswith(_JPEG_END):
+        raise UnusableFile(path, "truncated JPEG (no end-of-image marker)")
+    if ext == ".png" and not tail.endswith(_PNG_END):
+        raise UnusableFile(path, "truncated PNG (no IEND chunk)")
+
+
+def _png_header(path: str, head: bytes) -> HeaderInfo:
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        raise UnusableFile(path, "not a PNG file (bad signature or header)")
+    width, height = struct.unpack(">II", head[16:24])
+    depth, colour_type = head[24], head[25]
+    if colour_type not in _PNG_CHANNELS or width == 0 or height == 0:
+        raise UnusableFile(path, "corrupt PNG header")
+    return HeaderInfo(width, height, _PNG_CHANNELS[colour_type], depth)
+
+
+def _jpeg_header(path: str, handle) -> HeaderInfo:
+    """Walks the JPEG marker segments (seeking past them) until the frame header."""
+    if handle.read(2) != b"\xff\xd8":
+        raise UnusableFile(path, "not a JPEG file (bad signature)")
+    while True:
+        byte = handle.read(1)
+        if byte != b"\xff":
+            raise UnusableFile(path, "corrupt JPEG header (marker expected)")
+        marker = handle.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = handle.read(1)
+        if not marker:
+            raise UnusableFile(path, "truncated JPEG header")
+        code = marker[0]
+        if code == 0x01 or 0xD0 <= code <= 0xD7:  # markers without a length
+            continue
+        raw = handle.read(2)
+        if len(raw) < 2:
+            raise UnusableFile(path, "truncated JPEG header")
+        length = struct.unpack(">H", raw)[0]
+        if code in _JPEG_SOF:
+            frame = handle.read(6)
+            if len(frame) < 6:
+                raise UnusableFile(path, "truncated JPEG header")
+            depth, height, width, channels = struct.unpack(">BHHB", frame)
+            if width == 0 or height == 0:
+                raise UnusableFile(path, "corrupt JPEG header (zero size)")
+            return HeaderInfo(width, height, channels, depth)
+        if code in (0xD9, 0xDA) or length < 2:
+            raise UnusableFile(path, "corrupt JPEG header (no frame before the image data)")
+        handle.seek(length - 2, os.SEEK_CUR)
+
+
+def probe_header(path: str) -> HeaderInfo | None:
+    """Size, channels and depth of a PNG/JPEG file, plus a truncation check.
+
+    Returns None for other formats (they are checked when decoded). Raises UnusableFile.
+    Reads only the header and the last bytes, so the start-up scan of a large dataset
+    stays cheap.
+    """
+    ext = extension(path)
+    if ext not in (".png", ".jpg", ".jpeg"):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                raise UnusableFile(path, "empty file")
+            # Header first: a file that is not an image at all should say so, not "truncated".
+            handle.seek(0)
+            if ext == ".png":
+                info = _png_header(path, handle.read(32))
+            else:
+                info = _jpeg_header(path, handle)
+            handle.seek(max(0, size - 64))
+            _check_complete(path, handle.read())
+            return info
+    except OSError as err:
+        raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
+
+
+def _read_bytes(path: str) -> np.ndarray:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
+    if data.size == 0:
+        raise UnusableFile(path, "empty file")
+    _check_complete(path, data[-64:].tobytes())
+    return data
+
+
+def decode_rgb(path: str, reduce: int = 1) -> np.ndarray:
+    """Decodes a colour image to uint8 RGB [H, W, 3].
+
+    `reduce` in {1, 2, 4, 8} decodes at 1/reduce size (JPEG decodes that way for less work;
+    other formats are decoded and then shrunk by OpenCV).
+    """
+    image = cv2.imdecode(_read_bytes(path), _REDUCED_FLAGS[reduce])
+    if image is None:
+        raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _to_uint8(path: str, array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        note_once("alpha16", f"alpha file {path} is 16-bit: scaled to 8-bit "
+                  "(other 16-bit alpha files are converted without a message)")
+        return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if array.dtype in (np.float32, np.float64):
+        note_once("alpha_float", f"alpha file {path} is floating point: read as [0, 1]")
+        return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise UnusableFile(path, f"unsupported alpha sample type {array.dtype}")
+
+
+def _grey_from_channels(path: str, channels: np.ndarray, what: str) -> np.ndarray:
+    """The common grey level of `channels` [H, W, C], or UnusableFile if they disagree."""
+    lo, hi = channels.min(axis=-1), channels.max(axis=-1)
+    spread = int((hi - lo).max()) if channels.size else 0
+    if spread > CHANNEL_TOLERANCE:
+        raise UnusableFile(path, f"{what} whose colour channels differ (by up to {spread} "
+                           "levels): a colour picture, not a matte")
+    note_once(f"alpha_{what}", f"alpha file {path} is {what} with equal channels: read as grey "
+              "(other such files are converted without a message)")
+    return ((lo.astype(np.uint16) + hi + 1) // 2).astype(np.uint8)
+
+
+def decode_alpha(path: str) -> np.ndarray:
+    """Decodes a matte to uint8 [H, W] (0..255), converting per the module policy."""
+    raw = cv2.imdecode(_read_bytes(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
+    raw = _to_uint8(path, raw)
+    if raw.ndim == 2:
+        return raw
+    if raw.ndim != 3 or raw.shape[2] not in (1, 2, 3, 4):
+        raise UnusableFile(path, f"unsupported alpha layout {raw.shape}")
+    if raw.shape[2] == 1:
+        return raw[:, :, 0]
+    if raw.shape[2] in (2, 4):
+        alpha = raw[:, :, -1]
+        if int(alpha.min()) < 255:
+            note_once("alpha_rgba", f"alpha file {path} has an alpha channel: using it "
+                      "(other such files are converted without a message)")
+            return np.ascontiguousarray(alpha)
+        return _grey_from_channels(path, raw[:, :, :-1], "opaque RGBA")
+    return _grey_from_channels(path, raw, "3-channel")
+
+
+def count_video_frames(path: str) -> int:
+    """Frame count reported by the container (0 if OpenCV cannot open the video)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return 0
+        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+    finally:
+        capture.release()
+
+
+class VideoFrameReader:
+    """Reads single frames by index, keeping a few captures open per process.
+
+    Opening a video costs far more than seeking in it, so captures are cached; they are
+    not picklable, so the cache is dropped when the reader is sent to a worker process.
+    A capture has one read position, so reads are serialised (Grain prefetches on threads).
+    """
+
+    def __init__(self, max_open: int = 4):
+        self.max_open = max_open
+        self._open: dict[str, cv2.VideoCapture] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        return {"max_open": self.max_open}
+
+    def __setstate__(self, state):
+        self.__init__(state["max_open"])
+
+    def read(self, path: str, index: int) -> np.ndarray:
+        with self._lock:
+            frame = self._read_locked(path, index)
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def _read_locked(self, path: str, index: int) -> np.ndarray:
+        capture = self._open.get(path)
+        if capture is None:
+            if len(self._open) >= self.max_open:
+                oldest = next(iter(self._open))
+                self._open.pop(oldest).release()
+            capture = cv2.VideoCapture(str(path))
+            self._open[path] = capture
+        if not capture.isOpened():
+            raise UnusableFile(path, "OpenCV cannot open the video")
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            raise UnusableFile(f"{path}#{index}", "frame cannot be read (past the end or corrupt)")
+        return frame

@@ -1,0 +1,269 @@
+"""Grain pipelines: training, evaluation and unlabelled (SOC) iterators, and start-up checks.
+
+Training chain (one `MapDataset`, then an iterator):
+
+    range(n) -> per-host shard -> seed -> shuffle -> repeat(num_epochs)
+      -> random_map(SampleBuilder) -> batch(B, drop_remainder) -> to_iter_dataset
+      [-> mp_prefetch(num_workers)]
+
+* Shuffling happens before `repeat`, and `repeat` reseeds upstream randomness per epoch, so
+  every epoch has its own order and its own augmentation draws.
+* Batching happens on the `MapDataset`, so a batch is one element with a fixed position:
+  worker processes each build whole batches (shipped once through shared memory) and the
+  stream is the same for 0, 1 or N workers. The iterator's `get_state()`/`set_state()`
+  resume it exactly; a saved state must be restored with the same `num_workers`.
+* Batches are dicts of uint8 numpy arrays, NHWC, leading axis = per-host batch size:
+  image [B,H,W,3], alpha [B,H,W,1], trimap [B,H,W,1] in {0,128,255}, plus fg and bg
+  [B,H,W,3] when the samples are composited. Normalisation happens on the device.
+* Sharding: host i of k takes source indices i, i+k, ..., the same count on every host.
+
+Multiprocess workers (`num_workers > 0`) start processes that re-import the main module, so
+the calling program needs an `if __name__ == "__main__":` guard; Grain also reads absl flags,
+which are marked parsed here (defaults) if the program did not parse them. `num_workers=0`
+needs neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import grain
+import numpy as np
+
+from modnet_jax.data import augment, sources
+from modnet_jax.data.config import layout_spec, resolve_config
+from modnet_jax.data.report import LOGGER, DatasetError, UnusableFile
+from modnet_jax.data.samples import SampleBuilder, SampleOptions, stack_batch
+
+_PROCEDURAL_BACKGROUNDS = 4096
+_PROBE_SAMPLES = 4
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What start-up found for one split (also logged)."""
+
+    split: str
+    layout: str
+    root: str | None
+    num_samples: int
+    keys: tuple
+    backgrounds: str
+    skipped: tuple = ()
+    notes: tuple = ()
+
+    def __str__(self) -> str:
+        text = (f"data[{self.split}]: layout {self.layout!r} at {self.root or '(generated)'}: "
+                f"{self.num_samples} samples, keys {list(self.keys)}, backgrounds: {self.backgrounds}")
+        if self.skipped:
+            text += f"; {len(self.skipped)} file(s) skipped (reported above)"
+        return text + "".join(f"; {note}" for note in self.notes)
+
+
+@dataclass
+class _Plan:
+    source: object
+    backgrounds: object
+    options: SampleOptions
+    summary: DatasetSummary
+
+
+def _held_out(count: int, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the validation members among `count` sorted items (fixed by seed)."""
+    mask = np.zeros(count, bool)
+    mask[np.random.default_rng(seed).permutation(count)[:int(round(count * fraction))]] = True
+    return mask
+
+
+def _labelled(cfg, layout: str, root, split: str, image_size: int):
+    """(source, scan) for a labelled layout and split; scan is None for synthetic data."""
+    spec = layout_spec(layout)
+    if spec.kind == "synthetic":
+        total = int(cfg.synthetic_size)
+        held = int(round(total * float(cfg.val_fraction)))
+        offset, length = (total - held, held) if split == "val" else (0, total - held)
+        return sources.SyntheticSource(length, int(cfg.synthetic_seed), image_size, offset), None
+    if spec.kind == "unlabelled":
+        raise DatasetError(f"layout {layout!r} has no mattes: use make_unlabelled_iterator, or a "
+                           "labelled layout for training and evaluation")
+    candidates = (tuple(cfg.subdirs),) if cfg.subdirs else spec.subdirs
+    first, second = sources.resolve_subdirs(root, candidates, layout)
+    names = ("fg", "alpha") if spec.kind == "fg_alpha" else ("image", "matte")
+    scan = sources.scan_pairs(first, second, bool(cfg.verify_files), names)
+    entries = scan.entries
+    if cfg.val_root is None and split in ("train", "val") and entries:
+        held = _held_out(len(entries), float(cfg.val_fraction), int(cfg.split_seed))
+        entries = [e for e, h in zip(entries, held) if h == (split == "val")]
+    kind = sources.ForegroundAlphaSource if spec.kind == "fg_alpha" else sources.ImageMatteSource
+    return kind(entries), scan
+
+
+def _backgrounds(cfg, image_size: int):
+    if cfg.bg_root is None:
+        length, seed = _PROCEDURAL_BACKGROUNDS, int(cfg.synthetic_seed)
+        return sources.ProceduralBackgrounds(length, seed, image_size), "procedural"
+    folder = sources.require_folder(cfg.bg_root, "bg_root")
+    scan = sources.scan_images(folder, bool(cfg.verify_files))
+    if not scan.entries:
+        raise DatasetError(f"bg_root {folder}: no usable background images")
+    return sources.BackgroundSource(scan.entries, min_side=image_size), f"{len(scan.entries)} from {folder}"
+
+
+def _options(cfg, image_size: int, **extra) -> SampleOptions:
+    jitter = augment.JitterRanges(float(cfg.hue_degrees), tuple(cfg.saturation_range),
+                                  tuple(cfg.value_range))
+    return SampleOptions(
+        image_size=int(image_size), augment=bool(cfg.augment), scale_range=tuple(cfg.scale_range),
+        subject_bias=float(cfg.subject_bias), flip=bool(cfg.flip),
+        color_jitter=bool(cfg.color_jitter), jitter=jitter,
+        trimap_kernel_range=tuple(cfg.trimap_kernel_range),
+        trimap_fg_threshold=float(cfg.trimap_fg_threshold),
+        trimap_bg_threshold=float(cfg.trimap_bg_threshold), recomposite=bool(cfg.recomposite),
+        max_retries=int(cfg.max_decode_retries), **extra)
+
+
+def _plan(cfg, split: str, image_size: int) -> _Plan:
+    """Scans and checks the data of one split: "train", "val" or "unlabelled"."""
+    layout, root = cfg.layout, cfg.root
+    if split == "val" and cfg.val_root is not None:
+        layout, root = cfg.val_layout or cfg.layout, cfg.val_root
+    unlabelled_root = cfg.unlabelled_root or (root if layout == "unlabelled" else None)
+    backgrounds, bg_text, composited = None, "none", False
+    if split == "unlabelled" and unlabelled_root is not None:
+        root = sources.require_folder(unlabelled_root, "unlabelled data root")
+        layout = "unlabelled"
+        scan = sources.scan_unlabelled(root, bool(cfg.verify_files), cfg.video_frame_stride)
+        source = sources.UnlabelledSource(scan.entries)
+    else:
+        source, scan = _labelled(cfg, layout, root, split, image_size)
+        composited = layout_spec(layout).kind in ("synthetic", "fg_alpha") or bool(cfg.recomposite)
+        if composited:
+            backgrounds, bg_text = _backgrounds(cfg, image_size)
+    image_only = split == "unlabelled"  # SOC from a labelled layout: its images, no labels
+    keys = ("image",) if image_only else ("image", "alpha", "trimap") + (("fg", "bg") if composited else ())
+    summary = DatasetSummary(split, layout, root, len(source), keys, bg_text,
+                             tuple(scan.skipped) if scan else (), tuple(scan.notes) if scan else ())
+    if len(source) == 0:
+        reason = (f"{len(summary.skipped)} file(s) were skipped, see the warnings above"
+                  if summary.skipped else "nothing matched")
+        hint = "; set val_fraction > 0 or val_root" if split == "val" and cfg.val_root is None else ""
+        raise DatasetError(f"data[{split}]: layout {layout!r} at {root or '(generated)'} has no "
+                           f"usable samples ({reason}){hint}")
+    _probe(source, split)
+    LOGGER.info("%s", summary)
+    return _Plan(source, backgrounds, _options(cfg, image_size, image_only=image_only), summary)
+
+
+def _probe(source, split: str) -> None:
+    """Decodes the first few samples so a dataset of undecodable files fails at start-up."""
+    reasons = []
+    for index in range(min(_PROBE_SAMPLES, len(source))):
+        try:
+            source[index]
+            return
+        except UnusableFile as err:
+            reasons.append(f"{err.path}: {err.reason}")
+    raise DatasetError(f"data[{split}]: the first {len(reasons)} samples cannot be read "
+                       f"({'; '.join(reasons)}); the dataset looks unusable")
+
+
+def validate_dataset(data_cfg, *, image_size: int = 512, split: str = "train") -> DatasetSummary:
+    """Start-up check of one split ("train", "val" or "unlabelled"): scans the files, reports
+    unusable ones, decodes a few samples, and raises DatasetError (or ValueError for a bad
+    config) if the split is empty or unusable. Cheap: no pipeline is built."""
+    if split not in ("train", "val", "unlabelled"):
+        raise ValueError(f"split must be train, val or unlabelled, not {split!r}")
+    return _plan(resolve_config(data_cfg), split, image_size).summary
+
+
+def _shard(count: int, shard_index: int, shard_count: int, what: str):
+    """Host `shard_index` of `shard_count`: indices i, i+k, ..., equal counts on all hosts."""
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index {shard_index} outside [0, {shard_count})")
+    per_shard = count // shard_count
+    if per_shard == 0:
+        raise DatasetError(f"{what}: {count} samples cannot be split over {shard_count} hosts")
+    return grain.MapDataset.range(count)[shard_index:per_shard * shard_count:shard_count]
+
+
+def _worker_init(worker_index: int, worker_count: int) -> None:
+    # One OpenCV thread per worker process: the workers are the parallelism.
+    del worker_index, worker_count
+    cv2.setNumThreads(1)
+
+
+def _to_iterator(dataset, cfg):
+    read = grain.ReadOptions(num_threads=int(cfg.read_threads),
+                             prefetch_buffer_size=max(1, int(cfg.prefetch_batches)))
+    iter_ds = dataset.to_iter_dataset(read)
+    if int(cfg.num_workers) > 0:
+        from absl import flags  # grain's multiprocessing reads absl flags
+
+        if not flags.FLAGS.is_parsed():
+            LOGGER.info("absl flags not parsed: marking them parsed (defaults) for Grain workers")
+            flags.FLAGS.mark_as_parsed()
+        options = grain.MultiprocessingOptions(num_workers=int(cfg.num_workers),
+                                               per_worker_buffer_size=max(1, int(cfg.prefetch_batches)))
+        iter_ds = iter_ds.mp_prefetch(options, worker_init_fn=_worker_init)
+    return iter(iter_ds)
+
+
+def _random_stream(plan: _Plan, cfg, *, batch_size, seed, shard_index, shard_count, num_epochs):
+    what = f"data[{plan.summary.split}]"
+    dataset = _shard(len(plan.source), shard_index, shard_count, what)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if num_epochs is not None and batch_size > len(dataset) * num_epochs:
+        raise DatasetError(f"{what}: {num_epochs} epoch(s) of {len(dataset)} samples per host "
+                           f"do not fill one batch of {batch_size}")
+    if batch_size > len(dataset):
+        # Allowed (a batch then spans epochs and repeats samples), but worth knowing.
+        LOGGER.warning("%s: batch size %d exceeds the %d samples per host; batches repeat "
+                       "samples", what, batch_size, len(dataset))
+    builder = SampleBuilder(plan.source, plan.backgrounds, plan.options)
+    dataset = dataset.seed(int(seed) & 0xFFFFFFFF).shuffle().repeat(num_epochs)
+    dataset = dataset.random_map(builder).batch(batch_size, drop_remainder=True, batch_fn=stack_batch)
+    return _to_iterator(dataset, cfg)
+
+
+def make_train_iterator(data_cfg, *, batch_size: int, seed: int, image_size: int,
+                        shard_index: int = 0, shard_count: int = 1, num_epochs: int | None = None):
+    """Augmented training batches, reshuffled every epoch; endless when num_epochs is None.
+
+    Returns a Grain iterator (`next()`, `get_state()`, `set_state()`).
+    """
+    cfg = resolve_config(data_cfg)
+    plan = _plan(cfg, "train", image_size)
+    return _random_stream(plan, cfg, batch_size=batch_size, seed=seed, shard_index=shard_index,
+                          shard_count=shard_count, num_epochs=num_epochs)
+
+
+def make_unlabelled_iterator(data_cfg, *, batch_size: int, seed: int, image_size: int,
+                             shard_index: int = 0, shard_count: int = 1,
+                             num_epochs: int | None = None):
+    """SOC batches {"image": uint8 [B, S, S, 3]}: random crops and flips of unlabelled images
+    and video frames (`unlabelled_root`, or `root` for the unlabelled layout), or of the
+    labelled layout's images with the labels dropped."""
+    cfg = resolve_config(data_cfg)
+    plan = _plan(cfg, "unlabelled", image_size)
+    return _random_stream(plan, cfg, batch_size=batch_size, seed=seed, shard_index=shard_index,
+                          shard_count=shard_count, num_epochs=num_epochs)
+
+
+def make_eval_iterator(data_cfg, *, batch_size: int, image_size: int, shard_index: int = 0,
+                       shard_count: int = 1):
+    """Deterministic validation batches: one pass, short side resized and centre-cropped, no
+    augmentation, trimap band at the middle of the configured range, backgrounds chosen by
+    index. The last partial batch is dropped (drop_remainder=True), so each host sees
+    floor(n / (hosts * batch_size)) batches; a split smaller than one batch per host raises
+    DatasetError rather than yielding nothing."""
+    cfg = resolve_config(data_cfg)
+    plan = _plan(cfg, "val", image_size)
+    dataset = _shard(len(plan.source), shard_index, shard_count, "data[val]")
+    if len(dataset) < batch_size:
+        raise DatasetError(f"data[val]: {len(dataset)} samples per host is less than one batch of "
+                           f"{batch_size}; lower the batch size or enlarge the split")
+    builder = SampleBuilder(plan.source, plan.backgrounds, plan.options)
+    dataset = dataset.map(builder).batch(batch_size, drop_remainder=True, batch_fn=stack_batch)
+    return _to_iterator(dataset, cfg)

@@ -1,0 +1,232 @@
+"""Grain random-access data sources (`__len__` + `__getitem__`) and the folder scans behind them.
+
+The scan happens once, at start-up, in the main process: it lists files, pairs them by stem,
+and (with `verify_files`) reads each PNG/JPEG header and tail to drop truncated or corrupt
+files and fg/alpha size mismatches before training starts. Every dropped file is reported
+by name with its reason (report.py). Sources only hold lists of path strings, so they pickle
+cheaply into Grain worker processes; decoding happens in `__getitem__`, which raises
+`UnusableFile` for a file that turns out bad so the sample builder can substitute another.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modnet_jax.data import images, synthetic
+from modnet_jax.data.report import DatasetError, UnusableFile, report_skip
+
+
+@dataclass
+class ScanResult:
+    """What a folder scan found: usable entries, and (path, reason) for the rest."""
+
+    entries: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped.append((str(path), reason))
+        report_skip(path, reason)
+
+
+def list_files(folder: str, extensions=images.IMAGE_EXTENSIONS) -> dict[str, str]:
+    """{stem: path} for files under `folder` (any depth), sorted by stem.
+
+    The stem is the path relative to `folder` without extension, '/'-separated.
+    """
+    found: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.startswith(".") or images.extension(name) not in extensions:
+                continue
+            path = os.path.join(dirpath, name)
+            stem = os.path.splitext(os.path.relpath(path, folder))[0].replace(os.sep, "/")
+            # Two files with one stem (a.jpg and a.png): the first in sorted order is kept.
+            found.setdefault(stem, path)
+    return dict(sorted(found.items()))
+
+
+def require_folder(path: str | None, what: str) -> str:
+    if not path:
+        raise DatasetError(f"{what}: no folder configured")
+    if not os.path.isdir(path):
+        raise DatasetError(f"{what}: folder {path} does not exist")
+    return str(path)
+
+
+def resolve_subdirs(root: str, candidates, layout: str) -> tuple[str, str]:
+    """The first candidate (first, second) subfolder pair present under `root`."""
+    root = require_folder(root, f"layout {layout!r}: data root")
+    for first, second in candidates:
+        a, b = os.path.join(root, first), os.path.join(root, second)
+        if os.path.isdir(a) and os.path.isdir(b):
+            return a, b
+    present = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    wanted = " or ".join(f"{a}/ + {b}/" for a, b in candidates)
+    raise DatasetError(f"layout {layout!r}: {root} needs subfolders {wanted}; it has {present}")
+
+
+def _probe(path: str, result: ScanResult):
+    try:
+        return True, images.probe_header(path)
+    except UnusableFile as err:
+        result.skip(err.path, err.reason)
+        return False, None
+
+
+def scan_pairs(first_dir: str, second_dir: str, verify: bool, names=("image", "alpha")) -> ScanResult:
+    """Pairs files of two folders by stem; reports missing partners and bad files."""
+    firsts, seconds = list_files(first_dir), list_files(second_dir)
+    result = ScanResult()
+    for folder, files in ((first_dir, firsts), (second_dir, seconds)):
+        if not files:
+            raise DatasetError(f"no image files in {folder} (extensions {images.IMAGE_EXTENSIONS})")
+    for stem, path in firsts.items():
+        if stem not in seconds:
+            result.skip(path, f"no {names[1]} file with stem {stem!r} in {second_dir}")
+    for stem, path in seconds.items():
+        if stem not in firsts:
+            result.skip(path, f"no {names[0]} file with stem {stem!r} in {first_dir}")
+    depth16 = 0
+    for stem in (s for s in firsts if s in seconds):
+        a_path, b_path = firsts[stem], seconds[stem]
+        if verify:
+            ok_a, head_a = _probe(a_path, result)
+            ok_b, head_b = _probe(b_path, result)
+            if not (ok_a and ok_b):
+                continue
+            if head_a and head_b and (head_a.width, head_a.height) != (head_b.width, head_b.height):
+                result.skip(b_path, f"{names[1]} is {head_b.width}x{head_b.height} but its "
+                            f"{names[0]} {a_path} is {head_a.width}x{head_a.height}")
+                continue
+            depth16 += bool(head_b and head_b.bit_depth == 16)
+        result.entries.append((stem, a_path, b_path))
+    if depth16:
+        result.notes.append(f"{depth16} {names[1]} file(s) are 16-bit: scaled to 8-bit")
+    return result
+
+
+def scan_images(folder: str, verify: bool) -> ScanResult:
+    """Image files of a flat or nested folder (backgrounds, unlabelled photos)."""
+    result = ScanResult()
+    for path in list_files(folder).values():
+        if not verify or _probe(path, result)[0]:
+            result.entries.append(path)
+    return result
+
+
+def scan_unlabelled(folder: str, verify: bool, frame_stride: int) -> ScanResult:
+    """(path, frame) entries: frame -1 for still images, sampled frames for videos."""
+    result = ScanResult()
+    result.entries = [(path, -1) for path in scan_images(folder, verify).entries]
+    stride = max(1, int(frame_stride))
+    for path in list_files(folder, images.VIDEO_EXTENSIONS).values():
+        frames = images.count_video_frames(path)
+        if frames <= 0:
+            result.skip(path, "video cannot be opened or reports no frames")
+            continue
+        result.entries.extend((path, frame) for frame in range(0, frames, stride))
+    return result
+
+
+class ForegroundAlphaSource:
+    """fg + alpha pairs -> {"fg": uint8 [H, W, 3], "alpha": uint8 [H, W]}."""
+
+    keys = ("fg", "alpha")
+
+    def __init__(self, pairs):
+        self.pairs = [(str(a), str(b)) for _, a, b in pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        colour_path, alpha_path = self.pairs[index]
+        colour = images.decode_rgb(colour_path)
+        alpha = images.decode_alpha(alpha_path)
+        if colour.shape[:2] != alpha.shape:
+            # Formats without a probed header only show a size mismatch here.
+            raise UnusableFile(alpha_path, f"matte is {alpha.shape[1]}x{alpha.shape[0]} but "
+                               f"{colour_path} is {colour.shape[1]}x{colour.shape[0]}")
+        return {self.keys[0]: colour, "alpha": alpha}
+
+
+class ImageMatteSource(ForegroundAlphaSource):
+    """image + matte pairs -> {"image": uint8 [H, W, 3], "alpha": uint8 [H, W]}."""
+
+    keys = ("image", "alpha")
+
+
+class SyntheticSource:
+    """Procedural portraits with indices offset..offset+length-1 of the synthetic stream."""
+
+    keys = ("fg", "alpha")
+
+    def __init__(self, length: int, seed: int, resolution: int, offset: int = 0):
+        self.length, self.seed, self.resolution, self.offset = length, seed, resolution, offset
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        sample = synthetic.generate_portrait(self.seed, self.offset + int(index), self.resolution)
+        return {"fg": sample["fg"], "alpha": sample["alpha"]}
+
+
+class BackgroundSource:
+    """Background images -> uint8 [H, W, 3], decoded at reduced size when large enough.
+
+    A background is only ever cropped, so a JPEG whose short side is still at least
+    `min_side` when halved (or quartered) is decoded at that reduced size, which saves work.
+    """
+
+    def __init__(self, paths, min_side: int = 0):
+        self.paths, self.min_side = [str(p) for p in paths], int(min_side)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        path = self.paths[index]
+        reduce = 1
+        if self.min_side and images.extension(path) in (".jpg", ".jpeg"):
+            head = images.probe_header(path)
+            while reduce < 8 and min(head.width, head.height) // (2 * reduce) >= self.min_side:
+                reduce *= 2
+        return images.decode_rgb(path, reduce)
+
+
+class ProceduralBackgrounds:
+    """Synthetic backgrounds (used when no bg_root is configured)."""
+
+    def __init__(self, length: int, seed: int, resolution: int):
+        self.length, self.seed, self.resolution = length, seed, resolution
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return synthetic.generate_background(self.seed, int(index), self.resolution)
+
+
+class UnlabelledSource:
+    """Still images and video frames -> {"image": uint8 [H, W, 3]}."""
+
+    keys = ("image",)
+
+    def __init__(self, entries):
+        self.entries = [(str(p), int(f)) for p, f in entries]
+        self._frames = images.VideoFrameReader()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict:
+        path, frame = self.entries[index]
+        if frame < 0:
+            return {"image": images.decode_rgb(path)}
+        return {"image": self._frames.read(path, frame)}
