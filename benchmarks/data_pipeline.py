@@ -3,9 +3,11 @@
 Writes (once) a folder of 1920x1080 foregrounds (JPEG), mattes (PNG) and backgrounds (JPEG)
 in the fg_alpha layout, with photo-like sensor noise so the JPEGs are as large as real
 photos (decode time follows file size), then runs the training pipeline with 0, 1 and 2
-worker processes and prints samples/s overall and per worker. With 0 workers one prefetch
-thread and one OpenCV thread are used, so that row is one core's worth. A per-stage timing
-of single samples follows, to show where the time goes.
+worker processes and prints samples/s overall, per worker, and per CPU-second (CPU time of
+this process and its workers, the per-core figure that survives a shared machine). With 0
+workers one prefetch thread and one OpenCV thread are used, so that row is one core's worth.
+A row for the procedural (synthetic) data follows, then a per-stage CPU timing of single
+samples, to show where the time goes.
 
     python benchmarks/data_pipeline.py [--seconds 12] [--workers 0,1,2] [--count 24]
 """
@@ -45,32 +47,59 @@ def write_folder(root: str, count: int, height: int, width: int) -> None:
         cv2.imwrite(os.path.join(root, "alpha", stem + ".png"), sample["alpha"])
 
 
-def measure(cfg: dict, workers: int, seconds: float, batch_size: int, image_size: int) -> float:
+def _cpu_seconds() -> float:
+    """CPU time of this process and all its live descendants (Linux /proc; else own only).
+
+    Samples per CPU-second is the per-core figure that stays meaningful when other jobs
+    share the machine, where wall-clock rates fall with the load.
+    """
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    pending = [os.getpid()]
+    while pending:
+        pid = pending.pop()
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as handle:
+                    children = [int(c) for c in handle.read().split()]
+                for child in children:
+                    with open(f"/proc/{child}/stat") as handle:
+                        fields = handle.read().rsplit(")", 1)[1].split()
+                    total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+                    pending.append(child)
+        except OSError:
+            continue
+    return total
+
+
+def measure(cfg: dict, workers: int, seconds: float, batch_size: int, image_size: int):
+    """(samples per wall-clock second, samples per CPU-second) over `seconds`."""
     cfg = dict(cfg, num_workers=workers, read_threads=1 if workers == 0 else 2)
     iterator = make_train_iterator(cfg, batch_size=batch_size, seed=0, image_size=image_size)
     for _ in range(2):  # warm-up: worker start-up and first decodes
         next(iterator)
-    samples, start = 0, time.perf_counter()
+    samples, start, cpu_start = 0, time.perf_counter(), _cpu_seconds()
     while time.perf_counter() - start < seconds:
         batch = next(iterator)
         samples += batch["image"].shape[0]
     rate = samples / (time.perf_counter() - start)
+    per_cpu = samples / max(1e-9, _cpu_seconds() - cpu_start)
     if hasattr(iterator, "close"):
         iterator.close()
     del iterator
-    return rate
+    return rate, per_cpu
 
 
 def stage_times(root: str, image_size: int, repeats: int) -> dict:
-    """Milliseconds per stage of one composited sample, single-threaded."""
+    """CPU milliseconds per stage of one composited sample, single-threaded."""
     names = sorted(os.listdir(os.path.join(root, "fg")))[:repeats]
     rng = np.random.default_rng(0)
     totals: dict[str, float] = {}
 
     def timed(stage, fn, *args):
-        start = time.perf_counter()
+        start = time.thread_time()  # CPU time: unaffected by other jobs on the machine
         out = fn(*args)
-        totals[stage] = totals.get(stage, 0.0) + (time.perf_counter() - start) * 1000
+        totals[stage] = totals.get(stage, 0.0) + (time.thread_time() - start) * 1000
         return out
 
     for name in names:
@@ -117,16 +146,24 @@ def main() -> None:
                val_fraction=0.0)
     print(f"\ncomposited {args.image_size}x{args.image_size} samples from 1080p files "
           f"(batch {args.batch_size}, {args.seconds:.0f}s per row)")
-    print(f"{'workers':>8} | {'samples/s':>10} | {'per worker':>10} | {'ms/sample/worker':>16}")
+    print(f"{'workers':>10} | {'samples/s':>10} | {'per worker':>10} | {'per CPU-second':>14}")
     print("-" * 54)
     for workers in (int(w) for w in args.workers.split(",")):
-        rate = measure(cfg, workers, args.seconds, args.batch_size, args.image_size)
-        per = rate / max(1, workers)
-        print(f"{workers:>8} | {rate:>10.1f} | {per:>10.1f} | {1000 / per:>16.1f}")
+        rate, per_cpu = measure(cfg, workers, args.seconds, args.batch_size, args.image_size)
+        print(f"{workers:>10} | {rate:>10.1f} | {rate / max(1, workers):>10.1f} | {per_cpu:>14.1f}")
+    rate, per_cpu = measure(dict(layout="synthetic", synthetic_size=512), 0, args.seconds / 2,
+                            args.batch_size, args.image_size)
+    print(f"{'synthetic':>10} | {rate:>10.1f} | {rate:>10.1f} | {per_cpu:>14.1f}   "
+          "(procedural data, no files, 0 workers)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"(1-minute load average at the end: {load:.1f}; samples/s fall when other jobs "
+          "share the cores, samples per CPU-second much less so)")
 
-    print("\nper-stage cost of one sample (ms, one thread):")
-    for stage, ms in stage_times(args.data_dir, args.image_size, min(args.count, 12)).items():
+    print("\nper-stage CPU cost of one sample (ms, one thread):")
+    stages = stage_times(args.data_dir, args.image_size, min(args.count, 12))
+    for stage, ms in stages.items():
         print(f"  {stage:<28} {ms:7.2f}")
+    print(f"  {'total':<28} {sum(stages.values()):7.2f}  (= {1000 / sum(stages.values()):.0f} samples/s per core)")
 
 
 if __name__ == "__main__":  # required: Grain worker processes re-import this module
