@@ -1,0 +1,87 @@
+"""Pieces shared by the ``predict`` and ``evaluate`` command lines (model options, errors)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import List, Optional, Tuple
+
+from modnet_jax.inference.images import InputError
+from modnet_jax.inference.predictor import CheckpointError, Predictor
+from modnet_jax.inference.preprocess import REF_SIZE
+from modnet_jax.models import MODEL_DEFAULTS
+
+
+class UserError(Exception):
+    """Ends a command with ``error: <message>`` on one line and a non-zero exit status."""
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model and checkpoint")
+    g.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="a modnet_jax checkpoint: training workdir, checkpoint manager folder or "
+                        "one step folder")
+    g.add_argument("--step", type=int, default=None,
+                   help="checkpoint step to load (default: the newest)")
+    g.add_argument("--lr-branch", choices=("se", "easpp"), default=MODEL_DEFAULTS["lr_branch"],
+                   help="semantic branch the checkpoint was trained with (default: %(default)s)")
+    g.add_argument("--hr-channels", type=int, default=MODEL_DEFAULTS["hr_channels"],
+                   help="detail-branch width the checkpoint was trained with "
+                        "(default: %(default)s)")
+    g.add_argument("--ref-size", type=int, default=REF_SIZE,
+                   help="reference short side of the release's resize rule (default: "
+                        "%(default)s; sides are then floored to multiples of 32)")
+    g.add_argument("--batch-size", type=int, default=4,
+                   help="images of equal model input size run together, up to this many "
+                        "(default: %(default)s)")
+    g.add_argument("--resize-back", choices=("area", "bilinear"), default="area",
+                   help="how the matte returns to the image size (default: %(default)s, as "
+                        "the release)")
+
+
+def predictor_from_args(args: argparse.Namespace) -> Predictor:
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.ref_size < 32:
+        raise UserError(f"--ref-size must be >= 32, got {args.ref_size}")
+    cfg = {"lr_branch": args.lr_branch, "hr_channels": args.hr_channels}
+    return Predictor.from_checkpoint(args.checkpoint, cfg, step=args.step,
+                                     ref_size=args.ref_size, batch_size=args.batch_size,
+                                     resize_back=args.resize_back)
+
+
+def ensure_output_dir(path: str) -> str:
+    """Create ``path`` if needed and check that files can be written in it (UserError if not)."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{path}: output path exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write to output folder ({exc.strerror or exc})") from None
+    return path
+
+
+def finish(failures: List[Tuple[str, str]], total: int, noun: str) -> int:
+    """Exit status of a run: 0, or 1 after one line listing the skipped files."""
+    if not failures:
+        return 0
+    print(f"error: skipped {len(failures)} of {total} {noun}: "
+          + ", ".join(path for path, _ in failures), file=sys.stderr)
+    return 1
+
+
+def run_main(main_fn, argv: Optional[list]) -> int:
+    """Call ``main_fn(argv)``, turning user errors into one ``error:`` line and exit code 2."""
+    try:
+        return main_fn(argv)
+    except (UserError, CheckpointError, InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

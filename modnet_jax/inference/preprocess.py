@@ -1,0 +1,109 @@
+"""Inference pre-processing of the MODNet release, and its inverse (numpy only).
+
+The release's rule (MODNET_FACTS section 6, as its demo scripts apply it):
+
+1. If the long side is below ``ref_size`` or the short side above it, scale so the short side
+   is ``ref_size`` (the long side becomes ``int(long / short * ref_size)``); an image whose
+   sides straddle ``ref_size`` keeps its size.
+2. Floor both sides to multiples of 32 (we never go below 32, where the release would fail).
+3. Resize with PyTorch's "area" interpolation (adaptive average pooling, implemented here).
+4. After prediction, resize the matte back to the original size, "area" again (or bilinear).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import cv2
+import numpy as np
+
+REF_SIZE = 512
+MULTIPLE = 32
+
+
+def model_input_size(height: int, width: int, ref_size: int = REF_SIZE) -> Tuple[int, int]:
+    """(rh, rw) the model runs at for an image of ``height`` x ``width`` pixels."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    rh, rw = height, width
+    if max(height, width) < ref_size or min(height, width) > ref_size:
+        if width >= height:
+            rh, rw = ref_size, int(width / height * ref_size)
+        else:
+            rh, rw = int(height / width * ref_size), ref_size
+    rh = max(MULTIPLE, rh - rh % MULTIPLE)
+    rw = max(MULTIPLE, rw - rw % MULTIPLE)
+    return rh, rw
+
+
+def _area_axis(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Adaptive average pooling of ``x`` along ``axis`` to ``n_out`` cells (float64 sums).
+
+    Output cell i averages input indices floor(i * n_in / n_out) .. ceil((i+1) * n_in / n_out)-1
+    (PyTorch's ``interpolate(mode='area')``; when upscaling each output copies one input).
+    Computed from a cumulative sum, so the cost is linear in the input size.
+    """
+    n_in = x.shape[axis]
+    i = np.arange(n_out)
+    starts = (i * n_in) // n_out
+    ends = -((-(i + 1) * n_in) // n_out)
+    csum = np.cumsum(x, axis=axis, dtype=np.float64)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 0)
+    csum = np.pad(csum, pad)
+    shape = [1] * x.ndim
+    shape[axis] = n_out
+    counts = (ends - starts).reshape(shape)
+    return (np.take(csum, ends, axis=axis) - np.take(csum, starts, axis=axis)) / counts
+
+
+def area_resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize [H, W] or [H, W, C] to ``height`` x ``width`` with area (adaptive-average) weights.
+
+    Returns float32; rows first, then columns.
+    """
+    x = np.asarray(x)
+    if x.shape[:2] == (height, width):
+        return x.astype(np.float32)
+    out = _area_axis(x, height, 0)
+    out = _area_axis(out, width, 1)
+    return out.astype(np.float32)
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """[H, W, 3] uint8 RGB from gray [H, W] / [H, W, 1], RGB or RGBA (alpha dropped)."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    image = image[:, :, :3]
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return image
+
+
+def preprocess(image: np.ndarray, ref_size: int = REF_SIZE) -> np.ndarray:
+    """Model input [rh, rw, 3] float32 in [-1, 1] from an RGB image (uint8 0..255)."""
+    rgb = to_rgb_uint8(image)
+    rh, rw = model_input_size(rgb.shape[0], rgb.shape[1], ref_size)
+    return area_resize(rgb, rh, rw) / 127.5 - 1.0
+
+
+def postprocess(matte: np.ndarray, height: int, width: int, mode: str = "area") -> np.ndarray:
+    """The model's matte [rh, rw] (or [rh, rw, 1]) resized back to ``height`` x ``width``.
+
+    ``mode``: "area" (the release) or "bilinear" (smoother when upscaling). Float32 in [0, 1].
+    """
+    m = np.asarray(matte, dtype=np.float32)
+    if m.ndim == 3:
+        m = m[..., 0]
+    if mode == "area":
+        out = area_resize(m, height, width)
+    elif mode == "bilinear":
+        out = cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR)
+    else:
+        raise ValueError(f"resize mode must be 'area' or 'bilinear', got {mode!r}")
+    return np.clip(out, 0.0, 1.0)

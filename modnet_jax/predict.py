@@ -1,0 +1,220 @@
+"""Predict alpha mattes for images, folders and videos with a modnet_jax checkpoint.
+
+    python -m modnet_jax.predict --checkpoint CKPT INPUT [INPUT ...] --output DIR
+        [--cutout] [--composite green|#rrggbb|r,g,b|BACKGROUND.jpg] [--no-matte]
+        [--no-ofd] [--ofd-threshold 0.1] [--video-format mp4|avi]
+        [--ref-size 512] [--batch-size 4] [--lr-branch se|easpp] [--quiet]
+
+For an image ``x.jpg`` it writes ``DIR/x_matte.png`` (8-bit alpha), with ``--cutout``
+``DIR/x_cutout.png`` (RGBA) and with ``--composite`` ``DIR/x_composite.png``. For a video
+``v.mp4``: ``DIR/v_matte.mp4`` and, with ``--composite``, ``DIR/v_composite.mp4`` (same frame
+count and frame rate; One-Frame Delay on unless ``--no-ofd``). A folder is read for image and
+video files (not recursively). A bad file is reported on one line and skipped; the run then
+ends with a list of skipped files and exit status 1. Fatal problems (checkpoint, output folder,
+options) end it at once with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Dict, List, Optional, Tuple
+
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # keep ffmpeg's own noise off stderr
+
+from modnet_jax.inference.cli import (  # noqa: E402
+    UserError,
+    add_model_args,
+    ensure_output_dir,
+    finish,
+    predictor_from_args,
+    run_main,
+)
+from modnet_jax.inference.images import (  # noqa: E402
+    InputError,
+    composite,
+    cutout,
+    is_image_path,
+    matte_to_uint8,
+    parse_colour,
+    read_image,
+    write_image,
+)
+from modnet_jax.inference.ofd import OFD_THRESHOLD  # noqa: E402
+from modnet_jax.inference.video import is_video_path, process_video  # noqa: E402
+from modnet_jax.progress import Progress  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m modnet_jax.predict",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Alpha mattes (and optional cut-outs / composites) for images, folders "
+                    "and videos.\n\n"
+                    "image x.jpg -> DIR/x_matte.png (8-bit alpha), DIR/x_cutout.png (RGBA, "
+                    "--cutout),\n  DIR/x_composite.png (--composite)\n"
+                    "video v.mp4 -> DIR/v_matte.mp4, DIR/v_composite.mp4 (--composite); same "
+                    "frame count\n  and frame rate, One-Frame Delay de-flickering unless "
+                    "--no-ofd\n"
+                    "Bad files are reported and skipped (exit status 1 at the end); a bad "
+                    "checkpoint,\noutput folder or option stops the run (exit status 2).",
+        epilog="example: python -m modnet_jax.predict --checkpoint runs/ppm/checkpoints "
+               "photos/ clip.mp4 --output out/ --cutout --composite '#00ff00'")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, video files or folders of them")
+    p.add_argument("--output", required=True, metavar="DIR", help="folder for the results")
+    add_model_args(p)
+    o = p.add_argument_group("outputs")
+    o.add_argument("--no-matte", action="store_true",
+                   help="do not write the matte (PNG for images, video for videos)")
+    o.add_argument("--cutout", action="store_true",
+                   help="also write an RGBA cut-out PNG per image")
+    o.add_argument("--composite", metavar="BG",
+                   help="also composite onto BG: a colour (green, #00ff00, 0,255,0) or an "
+                        "image file; for videos this writes a composite video")
+    v = p.add_argument_group("video")
+    v.add_argument("--no-ofd", action="store_true",
+                   help="turn One-Frame Delay off (on by default: each matte is corrected "
+                        "with the mattes of the frames before and after it)")
+    v.add_argument("--ofd-threshold", type=float, default=OFD_THRESHOLD,
+                   help="OFD flicker threshold on alpha in [0,1] (default: %(default)s)")
+    v.add_argument("--video-format", choices=("mp4", "avi"), default="mp4",
+                   help="container of output videos: mp4 (mp4v) or avi (MJPG) "
+                        "(default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def collect_inputs(paths: List[str]) -> Tuple[List[str], List[str], List[Tuple[str, str]]]:
+    """(images, videos, [(path, error)]) from files and folders; other extensions: tried as image.
+
+    Folders are listed (not recursively) for image and video extensions; other files in them are
+    ignored.
+    """
+    images, videos, errors = [], [], []
+    for path in paths:
+        if os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                full = os.path.join(path, name)
+                if not os.path.isfile(full):
+                    continue
+                if is_image_path(full):
+                    images.append(full)
+                elif is_video_path(full):
+                    videos.append(full)
+        elif not os.path.exists(path):
+            errors.append((path, f"{path}: no such file or folder"))
+        elif is_video_path(path):
+            videos.append(path)
+        else:
+            images.append(path)
+    return images, videos, errors
+
+
+class OutputNames:
+    """``DIR/<stem>_<kind>.<ext>``, with ``<stem>_2`` etc. when two inputs share a stem."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._stems: Dict[str, str] = {}
+        self._used: Dict[str, int] = {}
+
+    def path(self, source: str, kind: str, ext: str) -> str:
+        if source not in self._stems:
+            stem = os.path.splitext(os.path.basename(source))[0]
+            n = self._used.get(stem, 0) + 1
+            self._used[stem] = n
+            self._stems[source] = stem if n == 1 else f"{stem}_{n}"
+        return os.path.join(self.directory, f"{self._stems[source]}_{kind}{ext}")
+
+
+def parse_background(text: Optional[str]):
+    if text is None:
+        return None
+    if os.path.isfile(text):
+        return read_image(text)
+    try:
+        return parse_colour(text)
+    except ValueError as exc:
+        raise UserError(f"--composite: {exc}, and no image file of that name") from None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    background = parse_background(args.composite)
+    if args.no_matte and not args.cutout and background is None:
+        raise UserError("nothing to write: --no-matte without --cutout or --composite")
+    out_dir = ensure_output_dir(args.output)
+    images, videos, missing = collect_inputs(args.inputs)
+    failures: List[Tuple[str, str]] = []
+    for path, message in missing:
+        print(f"error: {message}", file=sys.stderr)
+        failures.append((path, message))
+    if not images and not videos:
+        raise UserError("no image or video files among the inputs")
+    predictor = predictor_from_args(args)
+    names = OutputNames(out_dir)
+    bar = Progress(len(images), desc="images", unit="images",
+                   enabled=not args.quiet and bool(images))
+
+    def report(path: str, exc: Exception) -> None:
+        bar.note(f"error: {exc}")
+        failures.append((path, str(exc)))
+
+    def readable():
+        for path in images:
+            try:
+                yield path, read_image(path)
+            except InputError as exc:
+                report(path, exc)
+                bar.update()
+
+    written = 0
+    for path, matte in predictor.predict_stream(readable()):
+        try:
+            if not args.no_matte:
+                write_image(names.path(path, "matte", ".png"), matte_to_uint8(matte))
+            if args.cutout or background is not None:
+                image = read_image(path)
+                if args.cutout:
+                    write_image(names.path(path, "cutout", ".png"), cutout(image, matte))
+                if background is not None:
+                    write_image(names.path(path, "composite", ".png"),
+                                composite(image, matte, background))
+            written += 1
+        except InputError as exc:
+            report(path, exc)
+        bar.update()
+    if images:
+        bar.close()
+
+    ext = "." + args.video_format
+    for path in videos:
+        try:
+            result = process_video(
+                predictor, path,
+                matte_path=None if args.no_matte else names.path(path, "matte", ext),
+                composite_path=(None if background is None
+                                else names.path(path, "composite", ext)),
+                background=(0, 255, 0) if background is None else background,
+                ofd=not args.no_ofd, ofd_threshold=args.ofd_threshold, progress=not args.quiet)
+            written += 1
+            print(f"{path}: {result.frames} frames at {result.fps:g} fps, "
+                  f"{result.rate:.1f} frames/s", file=sys.stderr)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures.append((path, str(exc)))
+
+    total = len(images) + len(videos) + len(missing)
+    print(f"done: {written} of {total} inputs written to {out_dir} "
+          f"({predictor.compile_count} compiled shapes)", file=sys.stderr)
+    return finish(failures, total, "inputs")
+
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    return run_main(main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
