@@ -74,7 +74,7 @@ def supervised_step_fn(model, loss_variant: str = "release") -> Callable:
         grads, (terms, new_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
         grads = jax.lax.pmean(grads, AXIS)
         metrics = jax.lax.pmean(terms, AXIS)
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         return state.apply_gradients(grads=grads, batch_stats=new_stats), metrics
 
     return step
@@ -98,7 +98,7 @@ def soc_step_fn(model) -> Callable:
         grads, terms = jax.grad(loss_fn, has_aux=True)(state.params)
         grads = jax.lax.pmean(grads, AXIS)
         metrics = jax.lax.pmean(terms, AXIS)
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         return state.apply_gradients(grads=grads), metrics
 
     return step

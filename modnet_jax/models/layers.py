@@ -40,6 +40,11 @@ IN_EPS = 1e-5
 DEPTHWISE_IMPLS = ("auto", "xla", "shifted")
 
 
+def _stat_dtype(x):
+    """Normalisation statistics in at least float32 (bf16 compute keeps fp32 statistics)."""
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
 class BatchNorm(nn.Module):
     """PyTorch-semantics BatchNorm2d over the last axis.
 
@@ -62,7 +67,7 @@ class BatchNorm(nn.Module):
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
 
-        x32 = x.astype(jnp.float32)
+        x32 = x.astype(_stat_dtype(x))
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
@@ -94,7 +99,7 @@ def instance_norm(x, eps: float = IN_EPS):
 
     x: [B, H, W, C]. Uses the biased variance, identical in train and eval mode.
     """
-    x32 = x.astype(jnp.float32)
+    x32 = x.astype(_stat_dtype(x))
     mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
     return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)

@@ -37,6 +37,11 @@ Dtype = Any
 LR_BRANCHES = ("se", "easpp")
 
 
+def _out_dtype(x):
+    """Heads and pooled statistics leave in float32 even under bf16 compute (float64 stays)."""
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
 class SEBlock(nn.Module):
     """Squeeze-excitation: x * sigmoid(W2 relu(W1 mean_hw(x))). x: [B, H, W, C]."""
 
@@ -46,7 +51,7 @@ class SEBlock(nn.Module):
     @nn.compact
     def __call__(self, x):
         c = x.shape[-1]
-        w = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        w = jnp.mean(x.astype(_out_dtype(x)), axis=(1, 2))
         # Names mirror the release's Sequential: fc.0 (Linear), fc.1 ReLU, fc.2 (Linear).
         w = nn.relu(nn.Dense(c // self.reduction, use_bias=False, kernel_init=torch_default_init,
                              name="fc_0")(w))
@@ -119,7 +124,7 @@ class LRBranch(nn.Module):
         if not inference:
             lr = ConvIBNormRelu(1, 3, 2, with_ibn=False, with_relu=False, **ibn,
                                 name="conv_lr")(lr8x)
-            pred_semantic = nn.sigmoid(lr.astype(jnp.float32))
+            pred_semantic = nn.sigmoid(lr.astype(_out_dtype(lr)))
         return pred_semantic, lr8x
 
 
@@ -165,7 +170,7 @@ class HRBranch(nn.Module):
         if not inference:
             h = block(hr, 3, "conv_hr_0")(cat(upsample2x_bilinear(hr2x), img))
             h = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn, name="conv_hr_1")(h)
-            pred_detail = nn.sigmoid(h.astype(jnp.float32))
+            pred_detail = nn.sigmoid(h.astype(_out_dtype(h)))
         return pred_detail, hr2x
 
 
@@ -188,7 +193,7 @@ class FusionBranch(nn.Module):
         f = upsample2x_bilinear(f2x)
         f = ConvIBNormRelu(hr // 2, 3, **ibn, name="conv_f_0")(jnp.concatenate([f, img], -1))
         f = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn, name="conv_f_1")(f)
-        return nn.sigmoid(f.astype(jnp.float32))
+        return nn.sigmoid(f.astype(_out_dtype(f)))
 
 
 class MODNet(nn.Module):
