@@ -1,0 +1,72 @@
+"""Convert a PyTorch MODNet checkpoint (e.g. a released one) to a modnet_jax checkpoint.
+
+    python -m modnet_jax.convert_from_torch \\
+        --input modnet_photographic_portrait_matting.ckpt --output ckpt/modnet_photographic
+    python -m modnet_jax.convert_from_torch --input mobilenetv2_human_seg.ckpt \\
+        --output ckpt/init_human_seg    # backbone only; the rest gets the release's init
+
+Accepts the full model's state_dict with or without the ``module.`` prefix, or a bare
+MobileNetV2 ``features.*`` state_dict (then only the backbone comes from the file). The file is
+read with ``torch.load(weights_only=True)``: files carrying pickled code are refused. Missing,
+unexpected and misshapen keys are all reported by name. The output is a model-only Orbax
+checkpoint (``<output>/<step>/state``) usable as ``--checkpoint`` or ``config.init_from``.
+Needs the optional extra: pip install "modnet_jax[torch]".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import jax
+
+from modnet_jax.checkpointing import save_variables
+from modnet_jax.interop import keys, torch_io
+from modnet_jax.models import create_model, model_from_config
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = torch_io.cli_parser("modnet_jax.convert_from_torch", __doc__)
+    p.add_argument("--input", required=True, help="the .ckpt/.pth state_dict file")
+    p.add_argument("--output", required=True, help="Orbax checkpoint directory to write")
+    p.add_argument("--step", type=int, default=0, help="step number to save under (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="init seed for the parts a backbone-only file does not cover")
+    return p.parse_args(argv)
+
+
+def _shapes(tree) -> dict:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def convert(args: argparse.Namespace) -> None:
+    torch_io.require_torch()
+    if os.path.isdir(os.path.join(args.output, str(args.step))):
+        raise FileExistsError(f"{args.output} already holds step {args.step}; choose another "
+                              f"--output or --step")
+    state_dict = torch_io.load_state_dict_file(args.input)
+    variables, kind = keys.torch_to_flax(state_dict)
+    if kind == "backbone":
+        _, base = create_model(None, jax.random.key(args.seed))
+        variables = {c: {**base[c], "backbone": variables[c]["backbone"]}
+                     for c in ("params", "batch_stats")}
+    else:  # a last guard that the table and the Flax model agree
+        model = model_from_config(None)
+        x = jax.ShapeDtypeStruct((1, 64, 64, 3), jax.numpy.float32)
+        template = jax.eval_shape(model.init, jax.random.key(0), x)
+        keys.check_names_and_shapes(_shapes(variables), _shapes(dict(template)),
+                                    "converted variables do not fit the Flax MODNet")
+    step_dir = save_variables(args.output, variables, args.step)
+    covered = "the MobileNetV2 backbone (the rest initialised with seed " \
+              f"{args.seed})" if kind == "backbone" else "the whole model"
+    print(f"read {len(state_dict)} tensors from {args.input} into {covered}; wrote {step_dir}")
+
+
+def main(argv=None) -> int:
+    return torch_io.run_cli(lambda a: convert(parse_args(a)), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Convert a modnet_jax checkpoint to the released PyTorch MODNet ``state_dict`` (and ONNX).
+
+    python -m modnet_jax.convert_to_torch --checkpoint runs/exp1 --output modnet.ckpt
+    python -m modnet_jax.convert_to_torch --checkpoint runs/exp1 --step 4000 \\
+        --output modnet.ckpt --dataparallel --onnx modnet.onnx
+
+The output holds all 751 keys of the official model (``backbone.*`` and its alias
+``lr_branch.backbone.*``, ``num_batches_tracked`` included) and loads with
+``load_state_dict(strict=True)``; ``--dataparallel`` adds the ``module.`` prefix that the
+official demo and training scripts expect. Only ``lr_branch='se'`` models convert (the e-ASPP
+variant has no release counterpart). Needs the optional extra: pip install "modnet_jax[torch]".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from modnet_jax.checkpointing import load_variables, resolve_checkpoint
+from modnet_jax.interop import keys, torch_io
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = torch_io.cli_parser("modnet_jax.convert_to_torch", __doc__)
+    p.add_argument("--checkpoint", required=True,
+                   help="a training workdir, a checkpoint manager directory or one step dir")
+    p.add_argument("--step", type=int, default=None, help="step to convert (default: newest)")
+    p.add_argument("--output", required=True, help="the .ckpt file to write")
+    p.add_argument("--dataparallel", action="store_true",
+                   help="prefix every key with 'module.' (nn.DataParallel, as the released "
+                        "files and the official loaders have it)")
+    p.add_argument("--num-batches-tracked", type=int, default=None,
+                   help="value of every BatchNorm num_batches_tracked (default: the step)")
+    p.add_argument("--onnx", default=None, metavar="OUT.onnx",
+                   help="also export img [B,3,H,W] -> matte [B,1,H,W] with dynamic batch, "
+                        "height and width, checked against torch with onnxruntime")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    return p.parse_args(argv)
+
+
+def convert(args: argparse.Namespace) -> None:
+    torch_io.require_torch()  # fail before the (slow) checkpoint restore
+    step_dir = resolve_checkpoint(args.checkpoint, args.step)
+    variables = load_variables(step_dir)
+    step = os.path.basename(step_dir)
+    nbt = args.num_batches_tracked
+    if nbt is None:
+        nbt = int(step) if step.isdigit() else 0
+    state_dict = keys.flax_to_torch(variables, nbt, args.dataparallel)
+    model = torch_io.torch_model(state_dict)  # strict load: proves the layout before writing
+    torch_io.save_state_dict_file(state_dict, args.output)
+    print(f"wrote {len(state_dict)} tensors ({'module.' if args.dataparallel else 'no'} "
+          f"prefix) from {step_dir} to {args.output}")
+    if args.onnx:
+        torch_io.export_onnx(model, args.onnx, args.opset)
+        diff = torch_io.check_onnx(args.onnx, model)
+        print(f"wrote {args.onnx} (opset {args.opset}); onnxruntime vs torch max |diff| "
+              f"{diff:.2e} on a 2x3x64x96 input")
+        if diff > 1e-3:
+            raise torch_io.InteropError(f"the ONNX model disagrees with torch (max |diff| "
+                                        f"{diff:.2e}); do not use {args.onnx}")
+
+
+def main(argv=None) -> int:
+    return torch_io.run_cli(lambda a: convert(parse_args(a)), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

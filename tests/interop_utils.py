@@ -1,0 +1,102 @@
+"""Helpers shared by the interop tests: random Flax variables and the fp32 parity criterion.
+
+Why the parity criterion is relative to PyTorch's own rounding: on random weights MODNet's ~70
+normalised layers amplify fp32 rounding, so two fp32 implementations of the *same* function
+differ by a few 1e-5 (PyTorch fp32 vs PyTorch fp64 on the same weights differs that much).
+``parity`` therefore asks that JAX fp32 be as close to the exact (fp64 PyTorch) result as
+PyTorch fp32 is, and also reports the plain JAX-vs-PyTorch max |diff|.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, Optional
+
+import jax
+import numpy as np
+
+from modnet_jax.models import model_from_config
+
+# JAX may be at most this many times further from the fp64 result than PyTorch fp32 is.
+NOISE_FACTOR = 3.0
+NOISE_SLACK = 2e-6
+# Plain max |JAX fp32 - PyTorch fp32|: a sanity ceiling (a real layout/semantics bug is ~1e-1;
+# the criterion above already implies <= (NOISE_FACTOR + 1) * floor + slack).
+ABS_CEILING = 1e-3
+
+
+def random_flax_variables(seed: int = 0, cfg: Optional[dict] = None) -> Dict[str, dict]:
+    """Random ``{"params", "batch_stats"}`` of the Flax MODNet's exact structure (numpy).
+
+    Kernels uniform(+-sqrt(6/fan_in)), biases N(0, 0.1), BN scale U(0.5, 1.5), running mean
+    N(0, 0.1), running var U(0.5, 1.5). Shapes come from ``jax.eval_shape`` (no compile).
+    """
+    model = model_from_config(cfg)
+    x = jax.ShapeDtypeStruct((1, 64, 64, 3), np.float32)
+    template = jax.eval_shape(model.init, jax.random.key(0), x)
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = path[-1].key
+        shape = leaf.shape
+        if name == "kernel":
+            bound = np.sqrt(6.0 / np.prod(shape[:-1]))
+            value = rng.uniform(-bound, bound, shape)
+        elif name in ("scale", "var"):
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0.0, 0.1, shape)
+        return value.astype(np.float32)
+
+    tree = jax.tree_util.tree_map_with_path(draw, dict(template))
+    return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
+
+
+def nchw(x):
+    return np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))
+
+
+def nhwc(x):
+    return np.asarray(x).transpose(0, 2, 3, 1)
+
+
+def max_diff(a, b, relative: bool = False) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    d = np.abs(a - b)
+    return float(np.max(d / (1.0 + np.abs(b)) if relative else d))
+
+
+def parity(got, t32, t64, what: str, relative: bool = False) -> dict:
+    """Assert the fp32 parity criterion for one array; return the figures."""
+    figures = {"jax_vs_torch32": max_diff(got, t32, relative),
+               "jax_vs_torch64": max_diff(got, t64, relative),
+               "torch32_vs_torch64": max_diff(t32, t64, relative)}
+    bound = NOISE_FACTOR * figures["torch32_vs_torch64"] + NOISE_SLACK
+    assert figures["jax_vs_torch64"] <= bound, (what, figures)
+    assert figures["jax_vs_torch32"] <= ABS_CEILING, (what, figures)
+    return figures
+
+
+def torch_runs(net, x_nhwc, train: bool):
+    """(outputs fp32, outputs fp64, net fp32 after the call, net fp64 after) of a torch net.
+
+    Works on deep copies, so ``net`` (its running statistics) is left untouched.
+    """
+    import torch
+
+    n32 = copy.deepcopy(net).float().train(train)
+    n64 = copy.deepcopy(net).double().train(train)
+    x = torch.from_numpy(nchw(x_nhwc))
+    with torch.no_grad():
+        o32 = [nhwc(t.numpy()) for t in n32(x, inference=False)]
+        o64 = [nhwc(t.numpy()) for t in n64(x.double(), inference=False)]
+    return o32, o64, n32, n64
+
+
+def state_dict_numpy(net) -> Dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+
+
+def stats_vector(batch_stats) -> np.ndarray:
+    leaves = jax.tree_util.tree_leaves(batch_stats)
+    return np.concatenate([np.asarray(x, np.float64).ravel() for x in leaves])
