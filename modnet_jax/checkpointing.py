@@ -2,7 +2,8 @@
 
 Layout (an Orbax ``CheckpointManager`` directory)::
 
-    <dir>/<step>/state/   StandardSave of {"params", "batch_stats", ["opt_state"], "step"}
+    <dir>/<step>/state/   StandardSave of the model variables {"params", "batch_stats", "step"}
+                          (exports), or of {"train": TrainState, ["frozen": SOC's M']} (runs)
     <dir>/<step>/data/    JsonSave of the Grain iterator state (training runs only)
 
 A training workdir keeps its manager directory in ``<workdir>/checkpoints``. Model-only
@@ -75,6 +76,8 @@ def load_state_tree(path: str, step: Optional[int] = None) -> dict:
 def load_variables(path: str, step: Optional[int] = None) -> dict:
     """``{"params", "batch_stats"}`` of a checkpoint (training run or model-only export)."""
     tree = load_state_tree(path, step)
+    if "train" in tree:  # a training run: {"train": TrainState fields, ["frozen": M']}
+        tree = tree["train"]
     missing = [k for k in ("params", "batch_stats") if k not in tree]
     if missing:
         raise ValueError(f"checkpoint {resolve_checkpoint(path, step)} has no {missing} "
@@ -100,3 +103,52 @@ def save_variables(directory: str, variables: Any, step: int = 0) -> str:
                  force=True)
         mgr.wait_until_finished()
     return os.path.join(directory, str(step))
+
+
+class TrainCheckpointer:
+    """Training checkpoints: train state + data-iterator state in one Orbax step.
+
+    Keeps the newest ``keep_last`` steps plus the ``keep_best`` steps with the lowest
+    validation MAD (steps saved with ``val_mad``); writes asynchronously (``wait`` blocks).
+    ``save`` takes host (numpy) trees; every process calls it (Orbax coordinates the writes).
+    """
+
+    def __init__(self, directory: str, keep_last: int = 3, keep_best: int = 1,
+                 async_save: bool = True):
+        from orbax.checkpoint import checkpoint_managers as cm
+
+        self.directory = os.path.abspath(os.path.expanduser(directory))
+        policies = [cm.LatestN(max(int(keep_last), 1))]
+        if keep_best > 0:
+            policies.append(cm.BestN(get_metric_fn=lambda m: m["val_mad"], reverse=True,
+                                     n=int(keep_best), keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            create=True, enable_async_checkpointing=async_save,
+            preservation_policy=cm.AnyPreservationPolicy(policies))
+        self._mgr = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> Optional[int]:
+        return self._mgr.latest_step()
+
+    def save(self, step: int, state_tree: Any, data_state: Optional[dict] = None,
+             val_mad: Optional[float] = None) -> None:
+        items = {STATE_ITEM: ocp.args.StandardSave(state_tree)}
+        if data_state is not None:
+            items[DATA_ITEM] = ocp.args.JsonSave(data_state)
+        metrics = None if val_mad is None else {"val_mad": float(val_mad)}
+        self._mgr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+
+    def restore(self, step: int, state_target: Any, with_data: bool = True):
+        """(state tree shaped like ``state_target``, data-iterator state or None)."""
+        items = {STATE_ITEM: ocp.args.StandardRestore(state_target)}
+        if with_data:
+            items[DATA_ITEM] = ocp.args.JsonRestore()
+        restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
+        return restored[STATE_ITEM], (restored[DATA_ITEM] if with_data else None)
+
+    def wait(self) -> None:
+        self._mgr.wait_until_finished()
+
+    def close(self) -> None:
+        self._mgr.wait_until_finished()
+        self._mgr.close()

@@ -1,15 +1,26 @@
-"""Test-wide JAX setup: 8 fake CPU devices (for pmap == 1-device invariants), fp32 math.
+"""Test-wide JAX setup, done before jax is imported anywhere (hence at conftest import time):
 
-The XLA flag must be set before jax is imported anywhere, hence at conftest import time.
+* 8 fake CPU devices, for the pmap == 1-device invariants;
+* full fp32 matmul precision;
+* a persistent compilation cache shared with the subprocesses the training tests start, so
+  the same programs (model init, train/eval steps) compile once per machine instead of once
+  per test or process (~40 s -> ~2 s each on a 2-core CPU).
+
+Everything is set through environment variables (not jax.config) so that subprocesses compile
+identical programs and hit the same cache entries.
 """
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "modnet_jax_test_jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-import jax  # noqa: E402
-
-jax.config.update("jax_default_matmul_precision", "highest")
+import jax  # noqa: E402,F401  (imported here so the settings above are what it reads)

@@ -1,0 +1,1 @@
+"""The training loop, its logging, and initialisation from pretrained variables."""

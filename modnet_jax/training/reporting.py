@@ -1,0 +1,106 @@
+"""What a training run tells the user: progress line, JSONL, TensorBoard, PNG sample grids.
+
+Only the chief process (``jax.process_index() == 0``) reports; on other hosts a ``Reporter``
+is built with ``enabled=False`` and every call is a no-op, so callers never branch on it.
+
+Files in the workdir:
+  metrics.jsonl             one JSON object per logged step ({"step", "split", ...})
+  tensorboard/              event files (scalars ``train/*``, ``val/*``; images ``val/grid``)
+  samples/step_XXXXXXX.png  input | predicted matte | ground truth, one row per sample
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Dict, Optional
+
+import cv2
+import numpy as np
+
+from modnet_jax.progress import Progress
+from modnet_jax.training.tensorboard import EventWriter
+
+
+def matte_grid(images: np.ndarray, pred: np.ndarray, alpha: Optional[np.ndarray]) -> np.ndarray:
+    """uint8 RGB grid [N*H, 3*W, 3] (or 2*W without ground truth).
+
+    images: uint8 [N, H, W, 3]; pred: float [N, H, W, 1] in [0, 1]; alpha: uint8 [N, H, W, 1].
+    """
+    pred_u8 = np.clip(np.round(np.asarray(pred, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    cols = [images, np.repeat(pred_u8, 3, axis=-1)]
+    if alpha is not None:
+        cols.append(np.repeat(alpha, 3, axis=-1))
+    rows = [np.concatenate([c[i] for c in cols], axis=1) for i in range(images.shape[0])]
+    return np.concatenate(rows, axis=0)
+
+
+class Reporter:
+    def __init__(self, workdir: str, total_steps: int, start_step: int, batch_size: int,
+                 enabled: bool = True, progress: bool = True):
+        self.enabled = enabled
+        self.batch_size = batch_size
+        self._jsonl = self._events = None
+        if not enabled:
+            self._bar = Progress(total=total_steps, enabled=False)
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self.workdir = workdir
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        self._events = EventWriter(os.path.join(workdir, "tensorboard"))
+        self._bar = Progress(total=total_steps, desc="train", unit="steps", enabled=progress)
+        self._bar.count = start_step
+        self._bar_start_count = start_step
+        self._first_step = True
+
+    def step_done(self, step: int, loss: float) -> None:
+        """Advance the progress line (step, loss, img/s, ETA)."""
+        if not self.enabled:
+            return
+        if self._first_step:  # rates and ETA from the first finished step: compile excluded
+            self._first_step = False
+            self._bar.start = time.perf_counter()
+            self._bar.count = self._bar_start_count = step
+            return
+        done = self._bar.count - self._bar_start_count + 1
+        img_s = done * self.batch_size / max(self._bar.elapsed, 1e-9)
+        self._bar.desc = f"train loss {loss:.4f} {img_s:.1f} img/s"
+        self._bar.update()
+
+    def scalars(self, step: int, split: str, values: Dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), "split": split}
+        record.update({k: (float(v) if not isinstance(v, (int, str)) else v)
+                       for k, v in values.items()})
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        numeric = {f"{split}/{k}": float(v) for k, v in values.items()
+                   if isinstance(v, (int, float, np.floating, np.integer))}
+        self._events.scalars(step, numeric)
+        self._events.flush()
+
+    def grid(self, step: int, images, pred, alpha) -> Optional[str]:
+        if not self.enabled:
+            return None
+        grid = matte_grid(np.asarray(images), np.asarray(pred),
+                          None if alpha is None else np.asarray(alpha))
+        folder = os.path.join(self.workdir, "samples")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"step_{int(step):07d}.png")
+        cv2.imwrite(path, grid[..., ::-1])
+        self._events.image(step, "val/grid", grid)
+        self._events.flush()
+        return path
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            self._bar.note(message)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._bar.close()
+        self._jsonl.close()
+        self._events.close()
