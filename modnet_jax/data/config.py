@@ -93,9 +93,19 @@ LAYOUTS = {
 }
 
 
+# Fields whose default is None but which a command line sets (``--config.data.root=/data``):
+# ml_collections can only override a None field declared as a typed placeholder.
+_OPTIONAL_TYPES = dict(root=str, subdirs=tuple, bg_root=str, unlabelled_root=str, val_root=str,
+                       val_layout=str)
+
+
 def default_data_config() -> ml_collections.ConfigDict:
     """All data fields with their defaults (see the comments in `_DEFAULTS`)."""
-    return ml_collections.ConfigDict(dict(_DEFAULTS))
+    fields = dict(_DEFAULTS)
+    for name, kind in _OPTIONAL_TYPES.items():
+        if fields[name] is None:
+            fields[name] = ml_collections.config_dict.placeholder(kind)
+    return ml_collections.ConfigDict(fields)
 
 
 def layout_spec(name: str) -> LayoutSpec:

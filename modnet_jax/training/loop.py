@@ -48,13 +48,35 @@ class NonFiniteLossError(RuntimeError):
 
 
 class _StopFlag:
-    """Set by SIGTERM/SIGINT; the loop checkpoints and returns at the next step boundary."""
+    """Set by SIGTERM/SIGINT; the loop checkpoints and returns at the next step boundary.
+
+    With several processes all must stop (and checkpoint, collectively) at the same step, so
+    no handler is installed: SIGTERM is left to JAX's preemption service (set up by
+    ``jax.distributed.initialize``), which agrees on a step with every process, and
+    ``should_stop`` asks it at each step; SIGINT keeps its default.
+    """
 
     def __init__(self):
         self.signal = None
         self._previous = {}
+        self._multi = jax.process_count() > 1
+
+    def should_stop(self, step: int) -> bool:
+        """Call at every step boundary (on every process)."""
+        if self._multi and self.signal is None:
+            from jax.experimental import multihost_utils
+
+            try:
+                if multihost_utils.reached_preemption_sync_point(step):
+                    self.signal = "SIGTERM"
+            except RuntimeError as err:  # preemption service disabled
+                LOGGER.warning("no coordinated stop on SIGTERM: %s", err)
+                self._multi = False
+        return self.signal is not None
 
     def __enter__(self):
+        if self._multi:
+            return self
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -72,7 +94,8 @@ class _StopFlag:
 
 
 def _fingerprint(batch: Dict[str, np.ndarray]) -> int:
-    """A cheap digest of the batch's images, logged so resumed runs can prove same data."""
+    """A cheap digest of the batch's images, logged so resumed runs can prove same data
+    (with several hosts: of the chief's rows of the global batch)."""
     return zlib.crc32(np.ascontiguousarray(batch["image"][:, ::8, ::8]).tobytes())
 
 
@@ -240,7 +263,7 @@ def train(config, workdir: str) -> Dict[str, Any]:
                 if (step % int(config.checkpoint_every) == 0 or step == total_steps
                         or val is not None):
                     save(step, None if val is None else val["mad"])
-                if stop.signal is not None and step < total_steps:
+                if stop.should_stop(step) and step < total_steps:
                     if result.get("last_saved") != step:
                         save(step)
                     reporter.note(f"{stop.signal}: checkpoint written at step {step}; exiting")
