@@ -157,3 +157,25 @@ def test_lr_schedule_and_errors(setup):
         steps.build_supervised_step(model_from_config(None), jax.local_devices()[:1])
     with pytest.raises(ValueError, match="not divisible"):
         parallel.shard_batch({"x": np.zeros((3, 2))}, jax.local_devices()[:2])
+
+
+def test_bfloat16_compute_keeps_fp32_params_and_statistics(setup):
+    """Mixed precision (``model.dtype=bfloat16``): traced, not compiled, to check the types."""
+    import jax.numpy as jnp
+
+    _, variables = setup
+    model = model_from_config({"dtype": "bfloat16"}, axis_name=parallel.AXIS)
+    devices = jax.local_devices()[:1]
+    tx = state_lib.make_optimizer(None, 100)
+    st = state_lib.create_train_state(model, variables, tx)
+    batch = {k: v[None] for k, v in _batch(2, seed=4).items()}
+    step = steps.build_supervised_step(model, devices)
+    new_st, metrics = jax.eval_shape(step, jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], st),
+                                     batch)
+    for tree in (new_st.params, new_st.batch_stats):
+        assert {x.dtype for x in jax.tree_util.tree_leaves(tree)} == {jnp.dtype("float32")}
+    assert metrics["total"].dtype == jnp.float32
+    # The convolutions really run in bfloat16.
+    hlo = jax.jit(lambda v, x: model_from_config({"dtype": "bfloat16"}).apply(
+        v, x, train=False)).lower(variables, jnp.zeros((1, 64, 64, 3))).as_text()
+    assert "bf16" in hlo and "convolution" in hlo
