@@ -1,13 +1,25 @@
-"""Data pipeline throughput: composited 512x512 samples per second from ~1080p files.
+"""Data pipeline throughput: composited 512x512 samples per second from real image files.
 
-Writes (once) a folder of 1920x1080 foregrounds (JPEG), mattes (PNG) and backgrounds (JPEG)
-in the fg_alpha layout, with photo-like sensor noise so the JPEGs are as large as real
-photos (decode time follows file size), then runs the training pipeline with 0, 1 and 2
-worker processes and prints samples/s overall, per worker, and per CPU-second (CPU time of
-this process and its workers, the per-core figure that survives a shared machine). With 0
-workers one prefetch thread and one OpenCV thread are used, so that row is one core's worth.
-A row for the procedural (synthetic) data follows, then a per-stage CPU timing of single
-samples, to show where the time goes.
+Writes (once) folders of 1920x1080 and 3840x2160 foregrounds (JPEG), mattes (PNG) and
+backgrounds (JPEG) in the fg_alpha layout, with photo-like sensor noise so the JPEGs are as
+large as real photos (decode time follows file size), and a prepared copy of the 1080p
+folder (`python -m modnet_jax.data.prepare`, short side 768 = 1.5 x 512). Then it runs the
+training pipeline on each and prints samples/s overall, per worker, and per CPU-second (CPU
+time of this process and its workers, the per-core figure that survives a shared machine).
+With 0 workers one prefetch thread and one OpenCV thread are used, so that row is one
+core's worth. Rows:
+
+    1080p, full decode      reduced_decoding=False: every file decoded at full size
+    1080p                   the default: reduced JPEG decoding where lossless for the crop
+                            (a 1080p source at image_size 512 and zoom up to 1.5 needs its
+                            full resolution, so this equals the row above)
+    2160p, full decode      4K sources, reduced_decoding=False
+    2160p                   4K sources: fg, matte and bg decoded at 1/2 size
+    prepared 768            the prepared copy of the 1080p folder
+    synthetic               procedural data, no files
+
+A per-stage CPU timing of single samples follows, for the 1080p files and the prepared copy,
+to show where the time goes. Results are recorded in benchmarks/RESULTS.md ("Data pipeline").
 
     python benchmarks/data_pipeline.py [--seconds 12] [--workers 0,1,2] [--count 24]
 """
@@ -28,11 +40,11 @@ from modnet_jax.data import (
     make_train_iterator,
     make_trimap,
 )
-from modnet_jax.data import augment, images
+from modnet_jax.data import augment, prepare, sources
 
 
 def write_folder(root: str, count: int, height: int, width: int) -> None:
-    """1080p fg (JPEG) + alpha (PNG) + bg (JPEG) files, with noise like a camera's."""
+    """fg (JPEG) + alpha (PNG) + bg (JPEG) files, with noise like a camera's."""
     for sub in ("fg", "alpha", "bg"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     rng = np.random.default_rng(0)
@@ -90,9 +102,12 @@ def measure(cfg: dict, workers: int, seconds: float, batch_size: int, image_size
     return rate, per_cpu
 
 
-def stage_times(root: str, image_size: int, repeats: int) -> dict:
-    """CPU milliseconds per stage of one composited sample, single-threaded."""
-    names = sorted(os.listdir(os.path.join(root, "fg")))[:repeats]
+def stage_times(root: str, bg_root: str, image_size: int, repeats: int, min_side: int) -> dict:
+    """CPU milliseconds per stage of one composited sample, single-threaded, decoding as the
+    pipeline does (`min_side`: its reduced-decoding threshold, 0 = full size)."""
+    pairs = sources.scan_pairs(os.path.join(root, "fg"), os.path.join(root, "alpha"), False)
+    pairs = sources.ForegroundAlphaSource(pairs.entries[:repeats], min_side)
+    backgrounds = sources.BackgroundSource(sources.scan_images(bg_root, False).entries, min_side)
     rng = np.random.default_rng(0)
     totals: dict[str, float] = {}
 
@@ -102,11 +117,10 @@ def stage_times(root: str, image_size: int, repeats: int) -> dict:
         totals[stage] = totals.get(stage, 0.0) + (time.thread_time() - start) * 1000
         return out
 
-    for name in names:
-        stem = os.path.splitext(name)[0]
-        fg = timed("decode fg JPEG", images.decode_rgb, os.path.join(root, "fg", name))
-        alpha = timed("decode alpha PNG", images.decode_alpha, os.path.join(root, "alpha", stem + ".png"))
-        bg = timed("decode bg JPEG (1/2 size)", images.decode_rgb, os.path.join(root, "bg", name), 2)
+    for index in range(len(pairs)):
+        record = timed("decode fg JPEG + alpha PNG", pairs.__getitem__, index)
+        fg, alpha = record["fg"], record["alpha"]
+        bg = timed("decode bg JPEG", backgrounds.__getitem__, index % len(backgrounds))
         window = augment.random_window(*alpha.shape, rng, (1.0, 1.5), alpha, 0.8)
         fg = timed("crop+resize fg, alpha", augment.crop_resize, fg, window, image_size)
         alpha = timed("crop+resize fg, alpha", augment.crop_resize, alpha, window, image_size)
@@ -115,55 +129,99 @@ def stage_times(root: str, image_size: int, repeats: int) -> dict:
         fg = timed("colour jitter", augment.colour_jitter, fg, rng, augment.JitterRanges())
         timed("composite", composite, fg, bg, alpha)
         timed("trimap", make_trimap, alpha, 15)
-    return {stage: total / len(names) for stage, total in totals.items()}
+    return {stage: total / len(pairs) for stage, total in totals.items()}
+
+
+def ensure_folder(root: str, count: int, height: int, width: int) -> None:
+    marker = os.path.join(root, f".complete_{count}")
+    if not os.path.exists(marker):
+        start = time.perf_counter()
+        write_folder(root, count, height, width)
+        open(marker, "w").close()
+        print(f"wrote {count} {width}x{height} samples to {root} "
+              f"in {time.perf_counter() - start:.1f}s")
+
+
+def ensure_prepared(source: str, target: str, max_short_side: int) -> None:
+    marker = os.path.join(target, f".complete_{max_short_side}")
+    if not os.path.exists(marker):
+        start = time.perf_counter()
+        pairs, _ = prepare.prepare("fg_alpha", source, target, max_short_side)
+        bgs, _ = prepare.prepare("images", os.path.join(source, "bg"), os.path.join(target, "bg"),
+                                 max_short_side)
+        open(marker, "w").close()
+        print(f"prepared {target}: {pairs.summary('pair')}; {bgs.summary('background')} "
+              f"({time.perf_counter() - start:.1f}s)")
+
+
+def mean_sizes(root: str) -> str:
+    sizes = {sub: np.mean([os.path.getsize(os.path.join(root, sub, f))
+                           for f in os.listdir(os.path.join(root, sub))]) / 1024
+             for sub in ("fg", "alpha", "bg")}
+    return ", ".join(f"{k} {v:.0f} KiB" for k, v in sizes.items())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="/tmp/modnet_jax_bench_1080p")
+    parser.add_argument("--large-dir", default="/tmp/modnet_jax_bench_2160p")
+    parser.add_argument("--prepared-dir", default="/tmp/modnet_jax_bench_1080p_prepared768")
     parser.add_argument("--count", type=int, default=24, help="files written (1080p)")
+    parser.add_argument("--large-count", type=int, default=12, help="files written (2160p)")
     parser.add_argument("--image-size", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=12.0, help="timed seconds per row")
-    parser.add_argument("--workers", default="0,1,2")
+    parser.add_argument("--workers", default="0,1,2",
+                        help="worker counts for the 1080p and prepared rows")
     args = parser.parse_args()
 
-    marker = os.path.join(args.data_dir, f".complete_{args.count}")
-    if not os.path.exists(marker):
-        start = time.perf_counter()
-        write_folder(args.data_dir, args.count, 1080, 1920)
-        open(marker, "w").close()
-        print(f"wrote {args.count} 1920x1080 samples to {args.data_dir} "
-              f"in {time.perf_counter() - start:.1f}s")
-    sizes = {sub: np.mean([os.path.getsize(os.path.join(args.data_dir, sub, f))
-                           for f in os.listdir(os.path.join(args.data_dir, sub))]) / 1024
-             for sub in ("fg", "alpha", "bg")}
-    print("mean file size: " + ", ".join(f"{k} {v:.0f} KiB" for k, v in sizes.items()))
-    print(f"CPU cores: {os.cpu_count()}")
+    max_side = int(np.ceil(args.image_size * 1.5))  # image_size x max(scale_range)
+    ensure_folder(args.data_dir, args.count, 1080, 1920)
+    ensure_folder(args.large_dir, args.large_count, 2160, 3840)
+    ensure_prepared(args.data_dir, args.prepared_dir, max_side)
+    for name, root in (("1080p", args.data_dir), ("2160p", args.large_dir),
+                       ("prepared", args.prepared_dir)):
+        print(f"mean file size, {name}: {mean_sizes(root)}")
+    print(f"CPU cores: {os.cpu_count()}; load average at the start: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
     cv2.setNumThreads(1)  # the 0-worker row is one core's worth of work
-    cfg = dict(layout="fg_alpha", root=args.data_dir, bg_root=os.path.join(args.data_dir, "bg"),
-               val_fraction=0.0)
-    print(f"\ncomposited {args.image_size}x{args.image_size} samples from 1080p files "
-          f"(batch {args.batch_size}, {args.seconds:.0f}s per row)")
-    print(f"{'workers':>10} | {'samples/s':>10} | {'per worker':>10} | {'per CPU-second':>14}")
-    print("-" * 54)
-    for workers in (int(w) for w in args.workers.split(",")):
-        rate, per_cpu = measure(cfg, workers, args.seconds, args.batch_size, args.image_size)
-        print(f"{workers:>10} | {rate:>10.1f} | {rate / max(1, workers):>10.1f} | {per_cpu:>14.1f}")
-    rate, per_cpu = measure(dict(layout="synthetic", synthetic_size=512), 0, args.seconds / 2,
-                            args.batch_size, args.image_size)
-    print(f"{'synthetic':>10} | {rate:>10.1f} | {rate:>10.1f} | {per_cpu:>14.1f}   "
-          "(procedural data, no files, 0 workers)")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"(1-minute load average at the end: {load:.1f}; samples/s fall when other jobs "
-          "share the cores, samples per CPU-second much less so)")
+    workers = [int(w) for w in args.workers.split(",")]
 
-    print("\nper-stage CPU cost of one sample (ms, one thread):")
-    stages = stage_times(args.data_dir, args.image_size, min(args.count, 12))
-    for stage, ms in stages.items():
-        print(f"  {stage:<28} {ms:7.2f}")
-    print(f"  {'total':<28} {sum(stages.values()):7.2f}  (= {1000 / sum(stages.values()):.0f} samples/s per core)")
+    def files(root, **extra):
+        return dict(layout="fg_alpha", root=root, bg_root=os.path.join(root, "bg"),
+                    val_fraction=0.0, **extra)
+
+    rows = [("1080p, full decode", files(args.data_dir, reduced_decoding=False), [0]),
+            ("1080p", files(args.data_dir), workers),
+            ("2160p, full decode", files(args.large_dir, reduced_decoding=False), [0]),
+            ("2160p", files(args.large_dir), [0]),
+            (f"prepared {max_side}", files(args.prepared_dir), workers),
+            ("synthetic", dict(layout="synthetic", synthetic_size=512), [0])]
+    print(f"\ncomposited {args.image_size}x{args.image_size} samples "
+          f"(batch {args.batch_size}, {args.seconds:.0f}s per row)")
+    print(f"{'data':>20} | {'workers':>7} | {'samples/s':>9} | {'per worker':>10} | "
+          f"{'per CPU-second':>14}")
+    print("-" * 74)
+    for name, cfg, counts in rows:
+        for count in counts:
+            rate, per_cpu = measure(cfg, count, args.seconds, args.batch_size, args.image_size)
+            print(f"{name:>20} | {count:>7} | {rate:>9.1f} | {rate / max(1, count):>10.1f} | "
+                  f"{per_cpu:>14.1f}", flush=True)
+    load = os.getloadavg()
+    print(f"(load average at the end: {' '.join(f'{x:.1f}' for x in load)}; samples/s fall when "
+          "other jobs share the cores, samples per CPU-second much less so)")
+
+    for name, root in (("1080p files", args.data_dir), (f"prepared {max_side}", args.prepared_dir),
+                       ("2160p files, reduced decoding", args.large_dir)):
+        count = args.large_count if root == args.large_dir else args.count
+        stages = stage_times(root, os.path.join(root, "bg"), args.image_size, min(count, 12),
+                             max_side)
+        print(f"\nper-stage CPU cost of one sample, {name} (ms, one thread):")
+        for stage, ms in stages.items():
+            print(f"  {stage:<28} {ms:7.2f}")
+        total = sum(stages.values())
+        print(f"  {'total':<28} {total:7.2f}  (= {1000 / total:.0f} samples/s per core)")
 
 
 if __name__ == "__main__":  # required: Grain worker processes re-import this module

@@ -3,7 +3,8 @@
 Crops are square windows chosen in source coordinates and resized once to the training size,
 so a 1080p input costs one resize of the crop, never a resize of the full frame. The random
 window is biased to keep the subject: with probability `subject_bias` it is centred on a
-random pixel of the subject (alpha > 0, looked up on a coarse grid), otherwise anywhere.
+random point of the subject (mean alpha >= 1/2 around it; any alpha > 0 for a faint or tiny
+subject), otherwise anywhere.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ class Window:
     y0: int
     x0: int
     side: int
+
+
+# Random points tried for a subject-centred crop before falling back to a grid search.
+_SUBJECT_TRIES = 32
 
 
 def _clamp(start: float, side: int, limit: int) -> int:
@@ -41,12 +46,31 @@ def random_window(height: int, width: int, rng: np.random.Generator,
     cy = rng.uniform(0, height)
     cx = rng.uniform(0, width)
     if alpha is not None and rng.random() < subject_bias:
-        # A coarse grid (about 64 cells on the short side) keeps the lookup cheap at 1080p.
-        step = max(1, min(height, width) // 64)
-        ys, xs = np.nonzero(alpha[::step, ::step])
-        if ys.size:
-            pick = int(rng.integers(ys.size))
-            cy, cx = (ys[pick] + 0.5) * step, (xs[pick] + 0.5) * step
+        # The first of a fixed number of random points whose neighbourhood (a box of 1/64 of
+        # the short side) is mostly subject: mean alpha >= 1/2. Points and box are relative
+        # to the image size and a box mean hardly changes when the image is resized (a thin
+        # strand of hair can, a box mean cannot), so a sample picks the same place whatever
+        # size its image was decoded at (reduced decoding, a resized copy of the dataset).
+        points = rng.random((_SUBJECT_TRIES, 2)) * (height, width)
+        half = min(height, width) / 128
+        hit = None
+        for cy_try, cx_try in points:
+            y0, x0 = max(0, int(round(cy_try - half))), max(0, int(round(cx_try - half)))
+            y1 = max(y0 + 1, int(round(cy_try + half)))
+            x1 = max(x0 + 1, int(round(cx_try + half)))
+            if alpha[y0:y1, x0:x1].mean() >= 127.5:
+                hit = cy_try, cx_try
+                break
+        if hit is not None:
+            cy, cx = hit
+        else:
+            # A small or faint subject: a random cell of a coarse grid over its pixels (alpha
+            # > 0; about 64 cells on the short side keeps the lookup cheap at 1080p).
+            step = max(1, min(height, width) // 64)
+            ys, xs = np.nonzero(alpha[::step, ::step])
+            if ys.size:
+                pick = int(rng.integers(ys.size))
+                cy, cx = (ys[pick] + 0.5) * step, (xs[pick] + 0.5) * step
     return Window(_clamp(cy - side / 2, side, height), _clamp(cx - side / 2, side, width), side)
 
 
@@ -68,7 +92,8 @@ def crop_resize(image: np.ndarray, window: Window, size: int) -> np.ndarray:
 
 
 def hflip(image: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(image[:, ::-1])
+    # cv2.flip: several times faster than copying a reversed numpy view; same pixels.
+    return cv2.flip(image, 1).reshape(image.shape)
 
 
 @dataclass(frozen=True)

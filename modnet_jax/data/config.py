@@ -44,6 +44,9 @@ _DEFAULTS = dict(
     video_frame_stride=5,      # use every n-th frame of each video (neighbours are redundant)
     verify_files=True,         # start-up header/size/truncation scan of every file (cheap)
     max_decode_retries=8,      # a sample that fails at decode time is replaced by the next one
+    reduced_decoding=True,     # decode a JPEG (and its matte) at 1/2, 1/4 or 1/8 size when its
+                               # short side stays >= image_size * max(scale_range) (so the
+                               # smallest crop is never enlarged); False: always full size
     # --- synthetic data -----------------------------------------------------------------
     synthetic_size=2048,       # number of synthetic samples (train + validation)
     synthetic_seed=0,          # content seed (independent of the training seed)

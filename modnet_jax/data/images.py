@@ -16,10 +16,17 @@ Policies decided here (documented once, relied on by every source):
   - 3-channel: accepted when the channels agree to within `CHANNEL_TOLERANCE` levels (JPEG
     chroma noise on a grey image saved as colour), converted to grey; otherwise unusable.
   Each kind of conversion is reported once per process.
+* Reduced-size decoding (`reduce` = 2, 4 or 8): a JPEG is decoded by libjpeg at 1/reduce
+  scale, which skips part of the inverse DCT and colour conversion. The result is
+  ceil(H / reduce) x ceil(W / reduce) (`reduced_shape`) for every format: files that cannot
+  be decoded that way are decoded in full and shrunk to that size with area averaging, so a
+  JPEG photo and its PNG matte come out the same size. `reduction_for` picks the factor that
+  keeps the short side at or above a required length, so no detail the sample needs is lost.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import threading
@@ -49,6 +56,12 @@ _REDUCED_FLAGS = {
     4: cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION,
     8: cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION,
 }
+_REDUCED_GREY_FLAGS = {
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2 | cv2.IMREAD_IGNORE_ORIENTATION,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4 | cv2.IMREAD_IGNORE_ORIENTATION,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8 | cv2.IMREAD_IGNORE_ORIENTATION,
+}
+JPEG_EXTENSIONS = (".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)
@@ -146,26 +159,70 @@ def probe_header(path: str) -> HeaderInfo | None:
         raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
 
 
-def _read_bytes(path: str) -> np.ndarray:
+def header_from_bytes(path: str, data: bytes) -> HeaderInfo | None:
+    """`probe_header` for a file already in memory (no truncation check); None if not PNG/JPEG."""
+    ext = extension(path)
+    if ext == ".png":
+        return _png_header(path, data[:32])
+    if ext in JPEG_EXTENSIONS:
+        return _jpeg_header(path, io.BytesIO(data))
+    return None
+
+
+def read_file(path: str) -> bytes:
+    """The bytes of an image file; UnusableFile if it cannot be read, is empty or truncated."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as err:
         raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
-    if data.size == 0:
+    if not data:
         raise UnusableFile(path, "empty file")
-    _check_complete(path, data[-64:].tobytes())
+    _check_complete(path, data[-64:])
     return data
 
 
-def decode_rgb(path: str, reduce: int = 1) -> np.ndarray:
+def _read_bytes(path: str, data: bytes | None = None) -> np.ndarray:
+    return np.frombuffer(read_file(path) if data is None else data, dtype=np.uint8)
+
+
+def reduced_shape(height: int, width: int, reduce: int) -> tuple[int, int]:
+    """(rows, columns) of an image decoded at 1/reduce size (libjpeg rounds up)."""
+    return -(-int(height) // reduce), -(-int(width) // reduce)
+
+
+def reduction_for(height: int, width: int, min_side: int, max_reduce: int = 8) -> int:
+    """The largest factor in {1, 2, 4, 8} (<= max_reduce) whose reduced short side is still
+    >= min_side; 1 when min_side <= 0 (no reduction wanted)."""
+    reduce = 1
+    if min_side > 0:
+        while reduce < max_reduce and min(height, width) // (2 * reduce) >= min_side:
+            reduce *= 2
+    return reduce
+
+
+def _shrink(image: np.ndarray, reduce: int) -> np.ndarray:
+    """A fully decoded image shrunk to `reduced_shape` (area averaging)."""
+    rows, cols = reduced_shape(image.shape[0], image.shape[1], reduce)
+    if (rows, cols) == image.shape[:2]:
+        return image
+    out = cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA)
+    return out.reshape((rows, cols) + image.shape[2:])
+
+
+def decode_rgb(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndarray:
     """Decodes a colour image to uint8 RGB [H, W, 3].
 
-    `reduce` in {1, 2, 4, 8} decodes at 1/reduce size (JPEG decodes that way for less work;
-    other formats are decoded and then shrunk by OpenCV).
+    `reduce` in {1, 2, 4, 8} decodes at 1/reduce size, `reduced_shape` (a JPEG decodes that
+    way for less work; other formats are decoded in full and shrunk). `data`: the file's
+    bytes when the caller has read them already (`read_file`).
     """
-    image = cv2.imdecode(_read_bytes(path), _REDUCED_FLAGS[reduce])
+    reduced = reduce > 1 and extension(path) in JPEG_EXTENSIONS
+    image = cv2.imdecode(_read_bytes(path, data), _REDUCED_FLAGS[reduce if reduced else 1])
     if image is None:
         raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
+    if reduce > 1 and not reduced:
+        image = _shrink(image, reduce)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -194,9 +251,24 @@ def _grey_from_channels(path: str, channels: np.ndarray, what: str) -> np.ndarra
     return ((lo.astype(np.uint16) + hi + 1) // 2).astype(np.uint8)
 
 
-def decode_alpha(path: str) -> np.ndarray:
-    """Decodes a matte to uint8 [H, W] (0..255), converting per the module policy."""
-    raw = cv2.imdecode(_read_bytes(path), cv2.IMREAD_UNCHANGED)
+def decode_alpha(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndarray:
+    """Decodes a matte to uint8 [H, W] (0..255), converting per the module policy.
+
+    `reduce` > 1: at 1/reduce size, `reduced_shape` (8-bit grey or colour JPEG mattes decode
+    that way; other files are decoded in full, converted, then shrunk).
+    """
+    data = read_file(path) if data is None else data
+    if reduce > 1:
+        head = header_from_bytes(path, data) if extension(path) in JPEG_EXTENSIONS else None
+        if head is not None and head.bit_depth == 8 and head.channels in (1, 3):
+            grey = head.channels == 1
+            flags = _REDUCED_GREY_FLAGS[reduce] if grey else _REDUCED_FLAGS[reduce]
+            raw = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+            if raw is None:
+                raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
+            return raw if grey else _grey_from_channels(path, raw, "3-channel")
+        return _shrink(decode_alpha(path, 1, data), reduce)
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
     raw = _to_uint8(path, raw)

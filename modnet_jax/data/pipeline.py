@@ -96,7 +96,16 @@ def _labelled(cfg, layout: str, root, split: str, image_size: int):
         held = _held_out(len(entries), float(cfg.val_fraction), int(cfg.split_seed))
         entries = [e for e, h in zip(entries, held) if h == (split == "val")]
     kind = sources.ForegroundAlphaSource if spec.kind == "fg_alpha" else sources.ImageMatteSource
-    return kind(entries), scan
+    return kind(entries, min_side=_decode_min_side(cfg, image_size)), scan
+
+
+def _decode_min_side(cfg, image_size: int) -> int:
+    """Short side a decoded image must keep so the smallest random crop (short side /
+    max zoom) is still >= image_size: JPEGs larger than twice that decode at reduced size.
+    0 (always full size) when reduced_decoding is off."""
+    if not cfg.reduced_decoding:
+        return 0
+    return int(np.ceil(image_size * max(1.0, float(max(cfg.scale_range)))))
 
 
 def _backgrounds(cfg, image_size: int):
@@ -107,7 +116,8 @@ def _backgrounds(cfg, image_size: int):
     scan = sources.scan_images(folder, bool(cfg.verify_files))
     if not scan.entries:
         raise DatasetError(f"bg_root {folder}: no usable background images")
-    return sources.BackgroundSource(scan.entries, min_side=image_size), f"{len(scan.entries)} from {folder}"
+    backgrounds = sources.BackgroundSource(scan.entries, min_side=_decode_min_side(cfg, image_size))
+    return backgrounds, f"{len(scan.entries)} from {folder}"
 
 
 def _options(cfg, image_size: int, **extra) -> SampleOptions:
@@ -134,7 +144,7 @@ def _plan(cfg, split: str, image_size: int) -> _Plan:
         root = sources.require_folder(unlabelled_root, "unlabelled data root")
         layout = "unlabelled"
         scan = sources.scan_unlabelled(root, bool(cfg.verify_files), cfg.video_frame_stride)
-        source = sources.UnlabelledSource(scan.entries)
+        source = sources.UnlabelledSource(scan.entries, min_side=_decode_min_side(cfg, image_size))
     else:
         source, scan = _labelled(cfg, layout, root, split, image_size)
         composited = layout_spec(layout).kind in ("synthetic", "fg_alpha") or bool(cfg.recomposite)

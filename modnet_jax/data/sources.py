@@ -134,20 +134,39 @@ def scan_unlabelled(folder: str, verify: bool, frame_stride: int) -> ScanResult:
 
 
 class ForegroundAlphaSource:
-    """fg + alpha pairs -> {"fg": uint8 [H, W, 3], "alpha": uint8 [H, W]}."""
+    """fg + alpha pairs -> {"fg": uint8 [H, W, 3], "alpha": uint8 [H, W]}.
+
+    `min_side` > 0: a JPEG colour file whose short side is at least twice (four, eight
+    times) `min_side` is decoded at 1/2 (1/4, 1/8) size, and its matte is brought to the
+    same size (reduced JPEG decoding, or a full decode and an area shrink for PNG). The
+    sample logic only ever needs a crop of side short_side / max_zoom resized to the
+    training size, so `min_side` = image_size * max_zoom loses nothing it would use.
+    """
 
     keys = ("fg", "alpha")
 
-    def __init__(self, pairs):
+    def __init__(self, pairs, min_side: int = 0):
         self.pairs = [(str(a), str(b)) for _, a, b in pairs]
+        self.min_side = int(min_side)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
         colour_path, alpha_path = self.pairs[index]
-        colour = images.decode_rgb(colour_path)
-        alpha = images.decode_alpha(alpha_path)
+        reduce, colour_data, alpha_data = 1, None, None
+        if self.min_side > 0 and images.extension(colour_path) in images.JPEG_EXTENSIONS:
+            colour_data = images.read_file(colour_path)
+            head = images.header_from_bytes(colour_path, colour_data)
+            full_size = (head.height, head.width)
+            reduce = images.reduction_for(*full_size, self.min_side)
+            if reduce > 1:
+                alpha_data = images.read_file(alpha_path)
+                alpha_head = images.header_from_bytes(alpha_path, alpha_data)
+                if alpha_head is None or (alpha_head.height, alpha_head.width) != full_size:
+                    reduce = 1  # matte size unknown before decoding, or a mismatch (raised below)
+        colour = images.decode_rgb(colour_path, reduce, colour_data)
+        alpha = images.decode_alpha(alpha_path, reduce, alpha_data)
         if colour.shape[:2] != alpha.shape:
             # Formats without a probed header only show a size mismatch here.
             raise UnusableFile(alpha_path, f"matte is {alpha.shape[1]}x{alpha.shape[0]} but "
@@ -180,8 +199,10 @@ class SyntheticSource:
 class BackgroundSource:
     """Background images -> uint8 [H, W, 3], decoded at reduced size when large enough.
 
-    A background is only ever cropped, so a JPEG whose short side is still at least
-    `min_side` when halved (or quartered) is decoded at that reduced size, which saves work.
+    A background is cropped like a foreground (side short_side / zoom, resized to the
+    training size), so a JPEG whose short side is still at least `min_side`
+    (= image_size * max_zoom) when halved (or quartered, ...) is decoded at that reduced
+    size, which saves work and loses nothing the crop would use.
     """
 
     def __init__(self, paths, min_side: int = 0):
@@ -191,13 +212,16 @@ class BackgroundSource:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        path = self.paths[index]
-        reduce = 1
-        if self.min_side and images.extension(path) in (".jpg", ".jpeg"):
-            head = images.probe_header(path)
-            while reduce < 8 and min(head.width, head.height) // (2 * reduce) >= self.min_side:
-                reduce *= 2
-        return images.decode_rgb(path, reduce)
+        return _decode_at_least(self.paths[index], self.min_side)
+
+
+def _decode_at_least(path: str, min_side: int) -> np.ndarray:
+    """RGB image, JPEGs decoded at the smallest 1/2^k size with short side >= min_side."""
+    if min_side <= 0 or images.extension(path) not in images.JPEG_EXTENSIONS:
+        return images.decode_rgb(path)
+    data = images.read_file(path)
+    head = images.header_from_bytes(path, data)
+    return images.decode_rgb(path, images.reduction_for(head.height, head.width, min_side), data)
 
 
 class ProceduralBackgrounds:
@@ -218,8 +242,9 @@ class UnlabelledSource:
 
     keys = ("image",)
 
-    def __init__(self, entries):
+    def __init__(self, entries, min_side: int = 0):
         self.entries = [(str(p), int(f)) for p, f in entries]
+        self.min_side = int(min_side)  # reduced JPEG decoding, as for BackgroundSource
         self._frames = images.VideoFrameReader()
 
     def __len__(self) -> int:
@@ -228,5 +253,5 @@ class UnlabelledSource:
     def __getitem__(self, index: int) -> dict:
         path, frame = self.entries[index]
         if frame < 0:
-            return {"image": images.decode_rgb(path)}
+            return {"image": _decode_at_least(path, self.min_side)}
         return {"image": self._frames.read(path, frame)}
