@@ -13,13 +13,32 @@ MODNet was trained with:
   the exact factors MODNet uses, without the anti-aliasing ``jax.image.resize`` applies by
   default when shrinking.
 
+Fast paths (``fast_paths='auto'|'on'|'off'``, 'auto' = on when the default backend is the CPU)
+compute the same functions with different, faster XLA programs; the numbers agree with the plain
+path up to fp32 summation order and tests/test_fast_paths.py checks every one:
+
+* ``Conv2d`` given its input in parts convolves parts whose width is not a multiple of 8 (the
+  3 image channels concatenated to 32 features) separately and sums, instead of running one
+  conv over an awkward 35/99-channel concat (XLA:CPU runs those at half speed);
+* ``Conv2d(upsample=True)`` with many more input than output channels applies the kernel taps
+  before the bilinear x2 upsampling (both are linear and act on different axes, so they
+  commute): 4x fewer multiply-adds for ``conv_lr16x`` (5x5, 1280 -> 96);
+* ``IBNorm`` normalises both halves in one pass with per-(sample, channel) coefficients instead
+  of slicing, normalising and concatenating (saves several full passes, most in training);
+* the backbone's stride-2 expansion blocks pad before their 1x1 expansion (mobilenetv2.py).
+
+The depthwise switch (``depthwise_impl``, 'auto' = 'shifted' on CPU) is separate: XLA:CPU's
+grouped convolution is 5-50x slower than a shifted sum of k*k multiply-adds, whose gradient
+is also written by hand (``depthwise_conv_shifted``).
+
 Parameter names follow the PyTorch ones (``scale``/``bias`` <-> ``weight``/``bias``,
 ``mean``/``var`` <-> ``running_mean``/``running_var``) so conversion is a renaming.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import functools
+from typing import Any, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +57,43 @@ BN_MOMENTUM = 0.1  # PyTorch convention: new = (1 - m) * old + m * batch.
 IN_EPS = 1e-5
 
 DEPTHWISE_IMPLS = ("auto", "xla", "shifted")
+FAST_PATH_MODES = ("auto", "on", "off")
 
 
 def _stat_dtype(x):
     """Normalisation statistics in at least float32 (bf16 compute keeps fp32 statistics)."""
     return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def _declare_bn_variables(mod: nn.Module, c: int):
+    """BatchNorm's parameters and running statistics, declared on ``mod`` (in its compact call)."""
+    scale = mod.param("scale", nn.initializers.ones, (c,), jnp.float32)
+    bias = mod.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+    ra_mean = mod.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = mod.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    return scale, bias, ra_mean, ra_var
+
+
+def _sync_mean(mod: nn.Module, axis_name: Optional[str], mean, count: int):
+    """The batch mean (and element count) over every device of ``axis_name`` (None: local)."""
+    if axis_name is not None and not mod.is_initializing():
+        mean = jax.lax.pmean(mean, axis_name)
+        count = count * jax.lax.psum(1, axis_name)
+    return mean, count
+
+
+def _sync_var(mod: nn.Module, axis_name: Optional[str], var):
+    if axis_name is not None and not mod.is_initializing():
+        var = jax.lax.pmean(var, axis_name)
+    return var
+
+
+def _update_running_stats(mod: nn.Module, ra_mean, ra_var, mean, var, count, momentum: float):
+    """PyTorch's rule: running_var follows the *unbiased* batch variance."""
+    if not mod.is_initializing() and mod.is_mutable_collection("batch_stats"):
+        unbiased = var * (count / max(count - 1, 1))
+        ra_mean.value = (1.0 - momentum) * ra_mean.value + momentum * mean
+        ra_var.value = (1.0 - momentum) * ra_var.value + momentum * unbiased
 
 
 class BatchNorm(nn.Module):
@@ -58,37 +109,32 @@ class BatchNorm(nn.Module):
     momentum: float = BN_MOMENTUM
     epsilon: float = BN_EPS
     dtype: Dtype = jnp.float32
+    # x: [B, H, W, C] carrying a margin of this many pixels on each spatial side that is not
+    # part of the feature map: batch statistics ignore it, the whole array is normalised.
+    stats_border: int = 0
 
     @nn.compact
     def __call__(self, x):
         c = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
-        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        scale, bias, ra_mean, ra_var = _declare_bn_variables(self, c)
 
         x32 = x.astype(_stat_dtype(x))
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
             axes = tuple(range(x.ndim - 1))
+            xs = x32
+            if self.stats_border:
+                m = self.stats_border
+                xs = x32[:, m:x.shape[1] - m, m:x.shape[2] - m]
             count = 1
             for a in axes:
-                count *= x.shape[a]
-            mean = jnp.mean(x32, axes)
-            if self.axis_name is not None and not self.is_initializing():
-                mean = jax.lax.pmean(mean, self.axis_name)
-                count = count * jax.lax.psum(1, self.axis_name)
+                count *= xs.shape[a]
+            mean, count = _sync_mean(self, self.axis_name, jnp.mean(xs, axes), count)
             # Two passes (mean first, then centred squares) like PyTorch, instead of
             # E[x^2] - E[x]^2, which loses digits when |mean| >> std.
-            var = jnp.mean(jnp.square(x32 - mean), axes)
-            if self.axis_name is not None and not self.is_initializing():
-                var = jax.lax.pmean(var, self.axis_name)
-            if not self.is_initializing() and self.is_mutable_collection("batch_stats"):
-                unbiased = var * (count / max(count - 1, 1))
-                m = self.momentum
-                ra_mean.value = (1.0 - m) * ra_mean.value + m * mean
-                ra_var.value = (1.0 - m) * ra_var.value + m * unbiased
+            var = _sync_var(self, self.axis_name, jnp.mean(jnp.square(xs - mean), axes))
+            _update_running_stats(self, ra_mean, ra_var, mean, var, count, self.momentum)
         inv = jax.lax.rsqrt(var + self.epsilon) * scale
         y = (x32 - mean) * inv + bias
         return y.astype(self.dtype)
@@ -106,19 +152,73 @@ def instance_norm(x, eps: float = IN_EPS):
 
 
 class IBNorm(nn.Module):
-    """Batch norm on channels [0, C//2), instance norm on [C//2, C); output in that order."""
+    """Batch norm on channels [0, C//2), instance norm on [C//2, C); output in that order.
+
+    ``fused=True`` computes the same numbers in one pass (see ``_FusedIBNorm``); the variables
+    are the same either way (``bnorm/{scale,bias}``, ``bnorm/{mean,var}``, C//2 each).
+    """
 
     use_running_average: bool = False
     axis_name: Optional[str] = None
     dtype: Dtype = jnp.float32
+    fused: bool = False
 
     @nn.compact
     def __call__(self, x):
+        if self.fused:
+            return _FusedIBNorm(self.use_running_average, self.axis_name, dtype=self.dtype,
+                                name="bnorm")(x)
         c_bn = x.shape[-1] // 2
         bn = BatchNorm(self.use_running_average, self.axis_name, dtype=self.dtype, name="bnorm")
         return jnp.concatenate(
             [bn(x[..., :c_bn]), instance_norm(x[..., c_bn:]).astype(self.dtype)], axis=-1
         )
+
+
+class _FusedIBNorm(nn.Module):
+    """The whole IBNorm as one module holding the BatchNorm half's variables.
+
+    x: [B, H, W, C]. Per sample b and channel c the output is ``(x - m[b,c]) * a[b,c] + s[b,c]``
+    with m/a/s the batch mean / BN scale / BN bias on the first C//2 channels and the instance
+    mean / 1/std / 0 on the rest: no slices or concatenations of the feature map. The batch mean
+    is the mean of the per-sample means (equal sizes), so the statistics equal ``IBNorm``'s up to
+    summation order; running statistics follow ``BatchNorm``'s rule (shared helpers).
+    """
+
+    use_running_average: bool = False
+    axis_name: Optional[str] = None
+    momentum: float = BN_MOMENTUM
+    epsilon: float = BN_EPS
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        b, h, w, c = x.shape
+        cb = c // 2
+        scale, bias, ra_mean, ra_var = _declare_bn_variables(self, cb)
+        x32 = x.astype(_stat_dtype(x))
+        sample_mean = jnp.mean(x32, axis=(1, 2))  # [B, C]
+        if self.use_running_average:
+            mean_bn = ra_mean.value
+        else:
+            mean_bn, count = _sync_mean(self, self.axis_name,
+                                        jnp.mean(sample_mean[:, :cb], axis=0), b * h * w)
+        centre = jnp.concatenate(
+            [jnp.broadcast_to(mean_bn.astype(x32.dtype), (b, cb)), sample_mean[:, cb:]], axis=-1)
+        dev = x32 - centre[:, None, None, :]
+        sample_var = jnp.mean(jnp.square(dev), axis=(1, 2))  # [B, C], about each centre
+        if self.use_running_average:
+            var_bn = ra_var.value
+        else:
+            var_bn = _sync_var(self, self.axis_name, jnp.mean(sample_var[:, :cb], axis=0))
+            _update_running_stats(self, ra_mean, ra_var, mean_bn, var_bn, count, self.momentum)
+        inv_bn = (jax.lax.rsqrt(var_bn + self.epsilon) * scale).astype(x32.dtype)
+        inv = jnp.concatenate([jnp.broadcast_to(inv_bn, (b, cb)),
+                               jax.lax.rsqrt(sample_var[:, cb:] + IN_EPS)], axis=-1)
+        shift = jnp.concatenate([jnp.broadcast_to(bias.astype(x32.dtype), (b, cb)),
+                                 jnp.zeros((b, c - cb), x32.dtype)], axis=-1)
+        y = dev * inv[:, None, None, :] + shift[:, None, None, :]
+        return y.astype(self.dtype)
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: Optional[int] = None,
@@ -141,29 +241,90 @@ def resolve_depthwise_impl(impl: str) -> str:
     return impl
 
 
+def resolve_fast_paths(mode: str) -> bool:
+    """'auto' turns the fast paths on where they were measured to help: the CPU backend."""
+    if mode not in FAST_PATH_MODES:
+        raise ValueError(f"fast_paths must be one of {FAST_PATH_MODES}, got {mode!r}")
+    if mode == "auto":
+        return jax.default_backend() == "cpu"
+    return mode == "on"
+
+
+def _shifted_sum(x, kernel, stride: int, padding: Sequence[Sequence[int]], dilation: int):
+    """sum_ij kernel[i, j, 0] * x_pad[s*y + d*i, s*x + d*j]: a depthwise correlation.
+
+    x: [B, H, W, C]; kernel: [k, k, 1, C]; padding ((top, bottom), (left, right)), zeros.
+    """
+    k = kernel.shape[0]
+    (pt, pb), (pl, pr) = padding
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    h_out = (xp.shape[1] - dilation * (k - 1) - 1) // stride + 1
+    w_out = (xp.shape[2] - dilation * (k - 1) - 1) // stride + 1
+    out = None
+    for i, j, tap in _taps(xp, k, stride, dilation, h_out, w_out):
+        term = tap * kernel[i, j, 0]
+        out = term if out is None else out + term
+    return out
+
+
+def _taps(xp, k: int, stride: int, dilation: int, h_out: int, w_out: int):
+    """(i, j, xp[:, s*y + d*i, s*x + d*j, :] for the h_out x w_out output grid) per tap."""
+    b, _, _, c = xp.shape
+    for i in range(k):
+        for j in range(k):
+            y0, x0 = i * dilation, j * dilation
+            yield i, j, jax.lax.slice(
+                xp, (0, y0, x0, 0),
+                (b, y0 + (h_out - 1) * stride + 1, x0 + (w_out - 1) * stride + 1, c),
+                (1, stride, stride, 1),
+            )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def depthwise_conv_shifted(x, kernel, stride: int = 1, padding: int = 1, dilation: int = 1):
     """Depthwise convolution as a sum of k*k shifted, scaled copies of the input.
 
     x: [B, H, W, C]; kernel: [k, k, 1, C] (the layout of a grouped ``lax`` conv). Computes the
     same numbers as the grouped convolution up to fp32 summation order (~1e-7 relative).
+
+    The gradient is written by hand (``_dw_shifted_bwd``): the input gradient is the same
+    shifted sum over the (stride-dilated) output gradient with the flipped kernel, the kernel
+    gradient is k*k multiply-reductions. Autodiff of the slices instead pads every one of the
+    k*k terms back to full size, which XLA:CPU runs about 3x slower.
     """
+    p = ((padding, padding), (padding, padding))
+    return _shifted_sum(x, kernel, stride, p, dilation)
+
+
+def _dw_shifted_fwd(x, kernel, stride, padding, dilation):
+    return depthwise_conv_shifted(x, kernel, stride, padding, dilation), (x, kernel)
+
+
+def _dw_shifted_bwd(stride, padding, dilation, res, g):
+    x, kernel = res
     k = kernel.shape[0]
-    b, h, w, c = x.shape
+    _, h, w, c = x.shape
+    h_out, w_out = g.shape[1], g.shape[2]
+    span = dilation * (k - 1)
+    # dx[v] = sum_i g_dilated[v + p - d*i] * kernel[i]: a stride-1 shifted sum over the output
+    # gradient spread onto the input grid (stride - 1 zeros between), with the flipped kernel.
+    zero = jnp.zeros((), g.dtype)
+    pads = [(0, 0, 0),
+            (span - padding, h - 1 + padding - stride * (h_out - 1), stride - 1),
+            (span - padding, w - 1 + padding - stride * (w_out - 1), stride - 1),
+            (0, 0, 0)]
+    g_spread = jax.lax.pad(g, zero, pads)
+    dx = _shifted_sum(g_spread, kernel[::-1, ::-1], 1, ((0, 0), (0, 0)), dilation)
+    # dkernel[i, j] = sum over batch and pixels of tap_ij(x) * g (accumulated in >= fp32).
+    acc = _stat_dtype(x)
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    h_out = (h + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    w_out = (w + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    out = None
-    for i in range(k):
-        for j in range(k):
-            y0, x0 = i * dilation, j * dilation
-            tap = jax.lax.slice(
-                xp, (0, y0, x0, 0),
-                (b, y0 + (h_out - 1) * stride + 1, x0 + (w_out - 1) * stride + 1, c),
-                (1, stride, stride, 1),
-            )
-            term = tap * kernel[i, j, 0]
-            out = term if out is None else out + term
-    return out
+    sums = [jnp.sum(tap.astype(acc) * g.astype(acc), axis=(0, 1, 2))
+            for _, _, tap in _taps(xp, k, stride, dilation, h_out, w_out)]
+    dkernel = jnp.stack(sums).reshape(k, k, 1, c).astype(kernel.dtype)
+    return dx.astype(x.dtype), dkernel
+
+
+depthwise_conv_shifted.defvjp(_dw_shifted_fwd, _dw_shifted_bwd)
 
 
 class DepthwiseConv(nn.Module):
@@ -178,6 +339,7 @@ class DepthwiseConv(nn.Module):
     dilation: int = 1
     impl: str = "auto"
     dtype: Dtype = jnp.float32
+    padding: Optional[int] = None  # default: dilation * (k - 1) // 2 ('same' at stride 1)
 
     @nn.compact
     def __call__(self, x):
@@ -186,7 +348,7 @@ class DepthwiseConv(nn.Module):
         kernel = self.param("kernel", kaiming_uniform_relu, (k, k, 1, c), jnp.float32)
         kernel = kernel.astype(self.dtype)
         x = x.astype(self.dtype)
-        pad = self.dilation * (k - 1) // 2
+        pad = self.dilation * (k - 1) // 2 if self.padding is None else self.padding
         if resolve_depthwise_impl(self.impl) == "shifted":
             return depthwise_conv_shifted(x, kernel, self.stride, pad, self.dilation)
         return jax.lax.conv_general_dilated(
@@ -241,10 +403,160 @@ def resize_bilinear(x, height: int, width: int):
     return jax.image.resize(x, (b, height, width, c), method="bilinear", antialias=False)
 
 
+def _conv_nhwc(x, kernel, stride: int, pad: int):
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _upsample2x_transpose(dz):
+    """The adjoint of ``upsample2x_bilinear``: [B, 2H, 2W, C] -> [B, H, W, C]."""
+    b, h2, w2, c = dz.shape
+    spec = jax.ShapeDtypeStruct((b, h2 // 2, w2 // 2, c), dz.dtype)
+    return jax.linear_transpose(upsample2x_bilinear, spec)(dz)[0]
+
+
+@jax.custom_vjp
+def conv_upsampled(x, kernel):
+    """``conv(upsample2x_bilinear(x), kernel)`` (stride 1, 'same' zero padding, no bias).
+
+    x: [B, H, W, C_in]; kernel: [k, k, C_in, C_out] (k odd) -> [B, 2H, 2W, C_out].
+
+    Upsampling and padding act on each channel alone and the kernel taps only mix channels,
+    so they commute: out = sum_t shift_t(up(x @ kernel_t)). Applying the k*k taps at the low
+    resolution is one [C_in, k*k*C_out] matmul on H*W pixels instead of a conv on 4*H*W
+    pixels: 4x fewer multiply-adds, a win when C_in >> C_out (conv_lr16x: 1280 -> 96, 5x5).
+    Numbers differ from the plain order by fp32 summation order only. The gradient is written
+    by hand with the same structure (autodiff of the channel slices is very slow on XLA:CPU).
+    """
+    return _conv_upsampled_fwd(x, kernel)[0]
+
+
+def _conv_upsampled_fwd(x, kernel):
+    k, _, c_in, c_out = kernel.shape
+    p = k // 2
+    _, h, w, _ = x.shape
+    z = jnp.dot(x, jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, k * k * c_out))
+    zp = jnp.pad(upsample2x_bilinear(z), ((0, 0), (p, p), (p, p), (0, 0)))
+    out = None
+    for i in range(k):
+        for j in range(k):
+            t = (i * k + j) * c_out
+            term = zp[:, i:i + 2 * h, j:j + 2 * w, t:t + c_out]
+            out = term if out is None else out + term
+    return out, (x, kernel)
+
+
+def _conv_upsampled_bwd(res, g):
+    x, kernel = res
+    k, _, c_in, c_out = kernel.shape
+    p = k // 2
+    _, h2, w2, _ = g.shape
+    # Tap (i, j) read z_up[y + i - p]: its cotangent is g[u - i + p] (zero outside), a window
+    # of g padded by p.
+    gp = jnp.pad(g, ((0, 0), (p, p), (p, p), (0, 0)))
+    dz_up = jnp.concatenate([gp[:, 2 * p - i:2 * p - i + h2, 2 * p - j:2 * p - j + w2]
+                             for i in range(k) for j in range(k)], axis=-1)
+    dz = _upsample2x_transpose(dz_up)  # [B, H, W, k*k*C_out]
+    w_mat = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, k * k * c_out)
+    dx = jnp.dot(dz, w_mat.T)
+    dw = jnp.einsum("bhwc,bhwt->ct", x, dz,
+                    preferred_element_type=_stat_dtype(x)).reshape(c_in, k, k, c_out)
+    return dx.astype(x.dtype), jnp.transpose(dw, (1, 2, 0, 3)).astype(kernel.dtype)
+
+
+conv_upsampled.defvjp(_conv_upsampled_fwd, _conv_upsampled_bwd)
+
+# A conv on an upsampled input is done as ``conv_upsampled`` when C_in >= this many times C_out.
+UPSAMPLE_FUSE_MIN_RATIO = 8
+
+
+def _channel_groups(widths: Sequence[int]):
+    """Split part indices into runs: consecutive parts with widths % 8 == 0 stay together."""
+    groups, run = [], []
+    for idx, width in enumerate(widths):
+        if width % 8 == 0:
+            run.append(idx)
+        else:
+            if run:
+                groups.append(run)
+                run = []
+            groups.append([idx])
+    if run:
+        groups.append(run)
+    return groups
+
+
+class Conv2d(nn.Module):
+    """PyTorch-style Conv2d (bias, explicit symmetric padding) whose input may come in parts.
+
+    ``__call__(x)`` with x one array [B, H, W, C] or a sequence of arrays concatenated along
+    channels (the release's ``torch.cat`` before a conv); ``upsample=True`` first applies
+    ``upsample2x_bilinear``. Parameters ``kernel`` [k, k, C_in, C_out] and ``bias`` [C_out]
+    are those of ``flax.linen.Conv`` (same names, init and dtype rules), so checkpoints and
+    ``fast`` on/off are interchangeable.
+
+    ``fast=False`` runs exactly ``nn.Conv`` on the concatenated (upsampled) input. ``fast=True``
+    computes the same function (fp32 summation order aside) as: a sum of one conv per group
+    of parts (``_channel_groups``: a 3-channel image part gets its own conv instead of making a
+    35- or 99-channel input), and, for an upsampled input with C_in >= 8 C_out at stride 1,
+    ``conv_upsampled``.
+    """
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: Optional[int] = None
+    use_bias: bool = True
+    upsample: bool = False
+    fast: bool = False
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Union[jax.Array, Sequence[jax.Array]]):
+        parts = list(x) if isinstance(x, (list, tuple)) else [x]
+        widths = [int(part.shape[-1]) for part in parts]
+        k = self.kernel_size
+        kernel = self.param("kernel", kaiming_uniform_relu, (k, k, sum(widths), self.features),
+                            jnp.float32)
+        bias = (self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+                if self.use_bias else None)
+        pad = k // 2 if self.padding is None else self.padding
+        kernel = kernel.astype(self.dtype)
+        parts = [part.astype(self.dtype) for part in parts]
+
+        if not self.fast:
+            y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+            if self.upsample:
+                y = upsample2x_bilinear(y)
+            y = _conv_nhwc(y, kernel, self.stride, pad)
+        elif (self.upsample and self.stride == 1 and pad == k // 2 and k % 2 == 1
+              and sum(widths) >= UPSAMPLE_FUSE_MIN_RATIO * self.features):
+            y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+            y = conv_upsampled(y, kernel)
+        else:
+            y = None
+            offsets = [sum(widths[:i]) for i in range(len(widths))]
+            for group in _channel_groups(widths):
+                xs = [parts[i] for i in group]
+                xg = xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1)
+                if self.upsample:
+                    xg = upsample2x_bilinear(xg)
+                start = offsets[group[0]]
+                width = sum(widths[i] for i in group)
+                term = _conv_nhwc(xg, kernel[:, :, start:start + width], self.stride, pad)
+                y = term if y is None else y + term
+        if bias is not None:
+            y = y + bias.astype(self.dtype).reshape((1, 1, 1, -1))
+        return y
+
+
 class ConvIBNormRelu(nn.Module):
     """The release's ``Conv2dIBNormRelu``: conv (bias) -> IBNorm (optional) -> ReLU (optional).
 
-    Submodule names mirror the PyTorch keys ``layers.0`` (conv) and ``layers.1.bnorm``.
+    Submodule names mirror the PyTorch keys ``layers.0`` (conv) and ``layers.1.bnorm``. The
+    input may be a sequence of arrays (concatenated along channels) and ``upsample_input``
+    applies the bilinear x2 upsampling first; ``fast_paths`` picks the implementation (see the
+    module docstring), never the numbers or the variables.
     """
 
     features: int
@@ -255,13 +567,17 @@ class ConvIBNormRelu(nn.Module):
     use_running_average: bool = False
     axis_name: Optional[str] = None
     dtype: Dtype = jnp.float32
+    upsample_input: bool = False
+    fast_paths: str = "auto"
 
     @nn.compact
     def __call__(self, x):
-        x = conv(self.features, self.kernel_size, self.stride, dtype=self.dtype,
-                 name="layers_0")(x)
+        fast = resolve_fast_paths(self.fast_paths)
+        x = Conv2d(self.features, self.kernel_size, self.stride, upsample=self.upsample_input,
+                   fast=fast, dtype=self.dtype, name="layers_0")(x)
         if self.with_ibn:
-            x = IBNorm(self.use_running_average, self.axis_name, self.dtype, name="layers_1")(x)
+            x = IBNorm(self.use_running_average, self.axis_name, self.dtype, fused=fast,
+                       name="layers_1")(x)
         if self.with_relu:
             x = nn.relu(x)
         return x

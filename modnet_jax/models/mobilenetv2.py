@@ -11,6 +11,11 @@ with ``_`` for ``.`` so that checkpoint conversion is a mechanical renaming:
 * ``features_18``: conv 1x1 (320->1280) ``0`` + BN ``1`` + ReLU6
 
 All convs are bias-free. The forward pass returns the feature taps MODNet uses.
+
+``fast_paths`` ('auto' = on for the CPU backend) only changes how the stride-2 expansion blocks
+are computed (padding before the expansion, see ``InvertedResidual``); ``depthwise_impl``
+chooses the depthwise implementation. Neither changes the variables or, beyond fp32 summation
+order, the numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Dict, Optional
 import jax.numpy as jnp
 from flax import linen as nn
 
-from modnet_jax.models.layers import BatchNorm, DepthwiseConv, conv
+from modnet_jax.models.layers import BatchNorm, DepthwiseConv, conv, resolve_fast_paths
 
 Dtype = Any
 
@@ -58,23 +63,40 @@ class InvertedResidual(nn.Module):
     axis_name: Optional[str] = None
     depthwise_impl: str = "auto"
     dtype: Dtype = jnp.float32
+    fast_paths: str = "auto"
 
     @nn.compact
     def __call__(self, x):
         c_in = x.shape[-1]
         hidden = c_in * self.expansion
 
-        def bn(name):
-            return BatchNorm(self.use_running_average, self.axis_name, dtype=self.dtype, name=name)
+        def bn(name, border=0):
+            return BatchNorm(self.use_running_average, self.axis_name, dtype=self.dtype,
+                             stats_border=border, name=name)
 
-        def dw(name):
+        def dw(name, padding=None):
             return DepthwiseConv(3, self.stride, impl=self.depthwise_impl, dtype=self.dtype,
-                                 name=name)
+                                 padding=padding, name=name)
 
         if self.expansion == 1:
             h = nn.relu6(bn("conv_1")(dw("conv_0")(x)))
             h = bn("conv_4")(conv(self.out_channels, 1, use_bias=False, dtype=self.dtype,
                                   name="conv_3")(h))
+        elif self.stride == 2 and resolve_fast_paths(self.fast_paths):
+            # Fast path: the depthwise conv's zero padding is made before the expansion
+            # (pad the narrow input, run the 1x1 conv + BN + ReLU6 on it, zero the margin
+            # again) instead of padding the 6x wider expanded map; XLA:CPU's pad of that map
+            # after the ReLU6 was ~3x slower than this whole detour. BN statistics skip the
+            # margin, so every number is the plain path's up to summation order.
+            b, hgt, wid, _ = x.shape
+            xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            inside = jnp.pad(jnp.ones((1, hgt, wid, 1), self.dtype),
+                             ((0, 0), (1, 1), (1, 1), (0, 0)))
+            h = conv(hidden, 1, use_bias=False, dtype=self.dtype, name="conv_0")(xp)
+            h = nn.relu6(bn("conv_1", border=1)(h)) * inside
+            h = nn.relu6(bn("conv_4")(dw("conv_3", padding=0)(h)))
+            h = bn("conv_7")(conv(self.out_channels, 1, use_bias=False, dtype=self.dtype,
+                                  name="conv_6")(h))
         else:
             h = nn.relu6(bn("conv_1")(conv(hidden, 1, use_bias=False, dtype=self.dtype,
                                            name="conv_0")(x)))
@@ -97,6 +119,7 @@ class MobileNetV2(nn.Module):
     axis_name: Optional[str] = None
     depthwise_impl: str = "auto"
     dtype: Dtype = jnp.float32
+    fast_paths: str = "auto"
 
     @nn.compact
     def __call__(self, x) -> Dict[str, Any]:
@@ -111,7 +134,8 @@ class MobileNetV2(nn.Module):
         taps = {}
         for idx, (_, _, c_out, stride, t) in enumerate(block_specs(), start=1):
             x = InvertedResidual(c_out, stride, t, self.use_running_average, self.axis_name,
-                                 self.depthwise_impl, self.dtype, name=f"features_{idx}")(x)
+                                 self.depthwise_impl, self.dtype, self.fast_paths,
+                                 name=f"features_{idx}")(x)
             if idx == 1:
                 taps["enc2x"] = x
             elif idx == 3:

@@ -75,6 +75,7 @@ class EASPP(nn.Module):
     axis_name: Optional[str] = None
     depthwise_impl: str = "auto"
     dtype: Dtype = jnp.float32
+    fast_paths: str = "auto"
 
     @nn.compact
     def __call__(self, x):
@@ -83,7 +84,8 @@ class EASPP(nn.Module):
 
         def ibn_conv(features, name):
             return ConvIBNormRelu(features, 1, use_running_average=self.use_running_average,
-                                  axis_name=self.axis_name, dtype=self.dtype, name=name)
+                                  axis_name=self.axis_name, dtype=self.dtype,
+                                  fast_paths=self.fast_paths, name=name)
 
         h = ibn_conv(mid, "compress")(x)
         scales = [
@@ -108,18 +110,19 @@ class LRBranch(nn.Module):
     axis_name: Optional[str] = None
     depthwise_impl: str = "auto"
     dtype: Dtype = jnp.float32
+    fast_paths: str = "auto"
 
     @nn.compact
     def __call__(self, enc32x, inference: bool):
         ibn = dict(use_running_average=self.use_running_average, axis_name=self.axis_name,
-                   dtype=self.dtype)
+                   dtype=self.dtype, fast_paths=self.fast_paths)
         if self.lr_branch == "se":
             x = SEBlock(4, self.dtype, name="se_block")(enc32x)
         else:
             x = EASPP(self.easpp_rates, 4, self.use_running_average, self.axis_name,
-                      self.depthwise_impl, self.dtype, name="easpp")(enc32x)
-        x = ConvIBNormRelu(96, 5, **ibn, name="conv_lr16x")(upsample2x_bilinear(x))
-        lr8x = ConvIBNormRelu(32, 5, **ibn, name="conv_lr8x")(upsample2x_bilinear(x))
+                      self.depthwise_impl, self.dtype, self.fast_paths, name="easpp")(enc32x)
+        x = ConvIBNormRelu(96, 5, **ibn, upsample_input=True, name="conv_lr16x")(x)
+        lr8x = ConvIBNormRelu(32, 5, **ibn, upsample_input=True, name="conv_lr8x")(x)
         pred_semantic = None
         if not inference:
             lr = ConvIBNormRelu(1, 3, 2, with_ibn=False, with_relu=False, **ibn,
@@ -135,40 +138,39 @@ class HRBranch(nn.Module):
     use_running_average: bool = False
     axis_name: Optional[str] = None
     dtype: Dtype = jnp.float32
+    fast_paths: str = "auto"
 
     @nn.compact
     def __call__(self, img, enc2x, enc4x, lr8x, inference: bool):
         hr = self.hr_channels
         ibn = dict(use_running_average=self.use_running_average, axis_name=self.axis_name,
-                   dtype=self.dtype)
+                   dtype=self.dtype, fast_paths=self.fast_paths)
 
         def block(features, kernel, name, stride=1):
             return ConvIBNormRelu(features, kernel, stride, **ibn, name=name)
 
-        cat = lambda *xs: jnp.concatenate(xs, axis=-1)  # noqa: E731
+        # Concatenations are passed to the convs as tuples (torch.cat order); see Conv2d.
         img2x = downsample_bilinear(img, 2)
         img4x = downsample_bilinear(img, 4)
 
         e2 = block(hr, 1, "tohr_enc2x")(enc2x)
-        hr4x = block(hr, 3, "conv_enc2x", stride=2)(cat(img2x, e2))
+        hr4x = block(hr, 3, "conv_enc2x", stride=2)((img2x, e2))
         e4 = block(hr, 1, "tohr_enc4x")(enc4x)
-        hr4x = block(2 * hr, 3, "conv_enc4x")(cat(hr4x, e4))
+        hr4x = block(2 * hr, 3, "conv_enc4x")((hr4x, e4))
 
         lr4x = upsample2x_bilinear(lr8x)
-        h = cat(hr4x, lr4x, img4x)
-        h = block(2 * hr, 3, "conv_hr4x_0")(h)
+        h = block(2 * hr, 3, "conv_hr4x_0")((hr4x, lr4x, img4x))
         h = block(2 * hr, 3, "conv_hr4x_1")(h)
         h = block(hr, 3, "conv_hr4x_2")(h)
 
-        h = cat(upsample2x_bilinear(h), e2)
-        h = block(2 * hr, 3, "conv_hr2x_0")(h)
+        h = block(2 * hr, 3, "conv_hr2x_0")((upsample2x_bilinear(h), e2))
         h = block(hr, 3, "conv_hr2x_1")(h)
         h = block(hr, 3, "conv_hr2x_2")(h)
         hr2x = block(hr, 3, "conv_hr2x_3")(h)
 
         pred_detail = None
         if not inference:
-            h = block(hr, 3, "conv_hr_0")(cat(upsample2x_bilinear(hr2x), img))
+            h = block(hr, 3, "conv_hr_0")((upsample2x_bilinear(hr2x), img))
             h = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn, name="conv_hr_1")(h)
             pred_detail = nn.sigmoid(h.astype(_out_dtype(h)))
         return pred_detail, hr2x
@@ -181,17 +183,18 @@ class FusionBranch(nn.Module):
     use_running_average: bool = False
     axis_name: Optional[str] = None
     dtype: Dtype = jnp.float32
+    fast_paths: str = "auto"
 
     @nn.compact
     def __call__(self, img, lr8x, hr2x):
         hr = self.hr_channels
         ibn = dict(use_running_average=self.use_running_average, axis_name=self.axis_name,
-                   dtype=self.dtype)
-        lr4x = ConvIBNormRelu(hr, 5, **ibn, name="conv_lr4x")(upsample2x_bilinear(lr8x))
+                   dtype=self.dtype, fast_paths=self.fast_paths)
+        lr4x = ConvIBNormRelu(hr, 5, **ibn, upsample_input=True, name="conv_lr4x")(lr8x)
         lr2x = upsample2x_bilinear(lr4x)
-        f2x = ConvIBNormRelu(hr, 3, **ibn, name="conv_f2x")(jnp.concatenate([lr2x, hr2x], -1))
+        f2x = ConvIBNormRelu(hr, 3, **ibn, name="conv_f2x")((lr2x, hr2x))
         f = upsample2x_bilinear(f2x)
-        f = ConvIBNormRelu(hr // 2, 3, **ibn, name="conv_f_0")(jnp.concatenate([f, img], -1))
+        f = ConvIBNormRelu(hr // 2, 3, **ibn, name="conv_f_0")((f, img))
         f = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn, name="conv_f_1")(f)
         return nn.sigmoid(f.astype(_out_dtype(f)))
 
@@ -207,6 +210,10 @@ class MODNet(nn.Module):
       axis_name: pmap axis over which BatchNorm averages its statistics (None: no collective).
       depthwise_impl: ``"auto"`` | ``"xla"`` | ``"shifted"`` (same numbers, different speed).
       dtype: compute dtype (e.g. bfloat16); parameters and BN statistics stay float32.
+      fast_paths: ``"auto"`` | ``"on"`` | ``"off"``: the heads' fast implementations (split
+        concat convs, conv_lr16x taps before upsampling, one-pass IBNorm; see
+        ``models.layers``). Same variables and, up to fp32 summation order, same numbers;
+        ``"auto"`` is on for the CPU backend.
     """
 
     hr_channels: int = 32
@@ -215,6 +222,7 @@ class MODNet(nn.Module):
     axis_name: Optional[str] = None
     depthwise_impl: str = "auto"
     dtype: Dtype = jnp.float32
+    fast_paths: str = "auto"
 
     @nn.compact
     def __call__(self, img, train: bool = False, inference: bool = False,
@@ -227,13 +235,14 @@ class MODNet(nn.Module):
         ura = (not train) or freeze_bn
         img = img.astype(self.dtype)
         taps = MobileNetV2(ura, self.axis_name, self.depthwise_impl, self.dtype,
-                           name="backbone")(img)
+                           self.fast_paths, name="backbone")(img)
         pred_semantic, lr8x = LRBranch(self.lr_branch, self.easpp_rates, ura, self.axis_name,
-                                       self.depthwise_impl, self.dtype,
+                                       self.depthwise_impl, self.dtype, self.fast_paths,
                                        name="lr_branch")(taps["enc32x"], inference)
         pred_detail, hr2x = HRBranch(self.hr_channels, ura, self.axis_name, self.dtype,
+                                     self.fast_paths,
                                      name="hr_branch")(img, taps["enc2x"], taps["enc4x"], lr8x,
                                                        inference)
         pred_matte = FusionBranch(self.hr_channels, ura, self.axis_name, self.dtype,
-                                  name="f_branch")(img, lr8x, hr2x)
+                                  self.fast_paths, name="f_branch")(img, lr8x, hr2x)
         return pred_semantic, pred_detail, pred_matte
