@@ -4,7 +4,15 @@ Layout (an Orbax ``CheckpointManager`` directory)::
 
     <dir>/<step>/state/   StandardSave of the model variables {"params", "batch_stats", "step"}
                           (exports), or of {"train": TrainState, ["frozen": SOC's M']} (runs)
-    <dir>/<step>/data/    JsonSave of the Grain iterator state (training runs only)
+    <dir>/<step>/data/    JsonSave of the Grain iterator state (training runs only):
+                          {"per_process_states": [state of process 0, 1, ...]}
+
+Several processes (``jax.distributed``): every process calls ``save`` with the same host
+(numpy) train state; Orbax writes numpy leaves and JSON from the primary process only, with
+barriers around each step, so the workdir must be on a filesystem all processes share (each
+reads the checkpoint back on resume). Each process's own iterator state is first gathered to
+all processes (``process_allgather``) and stored under its process index; ``restore`` hands
+each process its own.
 
 A training workdir keeps its manager directory in ``<workdir>/checkpoints``. Model-only
 checkpoints (``convert_from_torch``, exports) use the same layout with only the model variables
@@ -14,6 +22,7 @@ directory, or one step directory.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Optional
 
@@ -105,12 +114,44 @@ def save_variables(directory: str, variables: Any, step: int = 0) -> str:
     return os.path.join(directory, str(step))
 
 
+PER_PROCESS = "per_process_states"
+
+
+def _gather_json(value: Any) -> list:
+    """``value`` (JSON-able) of every process, indexed by process, on every process."""
+    if jax.process_count() == 1:
+        return [value]
+    from jax.experimental import multihost_utils
+
+    raw = np.frombuffer(json.dumps(value).encode(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.asarray([raw.size], np.int32)))
+    width = -(-int(sizes.max()) // 1024) * 1024  # round up: few distinct shapes to compile
+    padded = np.zeros(width, np.uint8)
+    padded[:raw.size] = raw
+    rows = np.asarray(multihost_utils.process_allgather(padded))
+    return [json.loads(rows[i, :int(sizes[i, 0])].tobytes()) for i in range(rows.shape[0])]
+
+
+def _own_data_state(saved: dict) -> dict:
+    """This process's iterator state from a saved data item (also reads the older
+    single-state format). With a different process count the states can only be reused if
+    they are all equal (they are, for our pipelines: positions count global batches)."""
+    states = saved[PER_PROCESS] if PER_PROCESS in saved else [saved]
+    if len(states) == jax.process_count():
+        return states[jax.process_index()]
+    if all(s == states[0] for s in states):
+        return states[0]
+    raise ValueError(f"the checkpoint's data-iterator states are from {len(states)} processes "
+                     f"and differ; resume it with {len(states)} processes")
+
+
 class TrainCheckpointer:
     """Training checkpoints: train state + data-iterator state in one Orbax step.
 
     Keeps the newest ``keep_last`` steps plus the ``keep_best`` steps with the lowest
     validation MAD (steps saved with ``val_mad``); writes asynchronously (``wait`` blocks).
-    ``save`` takes host (numpy) trees; every process calls it (Orbax coordinates the writes).
+    ``save`` takes host (numpy) trees; every process calls it (Orbax coordinates the writes;
+    the train state must be the same on all processes, the data state is each one's own).
     """
 
     def __init__(self, directory: str, keep_last: int = 3, keep_best: int = 1,
@@ -134,7 +175,7 @@ class TrainCheckpointer:
              val_mad: Optional[float] = None) -> None:
         items = {STATE_ITEM: ocp.args.StandardSave(state_tree)}
         if data_state is not None:
-            items[DATA_ITEM] = ocp.args.JsonSave(data_state)
+            items[DATA_ITEM] = ocp.args.JsonSave({PER_PROCESS: _gather_json(data_state)})
         metrics = None if val_mad is None else {"val_mad": float(val_mad)}
         self._mgr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
 
@@ -144,7 +185,8 @@ class TrainCheckpointer:
         if with_data:
             items[DATA_ITEM] = ocp.args.JsonRestore()
         restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
-        return restored[STATE_ITEM], (restored[DATA_ITEM] if with_data else None)
+        return restored[STATE_ITEM], (_own_data_state(restored[DATA_ITEM]) if with_data
+                                      else None)
 
     def wait(self) -> None:
         self._mgr.wait_until_finished()

@@ -32,11 +32,57 @@ def _sharding(devices: Sequence[Any]) -> NamedSharding:
     return NamedSharding(Mesh(np.asarray(devices), (AXIS,)), PartitionSpec(AXIS))
 
 
+def participating_devices(devices: Sequence[Any]) -> list:
+    """Every device of every process that takes part when each process uses ``devices`` (its
+    first ``len(devices)`` local devices). ``jax.pmap`` wants this global list, the same on all
+    processes: given only the local devices, its collectives would stay within each host."""
+    devices = list(devices)
+    if jax.process_count() == 1:
+        return devices
+    if devices != jax.local_devices()[:len(devices)]:
+        raise ValueError("with several processes, each must use its first N local devices")
+    by_process = {}
+    for d in jax.devices():
+        by_process.setdefault(d.process_index, []).append(d)
+    return [d for p in sorted(by_process) for d in by_process[p][:len(devices)]]
+
+
+_CONNECTS = [0]
+
+
+def connect(devices: Sequence[Any], timeout_s: int = 1800) -> None:
+    """With several processes: wait for all of them, then run one small collective on each
+    device group that training uses, so the collective backend connects them while the
+    processes are in step. Call it on every process; no-op with one process.
+
+    Why: on CPU, Gloo connects a device group at its first collective and gives a late peer
+    only 30 s (later collectives wait as long as needed), while a process can be minutes late
+    when it compiles what another found in the compilation cache. The groups: the step's
+    devices (``data_parallel``), and one device per process (Orbax's barriers and
+    broadcasts, ``process_allgather``)."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+    from orbax.checkpoint import multihost  # a barrier through the coordinator, not devices
+
+    _CONNECTS[0] += 1
+    name = f"modnet_jax_connect_{_CONNECTS[0]}"
+    multihost.get_barrier_sync_fn()(key=name, timeout_ms=timeout_s * 1000)
+    total = data_parallel(lambda x: jax.lax.psum(x, AXIS), devices)(
+        replicate(np.ones((), np.int32), devices))
+    expected = len(devices) * jax.process_count()
+    if int(unreplicate(total)) != expected:
+        raise RuntimeError(f"device collective over {expected} devices returned {total}")
+    multihost_utils.sync_global_devices(name)
+    multihost_utils.broadcast_one_to_all(np.zeros((), np.int32))
+
+
 def data_parallel(fn: Callable, devices: Sequence[Any], donate_argnums=(),
                   in_axes: Any = 0) -> Callable:
-    """``fn`` (written per device, collectives over ``AXIS``) run on ``devices`` in parallel."""
-    return jax.pmap(fn, axis_name=AXIS, devices=list(devices), donate_argnums=donate_argnums,
-                    in_axes=in_axes)
+    """``fn`` (written per device, collectives over ``AXIS``) run on ``devices`` in parallel
+    (and on the same number of devices of every other process, under ``jax.distributed``)."""
+    return jax.pmap(fn, axis_name=AXIS, devices=participating_devices(devices),
+                    donate_argnums=donate_argnums, in_axes=in_axes)
 
 
 def replicate(tree: Any, devices: Sequence[Any]) -> Any:
@@ -48,8 +94,22 @@ def replicate(tree: Any, devices: Sequence[Any]) -> Any:
 
 
 def unreplicate(tree: Any) -> Any:
-    """The first device's copy of a replicated tree (on host-addressable arrays)."""
-    return jax.tree_util.tree_map(lambda x: x[0], tree)
+    """The first local device's copy of a replicated tree. Reads that device's buffer only,
+    so no multi-device program runs: indexing the sharded output (``x[0]``) compiles one, and
+    under ``jax.distributed`` on CPU (collectives through Gloo) we saw that hang at the first
+    checkpoint of a 2-process run."""
+    return jax.tree_util.tree_map(lambda x: x.addressable_data(0)[0], tree)
+
+
+def host_local(tree: Any) -> Any:
+    """This process's rows of a device-parallel output, as numpy (leading axis: local
+    devices); the whole output when there is one process."""
+
+    def local(x):
+        shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+        return np.concatenate([np.asarray(s.data) for s in shards])
+
+    return jax.tree_util.tree_map(local, tree)
 
 
 def shard_batch(batch: Any, devices: Sequence[Any]) -> Any:

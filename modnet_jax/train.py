@@ -11,7 +11,8 @@ Any config field can be overridden with ``--config.FIELD=VALUE`` (see the config
 checkpoint in its workdir. The workdir (default ``./workdir/<config name>``) receives
 ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/`` and ``samples/*.png``.
 Multi-host: ``--distributed`` calls ``jax.distributed.initialize()`` (TPU VMs and SLURM need
-no more; elsewhere add ``--coordinator``, ``--num_processes``, ``--process_id``).
+no more; elsewhere add ``--coordinator``, ``--num_processes``, ``--process_id``). The
+scripts in ``launch/`` do this for TPU pods, SLURM, one multi-GPU node and local CPU processes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
 _COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 (multi-host).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+_LOCAL_DEVICE_IDS = flags.DEFINE_list(
+    "local_device_ids", None, "Devices this process drives (multi-host GPU). Under SLURM JAX "
+    "defaults to one GPU per task (SLURM_LOCALID); with one task per node list them all: 0,1,..")
 flags.mark_flags_as_required(["config"])
 
 
@@ -52,9 +56,16 @@ def main(argv):
     import jax
 
     if _DISTRIBUTED.value or _COORDINATOR.value:
-        jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                                   num_processes=_NUM_PROCESSES.value,
-                                   process_id=_PROCESS_ID.value)
+        device_ids = _LOCAL_DEVICE_IDS.value
+        try:
+            jax.distributed.initialize(
+                coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                process_id=_PROCESS_ID.value,
+                local_device_ids=None if device_ids is None else [int(i) for i in device_ids])
+        except ValueError as err:  # nothing to detect the cluster from, or bad flags
+            print(f"error: jax.distributed.initialize: {err} (outside TPU VMs and SLURM give "
+                  f"--coordinator, --num_processes and --process_id)", file=sys.stderr)
+            sys.exit(1)
     from modnet_jax.data import DatasetError
     from modnet_jax.training.loop import NonFiniteLossError, train
 

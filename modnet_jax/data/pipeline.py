@@ -2,8 +2,8 @@
 
 Training chain (one `MapDataset`, then an iterator):
 
-    range(n) -> per-host shard -> seed -> shuffle -> repeat(num_epochs)
-      -> random_map(SampleBuilder) -> batch(B, drop_remainder) -> to_iter_dataset
+    range(n) -> seed -> shuffle -> repeat(num_epochs) -> random_map(SampleBuilder)
+      -> batch(B, drop_remainder) -> this host's batches -> to_iter_dataset
       [-> mp_prefetch(num_workers)]
 
 * Shuffling happens before `repeat`, and `repeat` reseeds upstream randomness per epoch, so
@@ -15,7 +15,13 @@ Training chain (one `MapDataset`, then an iterator):
 * Batches are dicts of uint8 numpy arrays, NHWC, leading axis = per-host batch size:
   image [B,H,W,3], alpha [B,H,W,1], trimap [B,H,W,1] in {0,128,255}, plus fg and bg
   [B,H,W,3] when the samples are composited. Normalisation happens on the device.
-* Sharding: host i of k takes source indices i, i+k, ..., the same count on every host.
+* Sharding: with `shard_count` k, `batch_size` B is the per-host batch and the global
+  batch (k*B samples) is the same whatever k is: host i yields rows [i*B, (i+1)*B) of each
+  global batch, i.e. batches i, i+k, i+2k, ... of the B-sample stream (and only builds those).
+  Concatenating the k hosts' g-th batches gives the g-th batch of the k=1 stream with batch
+  k*B, samples and augmentation draws included, so a run's data does not depend on how many
+  hosts it uses; every host gets the same number of batches, and iterator states (a position
+  in units of global batches) look alike on all hosts.
 
 Multiprocess workers (`num_workers > 0`) start processes that re-import the main module, so
 the calling program needs an `if __name__ == "__main__":` guard; Grain also reads absl flags,
@@ -187,14 +193,17 @@ def validate_dataset(data_cfg, *, image_size: int = 512, split: str = "train") -
     return _plan(resolve_config(data_cfg), split, image_size).summary
 
 
-def _shard(count: int, shard_index: int, shard_count: int, what: str):
-    """Host `shard_index` of `shard_count`: indices i, i+k, ..., equal counts on all hosts."""
+def _check_shard(shard_index: int, shard_count: int) -> None:
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"shard_index {shard_index} outside [0, {shard_count})")
-    per_shard = count // shard_count
-    if per_shard == 0:
-        raise DatasetError(f"{what}: {count} samples cannot be split over {shard_count} hosts")
-    return grain.MapDataset.range(count)[shard_index:per_shard * shard_count:shard_count]
+
+
+def _host_batches(dataset, batch_size: int, shard_index: int, shard_count: int):
+    """Batches of ``batch_size`` rows; host ``shard_index`` of ``shard_count`` keeps batches
+    i, i+k, ... (its rows of every global batch), the same count on every host."""
+    batched = dataset.batch(batch_size, drop_remainder=True, batch_fn=stack_batch)
+    whole = len(batched) // shard_count * shard_count
+    return batched[shard_index:whole:shard_count]
 
 
 def _worker_init(worker_index: int, worker_count: int) -> None:
@@ -221,25 +230,27 @@ def _to_iterator(dataset, cfg):
 
 def _random_stream(plan: _Plan, cfg, *, batch_size, seed, shard_index, shard_count, num_epochs):
     what = f"data[{plan.summary.split}]"
-    dataset = _shard(len(plan.source), shard_index, shard_count, what)
+    _check_shard(shard_index, shard_count)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if num_epochs is not None and batch_size > len(dataset) * num_epochs:
-        raise DatasetError(f"{what}: {num_epochs} epoch(s) of {len(dataset)} samples per host "
-                           f"do not fill one batch of {batch_size}")
-    if batch_size > len(dataset):
+    count, global_batch = len(plan.source), batch_size * shard_count
+    if num_epochs is not None and global_batch > count * num_epochs:
+        raise DatasetError(f"{what}: {num_epochs} epoch(s) of {count} samples do not fill one "
+                           f"global batch of {global_batch}")
+    if global_batch > count:
         # Allowed (a batch then spans epochs and repeats samples), but worth knowing.
-        LOGGER.warning("%s: batch size %d exceeds the %d samples per host; batches repeat "
-                       "samples", what, batch_size, len(dataset))
+        LOGGER.warning("%s: global batch %d exceeds the %d samples; batches repeat samples",
+                       what, global_batch, count)
     builder = SampleBuilder(plan.source, plan.backgrounds, plan.options)
-    dataset = dataset.seed(int(seed) & 0xFFFFFFFF).shuffle().repeat(num_epochs)
-    dataset = dataset.random_map(builder).batch(batch_size, drop_remainder=True, batch_fn=stack_batch)
-    return _to_iterator(dataset, cfg)
+    dataset = grain.MapDataset.range(count).seed(int(seed) & 0xFFFFFFFF).shuffle()
+    dataset = dataset.repeat(num_epochs).random_map(builder)
+    return _to_iterator(_host_batches(dataset, batch_size, shard_index, shard_count), cfg)
 
 
 def make_train_iterator(data_cfg, *, batch_size: int, seed: int, image_size: int,
                         shard_index: int = 0, shard_count: int = 1, num_epochs: int | None = None):
     """Augmented training batches, reshuffled every epoch; endless when num_epochs is None.
+    With ``shard_count`` > 1, ``batch_size`` is per host (see the module docstring).
 
     Returns a Grain iterator (`next()`, `get_state()`, `set_state()`).
     """
@@ -265,15 +276,17 @@ def make_eval_iterator(data_cfg, *, batch_size: int, image_size: int, shard_inde
                        shard_count: int = 1):
     """Deterministic validation batches: one pass, short side resized and centre-cropped, no
     augmentation, trimap band at the middle of the configured range, backgrounds chosen by
-    index. The last partial batch is dropped (drop_remainder=True), so each host sees
-    floor(n / (hosts * batch_size)) batches; a split smaller than one batch per host raises
-    DatasetError rather than yielding nothing."""
+    index. The last partial global batch (``batch_size * shard_count`` samples) is dropped, so
+    each host sees floor(n / (hosts * batch_size)) batches, its rows of each global batch (as in
+    training); a split smaller than one global batch raises DatasetError rather than yielding
+    nothing."""
     cfg = resolve_config(data_cfg)
     plan = _plan(cfg, "val", image_size)
-    dataset = _shard(len(plan.source), shard_index, shard_count, "data[val]")
-    if len(dataset) < batch_size:
-        raise DatasetError(f"data[val]: {len(dataset)} samples per host is less than one batch of "
-                           f"{batch_size}; lower the batch size or enlarge the split")
+    _check_shard(shard_index, shard_count)
+    count, global_batch = len(plan.source), batch_size * shard_count
+    if count < global_batch:
+        raise DatasetError(f"data[val]: {count} samples, less than one batch of "
+                           f"{global_batch}; lower the batch size or enlarge the split")
     builder = SampleBuilder(plan.source, plan.backgrounds, plan.options)
-    dataset = dataset.map(builder).batch(batch_size, drop_remainder=True, batch_fn=stack_batch)
-    return _to_iterator(dataset, cfg)
+    dataset = grain.MapDataset.range(count).map(builder)
+    return _to_iterator(_host_batches(dataset, batch_size, shard_index, shard_count), cfg)

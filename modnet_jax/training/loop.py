@@ -129,7 +129,8 @@ def evaluate(eval_step, variables_rep, config, devices, reporter: Reporter, step
         n += 1
         if i == 0 and reporter.enabled:
             k = min(int(config.grid_images), batch["image"].shape[0])
-            pred = np.asarray(matte).reshape((-1,) + np.asarray(matte).shape[2:])
+            pred = parallel.host_local(matte)
+            pred = pred.reshape((-1,) + pred.shape[2:])
             reporter.grid(step, batch["image"][:k], pred[:k], batch["alpha"][:k])
     means = {k: v / max(n, 1) for k, v in sums.items()}
     reporter.scalars(step, "val", means)
@@ -158,6 +159,7 @@ def train(config, workdir: str) -> Dict[str, Any]:
     do_eval = mode == "supervised" and int(config.eval_every) >= 0
     if do_eval:
         LOGGER.info("%s", validate_dataset(config.data, image_size=size, split="val"))
+    parallel.connect(devices)  # several processes: all here, device collectives connected
     make_iter = make_unlabelled_iterator if mode == "soc" else make_train_iterator
     train_iter = make_iter(config.data, batch_size=per_host, seed=seed, image_size=size,
                            shard_index=jax.process_index(), shard_count=n_hosts)
