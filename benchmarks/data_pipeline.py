@@ -19,14 +19,16 @@ core's worth. Rows:
     raw 768                 the same copy written with `prepare --format raw` (.npy arrays,
                             memory-mapped: no decoding)
     ... + fg cache          `sample_cache_mb` large enough for the whole fg set: after the
-                            first epoch no fg/matte is decoded (steady state; warm-up runs one
-                            epoch per worker before timing)
+                            first epoch no fg/matte is decoded (steady state; warm-up runs four
+                            epochs per worker before timing, as each worker fills its own cache)
     ... + fg+bg cache       `bg_cache_mb` too (only realistic for a small background set)
-    ..., no malloc tuning   `malloc_tuning=False` (glibc default: image buffers re-faulted)
+    ..., no malloc tuning   `malloc_tuning=False` (glibc default: image buffers re-faulted;
+                            1 worker, a fresh process: the earlier rows tuned this one)
     synthetic               procedural data, no files
 
 A per-stage CPU timing of single samples follows, for the 1080p files, the prepared copy
-and the raw copy with a warm fg cache, to show where the time goes. Results are recorded in benchmarks/RESULTS.md ("Data pipeline").
+and the raw copy with a warm fg cache, to show where the time goes. Results are recorded in
+benchmarks/RESULTS.md ("Data pipeline").
 
     python benchmarks/data_pipeline.py [--seconds 12] [--workers 0,1,2] [--count 24] [--rows a,b]
 """
@@ -219,18 +221,22 @@ def main() -> None:
 
     fg_cache = dict(sample_cache_mb=4096)
     both_caches = dict(sample_cache_mb=4096, bg_cache_mb=4096)
-    warm = args.count  # one epoch of the fg set per worker fills its cache
+    # Each worker fills its own cache from the samples it happens to build: four epochs per
+    # worker leave few of the fg set unseen (measure() multiplies by the worker count).
+    warm = 4 * args.count
     rows = [("1080p, full decode", files(args.data_dir, reduced_decoding=False), [0], 0),
             ("1080p", files(args.data_dir), workers, 0),
             ("1080p, no malloc tuning", files(args.data_dir, malloc_tuning=False), [1], 0),
             ("1080p + fg cache", files(args.data_dir, **fg_cache), workers, warm),
-            ("1080p + fg+bg cache", files(args.data_dir, **both_caches), [0], 2 * warm),
+            ("1080p + fg+bg cache", files(args.data_dir, **both_caches), [0], warm),
             ("2160p, full decode", files(args.large_dir, reduced_decoding=False), [0], 0),
             ("2160p", files(args.large_dir), [0], 0),
             (f"prepared {max_side}", files(args.prepared_dir), workers, 0),
             (f"prepared {max_side} + fg cache", files(args.prepared_dir, **fg_cache), [0], warm),
             (f"raw {max_side}", files(args.raw_dir), workers, 0),
             (f"raw {max_side} + fg cache", files(args.raw_dir, **fg_cache), workers, warm),
+            (f"raw {max_side} + fg cache, no malloc tuning",
+             files(args.raw_dir, malloc_tuning=False, **fg_cache), [1], warm),
             ("synthetic", dict(layout="synthetic", synthetic_size=512), [0], 0)]
     if args.rows:
         wanted = args.rows.split(",")

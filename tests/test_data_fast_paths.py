@@ -13,6 +13,7 @@ from modnet_jax.data import generate_background, generate_portrait, images, prep
 from modnet_jax.data import make_eval_iterator, make_train_iterator
 from modnet_jax.data.augment import Window, crop_resize, split_colour_alpha
 from modnet_jax.data.cache import PACKED_KEY, DecodedCache, cached
+from modnet_jax.data.config import resolve_config
 from modnet_jax.data.report import UnusableFile
 from modnet_jax.data.trimap import make_trimap
 
@@ -63,7 +64,21 @@ def test_cached_samples_equal_uncached_samples(files):
     _assert_same(evaluate(sample_cache_mb=64, bg_cache_mb=64), evaluate())
 
 
+def test_cached_samples_with_a_worker_process_and_resume(files):
+    plain = _batches(_config(files), 5)
+    cfg = _config(files, sample_cache_mb=64, bg_cache_mb=64, num_workers=1)
+    iterator = make_train_iterator(cfg, batch_size=4, seed=2, image_size=SIZE)
+    _assert_same([next(iterator) for _ in range(3)], plain[:3])
+    resumed = make_train_iterator(cfg, batch_size=4, seed=2, image_size=SIZE)
+    resumed.set_state(iterator.get_state())  # a fresh worker: empty cache, same samples
+    _assert_same([next(resumed) for _ in range(2)], plain[3:])
+    for it in (iterator, resumed):
+        it.close()
+
+
 def test_cache_budget_hits_pickling_and_read_only(files):
+    with pytest.raises(ValueError, match="sample_cache_mb must be >= 0"):
+        resolve_config(dict(sample_cache_mb=-1))
     pairs = sources.scan_pairs(str(files / "fg"), str(files / "alpha"), True).entries
     source = sources.ForegroundAlphaSource(pairs)
     one = 72 * 96 * 4  # one packed record

@@ -23,6 +23,14 @@ folders such as RVM's per-clip `fgr/0000/00000.jpg` keep their sub-path in the s
     am2k           image_matte with original/ + mask/ (root = AM-2k/train or /validation)
     unlabelled     images and/or video files (any depth) under root, for SOC; video frames
                    are read with OpenCV every `video_frame_stride` frames
+
+Throughput (benchmarks/RESULTS.md, "Data pipeline"): decoding dominates a sample's CPU
+cost. `sample_cache_mb` keeps decoded foregrounds + mattes in memory per process, so a fg
+set that fits is decoded once per worker and never again (samples unchanged, bit for bit);
+`bg_cache_mb` does the same for backgrounds. Folders prepared with
+`python -m modnet_jax.data.prepare --format raw` hold .npy arrays that are memory-mapped
+instead of decoded (any layout accepts them; extension .npy). `malloc_tuning` keeps image
+buffers allocated between samples (see pipeline.tune_malloc). Float fields (MiB) take ints.
 """
 
 from __future__ import annotations
@@ -47,12 +55,12 @@ _DEFAULTS = dict(
     reduced_decoding=True,     # decode a JPEG (and its matte) at 1/2, 1/4 or 1/8 size when its
                                # short side stays >= image_size * max(scale_range) (so the
                                # smallest crop is never enlarged); False: always full size
-    sample_cache_mb=0,         # > 0: keep decoded samples (fg + alpha, or image + alpha) in
+    sample_cache_mb=0.0,       # > 0: keep decoded samples (fg + alpha, or image + alpha) in
                                # memory, up to this many MiB per process (each Grain worker
                                # has its own), so later epochs skip decoding; bit-identical
                                # samples. Sized to hold the whole fg set it removes all fg
                                # decoding in steady state (1080p subject: ~8 MiB). 0: off
-    bg_cache_mb=0,             # the same for backgrounds (useful when they are few; a large
+    bg_cache_mb=0.0,           # the same for backgrounds (useful when they are few; a large
                                # background set is better served by `prepare --format raw`)
     # --- synthetic data -----------------------------------------------------------------
     synthetic_size=2048,       # number of synthetic samples (train + validation)
@@ -81,7 +89,7 @@ _DEFAULTS = dict(
     prefetch_batches=2,        # batches buffered ahead (per worker with num_workers > 0)
     malloc_tuning=True,        # glibc: keep freed image buffers for reuse instead of unmapping
                                # them (pipeline.tune_malloc; ~1.5x samples per CPU-second),
-                               # in the workers, or in this process when num_workers = 0
+                               # in the workers and in this process (where batches land)
 )
 
 

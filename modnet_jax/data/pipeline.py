@@ -248,8 +248,8 @@ def _to_iterator(dataset, cfg):
     read = grain.ReadOptions(num_threads=int(cfg.read_threads),
                              prefetch_buffer_size=max(1, int(cfg.prefetch_batches)))
     iter_ds = dataset.to_iter_dataset(read)
-    if cfg.malloc_tuning and int(cfg.num_workers) == 0:
-        tune_malloc()  # samples are built in this process
+    if cfg.malloc_tuning:
+        tune_malloc()  # samples are built here (0 workers), or batches land here (workers)
     if int(cfg.num_workers) > 0:
         from absl import flags  # grain's multiprocessing reads absl flags
 
