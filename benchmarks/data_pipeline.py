@@ -16,12 +16,21 @@ core's worth. Rows:
     2160p, full decode      4K sources, reduced_decoding=False
     2160p                   4K sources: fg, matte and bg decoded at 1/2 size
     prepared 768            the prepared copy of the 1080p folder
+    raw 768                 the same copy written with `prepare --format raw` (.npy arrays,
+                            memory-mapped: no decoding)
+    ... + fg cache          `sample_cache_mb` large enough for the whole fg set: after the
+                            first epoch no fg/matte is decoded (steady state; warm-up runs four
+                            epochs per worker before timing, as each worker fills its own cache)
+    ... + fg+bg cache       `bg_cache_mb` too (only realistic for a small background set)
+    ..., no malloc tuning   `malloc_tuning=False` (glibc default: image buffers re-faulted;
+                            1 worker, a fresh process: the earlier rows tuned this one)
     synthetic               procedural data, no files
 
-A per-stage CPU timing of single samples follows, for the 1080p files and the prepared copy,
-to show where the time goes. Results are recorded in benchmarks/RESULTS.md ("Data pipeline").
+A per-stage CPU timing of single samples follows, for the 1080p files, the prepared copy
+and the raw copy with a warm fg cache, to show where the time goes. Results are recorded in
+benchmarks/RESULTS.md ("Data pipeline").
 
-    python benchmarks/data_pipeline.py [--seconds 12] [--workers 0,1,2] [--count 24]
+    python benchmarks/data_pipeline.py [--seconds 12] [--workers 0,1,2] [--count 24] [--rows a,b]
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from modnet_jax.data import (
     make_train_iterator,
     make_trimap,
 )
-from modnet_jax.data import augment, prepare, sources
+from modnet_jax.data import augment, cache, pipeline, prepare, sources
 
 
 def write_folder(root: str, count: int, height: int, width: int) -> None:
@@ -84,11 +93,14 @@ def _cpu_seconds() -> float:
     return total
 
 
-def measure(cfg: dict, workers: int, seconds: float, batch_size: int, image_size: int):
-    """(samples per wall-clock second, samples per CPU-second) over `seconds`."""
+def measure(cfg: dict, workers: int, seconds: float, batch_size: int, image_size: int,
+            warm_samples: int = 0):
+    """(samples per wall-clock second, samples per CPU-second) over `seconds`, after
+    `warm_samples` (per worker: filling a cache) plus two batches of warm-up."""
     cfg = dict(cfg, num_workers=workers, read_threads=1 if workers == 0 else 2)
     iterator = make_train_iterator(cfg, batch_size=batch_size, seed=0, image_size=image_size)
-    for _ in range(2):  # warm-up: worker start-up and first decodes
+    warm_batches = 2 + -(-warm_samples * max(1, workers) // batch_size)
+    for _ in range(warm_batches):  # worker start-up, first decodes, cache filling
         next(iterator)
     samples, start, cpu_start = 0, time.perf_counter(), _cpu_seconds()
     while time.perf_counter() - start < seconds:
@@ -102,11 +114,17 @@ def measure(cfg: dict, workers: int, seconds: float, batch_size: int, image_size
     return rate, per_cpu
 
 
-def stage_times(root: str, bg_root: str, image_size: int, repeats: int, min_side: int) -> dict:
+def stage_times(root: str, bg_root: str, image_size: int, repeats: int, min_side: int,
+                fg_cache: bool = False) -> dict:
     """CPU milliseconds per stage of one composited sample, single-threaded, decoding as the
-    pipeline does (`min_side`: its reduced-decoding threshold, 0 = full size)."""
+    pipeline does (`min_side`: its reduced-decoding threshold, 0 = full size); `fg_cache`:
+    fg + matte come from a warm DecodedCache (crop+resize then runs on the packed array)."""
     pairs = sources.scan_pairs(os.path.join(root, "fg"), os.path.join(root, "alpha"), False)
     pairs = sources.ForegroundAlphaSource(pairs.entries[:repeats], min_side)
+    if fg_cache:
+        pairs = cache.DecodedCache(pairs, 2 ** 40)
+        for index in range(len(pairs)):
+            pairs[index]
     backgrounds = sources.BackgroundSource(sources.scan_images(bg_root, False).entries, min_side)
     rng = np.random.default_rng(0)
     totals: dict[str, float] = {}
@@ -118,12 +136,17 @@ def stage_times(root: str, bg_root: str, image_size: int, repeats: int, min_side
         return out
 
     for index in range(len(pairs)):
-        record = timed("decode fg JPEG + alpha PNG", pairs.__getitem__, index)
+        record = timed("read fg + alpha", pairs.__getitem__, index)
         fg, alpha = record["fg"], record["alpha"]
-        bg = timed("decode bg JPEG", backgrounds.__getitem__, index % len(backgrounds))
+        bg = timed("read bg", backgrounds.__getitem__, index % len(backgrounds))
         window = augment.random_window(*alpha.shape, rng, (1.0, 1.5), alpha, 0.8)
-        fg = timed("crop+resize fg, alpha", augment.crop_resize, fg, window, image_size)
-        alpha = timed("crop+resize fg, alpha", augment.crop_resize, alpha, window, image_size)
+        if cache.PACKED_KEY in record:
+            both = timed("crop+resize fg, alpha", augment.crop_resize, record[cache.PACKED_KEY],
+                         window, image_size)
+            fg, alpha = timed("crop+resize fg, alpha", augment.split_colour_alpha, both)
+        else:
+            fg = timed("crop+resize fg, alpha", augment.crop_resize, fg, window, image_size)
+            alpha = timed("crop+resize fg, alpha", augment.crop_resize, alpha, window, image_size)
         bg_window = augment.random_window(*bg.shape[:2], rng, (1.0, 1.5))
         bg = timed("crop+resize bg", augment.crop_resize, bg, bg_window, image_size)
         fg = timed("colour jitter", augment.colour_jitter, fg, rng, augment.JitterRanges())
@@ -142,13 +165,13 @@ def ensure_folder(root: str, count: int, height: int, width: int) -> None:
               f"in {time.perf_counter() - start:.1f}s")
 
 
-def ensure_prepared(source: str, target: str, max_short_side: int) -> None:
+def ensure_prepared(source: str, target: str, max_short_side: int, fmt: str = "encoded") -> None:
     marker = os.path.join(target, f".complete_{max_short_side}")
     if not os.path.exists(marker):
         start = time.perf_counter()
-        pairs, _ = prepare.prepare("fg_alpha", source, target, max_short_side)
+        pairs, _ = prepare.prepare("fg_alpha", source, target, max_short_side, fmt=fmt)
         bgs, _ = prepare.prepare("images", os.path.join(source, "bg"), os.path.join(target, "bg"),
-                                 max_short_side)
+                                 max_short_side, fmt=fmt)
         open(marker, "w").close()
         print(f"prepared {target}: {pairs.summary('pair')}; {bgs.summary('background')} "
               f"({time.perf_counter() - start:.1f}s)")
@@ -166,6 +189,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default="/tmp/modnet_jax_bench_1080p")
     parser.add_argument("--large-dir", default="/tmp/modnet_jax_bench_2160p")
     parser.add_argument("--prepared-dir", default="/tmp/modnet_jax_bench_1080p_prepared768")
+    parser.add_argument("--raw-dir", default="/tmp/modnet_jax_bench_1080p_raw768")
+    parser.add_argument("--rows", default="",
+                        help="comma-separated substrings: run only the rows whose name has one")
     parser.add_argument("--count", type=int, default=24, help="files written (1080p)")
     parser.add_argument("--large-count", type=int, default=12, help="files written (2160p)")
     parser.add_argument("--image-size", type=int, default=512)
@@ -179,8 +205,9 @@ def main() -> None:
     ensure_folder(args.data_dir, args.count, 1080, 1920)
     ensure_folder(args.large_dir, args.large_count, 2160, 3840)
     ensure_prepared(args.data_dir, args.prepared_dir, max_side)
+    ensure_prepared(args.data_dir, args.raw_dir, max_side, "raw")
     for name, root in (("1080p", args.data_dir), ("2160p", args.large_dir),
-                       ("prepared", args.prepared_dir)):
+                       ("prepared", args.prepared_dir), ("raw", args.raw_dir)):
         print(f"mean file size, {name}: {mean_sizes(root)}")
     print(f"CPU cores: {os.cpu_count()}; load average at the start: "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -192,31 +219,52 @@ def main() -> None:
         return dict(layout="fg_alpha", root=root, bg_root=os.path.join(root, "bg"),
                     val_fraction=0.0, **extra)
 
-    rows = [("1080p, full decode", files(args.data_dir, reduced_decoding=False), [0]),
-            ("1080p", files(args.data_dir), workers),
-            ("2160p, full decode", files(args.large_dir, reduced_decoding=False), [0]),
-            ("2160p", files(args.large_dir), [0]),
-            (f"prepared {max_side}", files(args.prepared_dir), workers),
-            ("synthetic", dict(layout="synthetic", synthetic_size=512), [0])]
+    fg_cache = dict(sample_cache_mb=4096)
+    both_caches = dict(sample_cache_mb=4096, bg_cache_mb=4096)
+    # Each worker fills its own cache from the samples it happens to build: four epochs per
+    # worker leave few of the fg set unseen (measure() multiplies by the worker count).
+    warm = 4 * args.count
+    rows = [("1080p, full decode", files(args.data_dir, reduced_decoding=False), [0], 0),
+            ("1080p", files(args.data_dir), workers, 0),
+            ("1080p, no malloc tuning", files(args.data_dir, malloc_tuning=False), [1], 0),
+            ("1080p + fg cache", files(args.data_dir, **fg_cache), workers, warm),
+            ("1080p + fg+bg cache", files(args.data_dir, **both_caches), [0], warm),
+            ("2160p, full decode", files(args.large_dir, reduced_decoding=False), [0], 0),
+            ("2160p", files(args.large_dir), [0], 0),
+            (f"prepared {max_side}", files(args.prepared_dir), workers, 0),
+            (f"prepared {max_side} + fg cache", files(args.prepared_dir, **fg_cache), [0], warm),
+            (f"raw {max_side}", files(args.raw_dir), workers, 0),
+            (f"raw {max_side} + fg cache", files(args.raw_dir, **fg_cache), workers, warm),
+            (f"raw {max_side} + fg cache, no malloc tuning",
+             files(args.raw_dir, malloc_tuning=False, **fg_cache), [1], warm),
+            ("synthetic", dict(layout="synthetic", synthetic_size=512), [0], 0)]
+    if args.rows:
+        wanted = args.rows.split(",")
+        rows = [row for row in rows if any(w in row[0] for w in wanted)]
     print(f"\ncomposited {args.image_size}x{args.image_size} samples "
           f"(batch {args.batch_size}, {args.seconds:.0f}s per row)")
-    print(f"{'data':>20} | {'workers':>7} | {'samples/s':>9} | {'per worker':>10} | "
+    print(f"{'data':>26} | {'workers':>7} | {'samples/s':>9} | {'per worker':>10} | "
           f"{'per CPU-second':>14}")
-    print("-" * 74)
-    for name, cfg, counts in rows:
+    print("-" * 80)
+    for name, cfg, counts, warm_samples in rows:
         for count in counts:
-            rate, per_cpu = measure(cfg, count, args.seconds, args.batch_size, args.image_size)
-            print(f"{name:>20} | {count:>7} | {rate:>9.1f} | {rate / max(1, count):>10.1f} | "
+            rate, per_cpu = measure(cfg, count, args.seconds, args.batch_size, args.image_size,
+                                    warm_samples)
+            print(f"{name:>26} | {count:>7} | {rate:>9.1f} | {rate / max(1, count):>10.1f} | "
                   f"{per_cpu:>14.1f}", flush=True)
     load = os.getloadavg()
     print(f"(load average at the end: {' '.join(f'{x:.1f}' for x in load)}; samples/s fall when "
           "other jobs share the cores, samples per CPU-second much less so)")
 
-    for name, root in (("1080p files", args.data_dir), (f"prepared {max_side}", args.prepared_dir),
-                       ("2160p files, reduced decoding", args.large_dir)):
+    pipeline.tune_malloc()  # as the pipeline does (default malloc_tuning=True)
+    for name, root, fg_cached in (("1080p files", args.data_dir, False),
+                                  ("1080p files, warm fg cache", args.data_dir, True),
+                                  (f"prepared {max_side}", args.prepared_dir, False),
+                                  (f"raw {max_side}, warm fg cache", args.raw_dir, True),
+                                  ("2160p files, reduced decoding", args.large_dir, False)):
         count = args.large_count if root == args.large_dir else args.count
         stages = stage_times(root, os.path.join(root, "bg"), args.image_size, min(count, 12),
-                             max_side)
+                             max_side, fg_cached)
         print(f"\nper-stage CPU cost of one sample, {name} (ms, one thread):")
         for stage, ms in stages.items():
             print(f"  {stage:<28} {ms:7.2f}")

@@ -37,6 +37,21 @@ def test_composite_is_correctly_rounded_for_every_value_pair():
         np.testing.assert_array_equal(out[:, :, 0], expected)
 
 
+def test_composite_equals_the_integer_formula_for_all_triples():
+    # All 2^24 (fg, bg, alpha) triples (three per pixel, one per channel ordering) against
+    # round((fg * a + bg * (255 - a)) / 255) in exact integer arithmetic: the OpenCV
+    # float32 fast path must agree everywhere, not just within a tolerance.
+    n = np.arange(2 ** 24, dtype=np.uint32)
+    f, b, a = (n >> 16).astype(np.uint8), ((n >> 8) & 255).astype(np.uint8), (n & 255).astype(np.uint8)
+    fg = np.stack([f, b, a], axis=-1).reshape(4096, 4096, 3)
+    bg = np.stack([b, a, f], axis=-1).reshape(4096, 4096, 3)
+    alpha = a.reshape(4096, 4096)
+    weight = alpha.astype(np.uint32)[:, :, None]
+    total = fg * weight + bg * (255 - weight)
+    expected = (total // 255 + (total % 255 > 127)).astype(np.uint8)  # exact rounding
+    np.testing.assert_array_equal(composite(fg, bg, alpha), expected)
+
+
 def test_composite_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="uint8 of one shape"):
         composite(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8), np.zeros((4, 4), np.uint8))

@@ -4,9 +4,11 @@ Only numpy, OpenCV, Grain and ml_collections are used here: never jax (Grain its
 it), never the model, never torch. Batches are uint8 numpy arrays; the device normalises.
 
 Modules: config (fields and layouts), sources (folder scans, random-access sources), images
-(decoding, header checks, matte conversion), synthetic (procedural portraits), augment
+(decoding, header checks, matte conversion, raw .npy mapping), cache (in-memory decoded
+records), synthetic (procedural portraits), augment
 (crops, flips, colour jitter), compositing (the composite law), trimap, samples (per-sample
-builders), pipeline (Grain iterators, start-up validation), report (once-only messages).
+builders), pipeline (Grain iterators, start-up validation, malloc tuning), prepare (resized
+or raw copies of a dataset), report (once-only messages).
 """
 
 from modnet_jax.data.compositing import composite, estimate_foreground

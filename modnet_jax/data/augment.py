@@ -91,6 +91,11 @@ def crop_resize(image: np.ndarray, window: Window, size: int) -> np.ndarray:
     return out.reshape((size, size) + image.shape[2:])
 
 
+def split_colour_alpha(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[H, W, 4] colour + alpha -> contiguous ([H, W, 3], [H, W]) copies."""
+    return cv2.cvtColor(packed, cv2.COLOR_RGBA2RGB), cv2.extractChannel(packed, 3)
+
+
 def hflip(image: np.ndarray) -> np.ndarray:
     # cv2.flip: several times faster than copying a reversed numpy view; same pixels.
     return cv2.flip(image, 1).reshape(image.shape)

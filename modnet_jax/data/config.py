@@ -23,6 +23,14 @@ folders such as RVM's per-clip `fgr/0000/00000.jpg` keep their sub-path in the s
     am2k           image_matte with original/ + mask/ (root = AM-2k/train or /validation)
     unlabelled     images and/or video files (any depth) under root, for SOC; video frames
                    are read with OpenCV every `video_frame_stride` frames
+
+Throughput (benchmarks/RESULTS.md, "Data pipeline"): decoding dominates a sample's CPU
+cost. `sample_cache_mb` keeps decoded foregrounds + mattes in memory per process, so a fg
+set that fits is decoded once per worker and never again (samples unchanged, bit for bit);
+`bg_cache_mb` does the same for backgrounds. Folders prepared with
+`python -m modnet_jax.data.prepare --format raw` hold .npy arrays that are memory-mapped
+instead of decoded (any layout accepts them; extension .npy). `malloc_tuning` keeps image
+buffers allocated between samples (see pipeline.tune_malloc). Float fields (MiB) take ints.
 """
 
 from __future__ import annotations
@@ -47,6 +55,13 @@ _DEFAULTS = dict(
     reduced_decoding=True,     # decode a JPEG (and its matte) at 1/2, 1/4 or 1/8 size when its
                                # short side stays >= image_size * max(scale_range) (so the
                                # smallest crop is never enlarged); False: always full size
+    sample_cache_mb=0.0,       # > 0: keep decoded samples (fg + alpha, or image + alpha) in
+                               # memory, up to this many MiB per process (each Grain worker
+                               # has its own), so later epochs skip decoding; bit-identical
+                               # samples. Sized to hold the whole fg set it removes all fg
+                               # decoding in steady state (1080p subject: ~8 MiB). 0: off
+    bg_cache_mb=0.0,           # the same for backgrounds (useful when they are few; a large
+                               # background set is better served by `prepare --format raw`)
     # --- synthetic data -----------------------------------------------------------------
     synthetic_size=2048,       # number of synthetic samples (train + validation)
     synthetic_seed=0,          # content seed (independent of the training seed)
@@ -72,6 +87,9 @@ _DEFAULTS = dict(
     num_workers=0,             # > 0: Grain multiprocess workers (needs a __main__ guard)
     read_threads=2,            # in-process prefetch threads (each builds whole batches)
     prefetch_batches=2,        # batches buffered ahead (per worker with num_workers > 0)
+    malloc_tuning=True,        # glibc: keep freed image buffers for reuse instead of unmapping
+                               # them (pipeline.tune_malloc; ~1.5x samples per CPU-second),
+                               # in the workers and in this process (where batches land)
 )
 
 
@@ -136,6 +154,9 @@ def resolve_config(data_cfg) -> ml_collections.ConfigDict:
         layout_spec(merged["val_layout"])
     if not 0.0 <= float(merged["val_fraction"]) < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {merged['val_fraction']}")
+    for name in ("sample_cache_mb", "bg_cache_mb"):
+        if float(merged[name]) < 0:
+            raise ValueError(f"{name} must be >= 0 (0 = no cache), got {merged[name]}")
     if int(merged["num_workers"]) < 0:
         raise ValueError(f"num_workers must be >= 0, got {merged['num_workers']}")
     cfg = ml_collections.ConfigDict(merged)

@@ -22,11 +22,16 @@ Policies decided here (documented once, relied on by every source):
   be decoded that way are decoded in full and shrunk to that size with area averaging, so a
   JPEG photo and its PNG matte come out the same size. `reduction_for` picks the factor that
   keeps the short side at or above a required length, so no detail the sample needs is lost.
+* Raw files (`.npy`, written by `prepare --format raw`): uint8 RGB [H, W, 3] or matte [H, W]
+  arrays, memory-mapped read-only instead of decoded, so reading one costs page copies of
+  the rows a crop touches. Their header is checked like a PNG/JPEG header (dtype, layout,
+  length); the returned arrays are read-only views of the file.
 """
 
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import struct
 import threading
@@ -37,7 +42,9 @@ import numpy as np
 
 from modnet_jax.data.report import UnusableFile, note_once
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".npy")
+# Raw arrays (`prepare --format raw`): uint8 [H, W, 3] RGB or [H, W] matte, memory-mapped.
+RAW_EXTENSION = ".npy"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 # Largest per-pixel channel disagreement still read as a grey matte (JPEG chroma noise).
 CHANNEL_TOLERANCE = 8
@@ -139,6 +146,8 @@ def probe_header(path: str) -> HeaderInfo | None:
     stays cheap.
     """
     ext = extension(path)
+    if ext == RAW_EXTENSION:
+        return _raw_header(path)
     if ext not in (".png", ".jpg", ".jpeg"):
         return None
     try:
@@ -157,6 +166,59 @@ def probe_header(path: str) -> HeaderInfo | None:
             return info
     except OSError as err:
         raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
+
+
+_RAW_HEADERS: dict = {}  # path -> (HeaderInfo, data offset, shape): .npy headers parsed once
+
+
+def _raw_layout(path: str) -> tuple:
+    """(HeaderInfo, data offset, shape) of a raw .npy image, checking dtype, layout and file
+    length; cached per process (parsing a .npy header costs more than mapping the file)."""
+    known = _RAW_HEADERS.get(path)
+    if known is not None:
+        return known
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read(handle)
+            offset = handle.tell()
+            size = handle.seek(0, os.SEEK_END)
+    except OSError as err:
+        raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
+    except ValueError as err:
+        raise UnusableFile(path, f"not a .npy array file ({err})") from err
+    if dtype != np.uint8 or fortran or len(shape) not in (2, 3) or \
+            (len(shape) == 3 and shape[2] not in (1, 3)) or min(shape[:2]) == 0:
+        raise UnusableFile(path, f"raw image must be uint8 [H, W] or [H, W, 3] in C order, "
+                           f"not {dtype} {shape}{' (Fortran order)' if fortran else ''}")
+    if size - offset < int(np.prod(shape)):
+        raise UnusableFile(path, "truncated .npy file (fewer bytes than its shape needs)")
+    head = HeaderInfo(int(shape[1]), int(shape[0]), 1 if len(shape) == 2 else int(shape[2]), 8)
+    _RAW_HEADERS[path] = head, offset, tuple(int(n) for n in shape)
+    return _RAW_HEADERS[path]
+
+
+def _raw_header(path: str) -> HeaderInfo:
+    return _raw_layout(path)[0]
+
+
+def load_raw(path: str, channels: int) -> np.ndarray:
+    """A raw .npy image, memory-mapped read-only (no decoding: pages are read as the crop
+    touches them): uint8 [H, W, 3] for channels=3, [H, W] for channels=1."""
+    head, offset, shape = _raw_layout(path)
+    if head.channels != channels:
+        what = "an RGB image [H, W, 3]" if channels == 3 else "a matte [H, W]"
+        raise UnusableFile(path, f"raw file has {head.channels} channel(s); expected {what}")
+    try:
+        with open(path, "rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        array = np.frombuffer(mapped, np.uint8, int(np.prod(shape)), offset)
+    except (OSError, ValueError) as err:  # e.g. the file shrank since its header was read
+        _RAW_HEADERS.pop(path, None)
+        raise UnusableFile(path, f"cannot map the .npy file ({err})") from err
+    return array.reshape((head.height, head.width, 3) if channels == 3 else shape[:2])
 
 
 def header_from_bytes(path: str, data: bytes) -> HeaderInfo | None:
@@ -217,6 +279,9 @@ def decode_rgb(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndar
     way for less work; other formats are decoded in full and shrunk). `data`: the file's
     bytes when the caller has read them already (`read_file`).
     """
+    if extension(path) == RAW_EXTENSION:
+        image = load_raw(path, 3)
+        return _shrink(np.asarray(image), reduce) if reduce > 1 else image
     reduced = reduce > 1 and extension(path) in JPEG_EXTENSIONS
     image = cv2.imdecode(_read_bytes(path, data), _REDUCED_FLAGS[reduce if reduced else 1])
     if image is None:
@@ -257,6 +322,9 @@ def decode_alpha(path: str, reduce: int = 1, data: bytes | None = None) -> np.nd
     `reduce` > 1: at 1/reduce size, `reduced_shape` (8-bit grey or colour JPEG mattes decode
     that way; other files are decoded in full, converted, then shrunk).
     """
+    if extension(path) == RAW_EXTENSION:
+        alpha = load_raw(path, 1)
+        return _shrink(np.asarray(alpha), reduce) if reduce > 1 else alpha
     data = read_file(path) if data is None else data
     if reduce > 1:
         head = header_from_bytes(path, data) if extension(path) in JPEG_EXTENSIONS else None

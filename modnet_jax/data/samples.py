@@ -18,6 +18,7 @@ import numpy as np
 
 from modnet_jax.data import augment
 from modnet_jax.data.augment import JitterRanges
+from modnet_jax.data.cache import PACKED_KEY
 from modnet_jax.data.compositing import composite, estimate_foreground
 from modnet_jax.data.report import DatasetError, UnusableFile, report_skip
 from modnet_jax.data.trimap import band_radius, make_trimap, random_band_radius
@@ -96,10 +97,18 @@ class SampleBuilder:
         window = (augment.random_window(height, width, rng, opts.scale_range, alpha,
                                         opts.subject_bias)
                   if random else augment.centre_window(height, width))
-        alpha = augment.crop_resize(alpha, window, size)
-        colour = augment.crop_resize(colour, window, size)
-        if random and opts.flip and rng.random() < 0.5:
-            alpha, colour = augment.hflip(alpha), augment.hflip(colour)
+        packed = record.get(PACKED_KEY)
+        flip = random and opts.flip and rng.random() < 0.5
+        if packed is not None:
+            # Cached record: colour + alpha as one [H, W, 4] array, resized (and flipped) in
+            # one pass; the same pixels as the two separate calls below.
+            both = augment.crop_resize(packed, window, size)
+            colour, alpha = augment.split_colour_alpha(augment.hflip(both) if flip else both)
+        else:
+            alpha = augment.crop_resize(alpha, window, size)
+            colour = augment.crop_resize(colour, window, size)
+            if flip:
+                alpha, colour = augment.hflip(alpha), augment.hflip(colour)
         composited = "fg" in record or opts.recomposite
         if composited and "fg" not in record:
             colour = estimate_foreground(colour, alpha)

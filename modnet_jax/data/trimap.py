@@ -41,9 +41,9 @@ def make_trimap(alpha: np.ndarray, radius: int, fg_threshold: float = 0.9,
         # subject cut by the crop keeps its definite-foreground core up to the edge.
         fg = cv2.erode(fg, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
         not_bg = cv2.dilate(not_bg, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    trimap = np.full(plane.shape, UNKNOWN, np.uint8)
-    trimap[not_bg == 0] = 0
-    trimap[fg == 1] = 255
+    # 128 where not background, then 255 wherever foreground survives (fg wins, as in the
+    # recipe, even with thresholds that let the two sets disagree); masks are 0/1.
+    trimap = cv2.max(not_bg * np.uint8(UNKNOWN), fg * np.uint8(255))
     return trimap.reshape(alpha.shape)
 
 
