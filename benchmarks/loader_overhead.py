@@ -67,7 +67,7 @@ def main():
     print(f"{args.image_size}x{args.image_size}, batch {args.batch_size}, {args.steps} steps, "
           f"{jax.device_count()} {jax.default_backend()} device(s), "
           f"{args.num_workers} loader workers")
-    print(f"| feed | median step (ms) | img/s |\n|---|---|---|")
+    print("| feed | median step (ms) | img/s |\n|---|---|---|")
     print(f"| in-memory batch | {1e3 * m_mem:.1f} | {args.batch_size / m_mem:.1f} |")
     print(f"| Grain pipeline | {1e3 * m_real:.1f} | {args.batch_size / m_real:.1f} |")
     print(f"ratio pipeline / in-memory: {m_real / m_mem:.3f} (goal <= 1.1)")

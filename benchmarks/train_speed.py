@@ -193,7 +193,6 @@ def run(args, variables, state_dict) -> List[common.Row]:
 
 def memory_report(args, variables) -> dict:
     """Peak memory of a batch-16 512x512 train step, in GiB."""
-    import jax
 
     report = {"xla_buffer_assignment": jax_memory(args, variables, MEMORY_BATCH, MEMORY_SIZE)}
     if common.backend() == "gpu":

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modnet_jax.models.layers import downsample_bilinear, resize_bilinear
+from modnet_jax.models.ops import downsample_bilinear, resize_bilinear
 
 # The release's blurer: a sigma-0.8 Gaussian filter of a 3x3 delta (scipy, tails reflected back
 # in), separable; MODNET_FACTS section 3.

@@ -22,11 +22,9 @@ from modnet_jax.models.layers import (
     Conv2d,
     DepthwiseConv,
     IBNorm,
-    conv_upsampled,
-    depthwise_conv_shifted,
     resolve_fast_paths,
-    upsample2x_bilinear,
 )
+from modnet_jax.models.ops import conv_upsampled, depthwise_conv_shifted, upsample2x_bilinear
 from modnet_jax.models.mobilenetv2 import InvertedResidual
 from modnet_jax.models.modnet import MODNet
 

@@ -18,6 +18,8 @@ from modnet_jax.models.layers import (
     BatchNorm,
     DepthwiseConv,
     IBNorm,
+)
+from modnet_jax.models.ops import (
     depthwise_conv_shifted,
     downsample_bilinear,
     upsample2x_bilinear,
@@ -170,6 +172,13 @@ def test_easpp_variant():
             jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
     with pytest.raises(ValueError, match="unknown model config"):
         model_from_config({"hr_chanels": 16})
+    # The implementation switches travel from the config to every layer that reads them.
+    plain = model_from_config({"fast_paths": "off", "depthwise_impl": "xla"})
+    assert (plain.fast_paths, plain.depthwise_impl) == ("off", "xla")
+    assert model_from_config().fast_paths == "auto"
+    with pytest.raises(ValueError, match="fast_paths"):
+        jax.eval_shape(lambda: model_from_config({"fast_paths": "fast"}).init(
+            jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
 
 
 # ---------------------------------------------------------------- building blocks vs numpy

@@ -15,6 +15,7 @@ MODEL_DEFAULTS = dict(
     lr_branch="se",
     easpp_rates=(1, 2, 4, 8),
     depthwise_impl="auto",
+    fast_paths="auto",
     dtype="float32",
 )
 
@@ -44,6 +45,7 @@ def model_from_config(cfg: Any = None, axis_name: Optional[str] = None) -> MODNe
         easpp_rates=tuple(int(r) for r in _get(cfg, "easpp_rates")),
         axis_name=axis_name,
         depthwise_impl=str(_get(cfg, "depthwise_impl")),
+        fast_paths=str(_get(cfg, "fast_paths")),
         dtype=dtype,
     )
 

@@ -22,15 +22,8 @@ from typing import Any, Optional, Sequence, Tuple
 import jax.numpy as jnp
 from flax import linen as nn
 
-from modnet_jax.models.layers import (
-    ConvIBNormRelu,
-    DepthwiseConv,
-    check_spatial,
-    conv,
-    downsample_bilinear,
-    torch_default_init,
-    upsample2x_bilinear,
-)
+from modnet_jax.models.layers import ConvIBNormRelu, DepthwiseConv, check_spatial, torch_default_init
+from modnet_jax.models.ops import downsample_bilinear, upsample2x_bilinear
 from modnet_jax.models.mobilenetv2 import MobileNetV2
 
 Dtype = Any

@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 import zlib
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import jax
 import numpy as np
