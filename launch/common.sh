@@ -3,6 +3,7 @@
 #   PYTHON            interpreter on the machine(s) that train [python3]
 #   DRY_RUN           1: print each command (copy-pasteable) instead of running it [0]
 #   PER_DEVICE_BATCH  if set: --config.batch_size = PER_DEVICE_BATCH x all devices of all hosts
+#                     (and --config.eval_batch_size the same, so evaluation fills every device)
 #   SCALE_LR          1: --config.optimizer.learning_rate = BASE_LR x batch / BASE_BATCH (the
 #                     linear scaling rule; needs PER_DEVICE_BATCH) [0]
 #   BASE_LR, BASE_BATCH  the recipe the rule scales from [0.01, 16: SGD 0.01 at batch 16]
@@ -61,6 +62,7 @@ scaling_args() {
         'BEGIN { printf "%.6g", b * n / d }')
       SCALING_ARGS+=("--config.optimizer.learning_rate=$lr")
     fi
+    SCALING_ARGS+=("--config.eval_batch_size=$batch")
   elif [[ "${SCALE_LR:-0}" == 1 ]]; then
     launch_error "SCALE_LR=1 needs PER_DEVICE_BATCH (the rule scales with the global batch)"
   fi

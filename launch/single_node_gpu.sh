@@ -9,7 +9,7 @@
 # Variables (environment) [default]:
 #   GPUS              comma-separated GPU indices to use (sets CUDA_VISIBLE_DEVICES) [all]
 #   NUM_GPUS          how many GPUs that is (only needed for PER_DEVICE_BATCH) [counted from
-#                     GPUS, else from nvidia-smi -L]
+#                     GPUS, else from CUDA_VISIBLE_DEVICES, else from nvidia-smi -L]
 #   CONFIG            config file[:variant] [configs/supervised_gpu.py of this checkout]
 #   WORKDIR           run directory [workdir/supervised_gpu]
 #   PER_DEVICE_BATCH  if set: global batch = PER_DEVICE_BATCH x NUM_GPUS (else the config's
@@ -29,8 +29,14 @@ if [[ -n "${GPUS:-}" ]]; then
   NUM_GPUS=${NUM_GPUS:-${#gpu_list[@]}}
 fi
 if [[ -n "${PER_DEVICE_BATCH:-}" && -z "${NUM_GPUS:-}" ]]; then
-  command -v nvidia-smi >/dev/null || launch_error "no nvidia-smi: set NUM_GPUS (or GPUS)"
-  NUM_GPUS=$(nvidia-smi -L | grep -c '^GPU')
+  if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then  # JAX sees only these
+    IFS=, read -r -a gpu_list <<<"$CUDA_VISIBLE_DEVICES"
+    NUM_GPUS=${#gpu_list[@]}
+  else
+    command -v nvidia-smi >/dev/null || launch_error "no nvidia-smi: set NUM_GPUS (or GPUS)"
+    NUM_GPUS=$(nvidia-smi -L | grep -c '^GPU' || true)
+  fi
+  ((NUM_GPUS >= 1)) || launch_error "no GPU found: set GPUS or NUM_GPUS"
 fi
 scaling_args "${NUM_GPUS:-1}"
 

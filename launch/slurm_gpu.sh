@@ -34,7 +34,9 @@
 #   REPO_DIR       this checkout, on a filesystem every node sees [SLURM_SUBMIT_DIR]
 #   CONFIG         config file[:variant] [REPO_DIR/configs/supervised_gpu.py]
 #   WORKDIR        run directory; must be on a filesystem every node shares (checkpoints are
-#                  written by process 0 and read back by all) [REPO_DIR/workdir/slurm_<job id>]
+#                  written by process 0 and read back by all); a resubmitted job resumes from
+#                  its checkpoints, so the default names the job, not the job id
+#                  [REPO_DIR/workdir/<job name>]
 #   SRUN_ARGS      extra srun options (space-separated) []
 #   PER_DEVICE_BATCH, SCALE_LR, BASE_LR, BASE_BATCH, PYTHON, DRY_RUN   see launch/common.sh
 set -euo pipefail
@@ -51,7 +53,7 @@ NODES=${NODES:-${SLURM_JOB_NUM_NODES:-}}
 GPUS_PER_NODE=${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-8}}
 CPUS_PER_GPU=${CPUS_PER_GPU:-${SLURM_CPUS_PER_TASK:-8}}
 CONFIG=${CONFIG:-$REPO_DIR/configs/supervised_gpu.py}
-WORKDIR=${WORKDIR:-$REPO_DIR/workdir/slurm_${SLURM_JOB_ID:-dryrun}}
+WORKDIR=${WORKDIR:-$REPO_DIR/workdir/${SLURM_JOB_NAME:-modnet_slurm}}
 require_vars NODES
 scaling_args $((NODES * GPUS_PER_NODE))
 

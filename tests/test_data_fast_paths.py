@@ -169,3 +169,28 @@ def test_trimap_matches_the_mask_recipe(thresholds):
         expected[not_bg == 0] = 0
         expected[fg == 1] = 255
         np.testing.assert_array_equal(make_trimap(alpha, radius, fg_t, bg_t), expected)
+
+
+def test_only_splits_read_repeatedly_are_cached(files):
+    """Validation is one pass per evaluation through a freshly built pipeline, so a cache
+    there would only hold memory next to the training workers' caches."""
+    from modnet_jax.data.pipeline import _plan
+
+    cfg = resolve_config(_config(files, val_root=str(files), sample_cache_mb=64,
+                                 bg_cache_mb=64))
+    train, val = _plan(cfg, "train", SIZE), _plan(cfg, "val", SIZE)
+    assert isinstance(train.source, DecodedCache) and isinstance(train.backgrounds, DecodedCache)
+    assert not isinstance(val.source, DecodedCache)
+    assert not isinstance(val.backgrounds, DecodedCache)
+
+
+def test_shadowed_files_are_reported(tmp_path, caplog):
+    """A raw copy written next to an encoded one (a.npy beside a.jpg) or two encodings of one
+    image: the first in sorted order is used, and the others are named."""
+    for name in ("a.jpg", "a.npy", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    with caplog.at_level("WARNING", logger="modnet_jax.data"):
+        found = sources.list_files(str(tmp_path), extensions=(".jpg", ".npy", ".png"))
+    assert found == {"a": str(tmp_path / "a.jpg"), "b": str(tmp_path / "b.png")}
+    (message,) = [r.getMessage() for r in caplog.records if "share a name" in r.getMessage()]
+    assert "1 file(s)" in message and "a.npy is shadowed by" in message and "a.jpg" in message

@@ -228,9 +228,17 @@ def test_launch_dry_runs_print_the_commands():
                        SCALE_LR="1")
     assert line.startswith("env CUDA_VISIBLE_DEVICES=0,1,2,3 python3 -m modnet_jax.train")
     assert "--config.batch_size=32 --config.optimizer.learning_rate=0.02" in line
+    assert line.endswith("--config.eval_batch_size=32")
+    # Without GPUS the count comes from CUDA_VISIBLE_DEVICES (what JAX will see).
+    (line,) = _dry_run("single_node_gpu.sh", CUDA_VISIBLE_DEVICES="2,3", PER_DEVICE_BATCH="4")
+    assert "--config.batch_size=8 --config.eval_batch_size=8" in line
     (line,) = _dry_run("slurm_gpu.sh", NODES="2", GPUS_PER_NODE="4", MODE="per_node")
     assert line.startswith("srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=32")
     assert "--distributed" in line and "--local_device_ids 0,1,2,3" in line
+    # A resubmitted job (new id, same name) must find its checkpoints: no job id in WORKDIR.
+    (line,) = _dry_run("slurm_gpu.sh", NODES="1", GPUS_PER_NODE="1", SLURM_JOB_ID="123",
+                       SLURM_JOB_NAME="d646", REPO_DIR=REPO)
+    assert f"--workdir {REPO}/workdir/d646" in line
     (line,) = _dry_run("slurm_gpu.sh", NODES="2", GPUS_PER_NODE="4", CPUS_PER_GPU="6")
     assert "--ntasks-per-node=4 --cpus-per-task=6" in line
     (line,) = _dry_run("tpu_pod.sh", "--config.data.root=/data/my set", TPU_NAME="pod",

@@ -207,3 +207,16 @@ def test_unusable_dataset_fails_before_compiling(tmp_path):
     assert last.startswith("error:") and "fg" in last
     with pytest.raises(DatasetError):
         train(_tiny(**{"data.layout": "adobe", "data.root": str(empty)}), str(tmp_path / "w2"))
+
+
+@pytest.mark.parametrize("batch, eval_batch, match", [(3, 4, "batch_size 3"),
+                                                      (4, 3, "eval_batch_size 3"),
+                                                      (4, 0, "eval_batch_size 0")])
+def test_batches_must_fill_every_device(tmp_path, batch, eval_batch, match):
+    """On 2 devices: a global batch or an evaluation batch that does not split evenly over
+    the devices is refused at start-up (before, a bad eval batch failed at the first
+    evaluation, after compiling and training)."""
+    config = _tiny(num_devices=2, batch_size=batch, eval_batch_size=eval_batch)
+    with pytest.raises(ValueError, match=match):
+        train(config, str(tmp_path / "wd"))
+    assert not os.path.exists(tmp_path / "wd" / "checkpoints")

@@ -167,8 +167,9 @@ def _plan(cfg, split: str, image_size: int) -> _Plan:
         hint = "; set val_fraction > 0 or val_root" if split == "val" and cfg.val_root is None else ""
         raise DatasetError(f"data[{split}]: layout {layout!r} at {root or '(generated)'} has no "
                            f"usable samples ({reason}){hint}")
-    source = cache.cached(source, cfg.sample_cache_mb)
-    backgrounds = cache.cached(backgrounds, cfg.bg_cache_mb)
+    if split != "val":  # validation is one pass per evaluation (rebuilt each time): no hits
+        source = cache.cached(source, cfg.sample_cache_mb)
+        backgrounds = cache.cached(backgrounds, cfg.bg_cache_mb)
     _probe(source, split)
     LOGGER.info("%s", summary)
     return _Plan(source, backgrounds, _options(cfg, image_size, image_only=image_only), summary)
@@ -248,8 +249,11 @@ def _to_iterator(dataset, cfg):
     read = grain.ReadOptions(num_threads=int(cfg.read_threads),
                              prefetch_buffer_size=max(1, int(cfg.prefetch_batches)))
     iter_ds = dataset.to_iter_dataset(read)
-    if cfg.malloc_tuning:
-        tune_malloc()  # samples are built here (0 workers), or batches land here (workers)
+    if cfg.malloc_tuning and int(cfg.num_workers) == 0:
+        # Samples are built in this process. With workers they are built there (tuned in
+        # _worker_init) and this process, which also holds JAX's host buffers, keeps glibc's
+        # defaults rather than its peak heap.
+        tune_malloc()
     if int(cfg.num_workers) > 0:
         from absl import flags  # grain's multiprocessing reads absl flags
 

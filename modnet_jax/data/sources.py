@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modnet_jax.data import images, synthetic
-from modnet_jax.data.report import DatasetError, UnusableFile, report_skip
+from modnet_jax.data.report import LOGGER, DatasetError, UnusableFile, report_skip
 
 
 @dataclass
@@ -38,6 +38,7 @@ def list_files(folder: str, extensions=images.IMAGE_EXTENSIONS) -> dict[str, str
     The stem is the path relative to `folder` without extension, '/'-separated.
     """
     found: dict[str, str] = {}
+    shadowed: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         for name in sorted(filenames):
@@ -45,8 +46,16 @@ def list_files(folder: str, extensions=images.IMAGE_EXTENSIONS) -> dict[str, str
                 continue
             path = os.path.join(dirpath, name)
             stem = os.path.splitext(os.path.relpath(path, folder))[0].replace(os.sep, "/")
-            # Two files with one stem (a.jpg and a.png): the first in sorted order is kept.
-            found.setdefault(stem, path)
+            # Two files with one stem (a.jpg and a.png, or a.npy from `prepare --format raw`
+            # next to an encoded copy): the first in sorted order is kept, and said so.
+            if found.setdefault(stem, path) != path:
+                shadowed.append(path)
+    if shadowed:
+        LOGGER.warning("%s: %d file(s) share a name with another file and are not used "
+                       "(kept: the first in sorted order), e.g. %s is shadowed by %s",
+                       folder, len(shadowed), shadowed[0],
+                       found[os.path.splitext(os.path.relpath(shadowed[0], folder))[0]
+                             .replace(os.sep, "/")])
     return dict(sorted(found.items()))
 
 

@@ -149,6 +149,11 @@ def train(config, workdir: str) -> Dict[str, Any]:
     if int(config.batch_size) % n_global:
         raise ValueError(f"batch_size {config.batch_size} must be a multiple of the "
                          f"{n_global} devices (global batch = per-device batch x devices)")
+    do_eval = mode == "supervised" and int(config.eval_every) >= 0
+    if do_eval and (int(config.eval_batch_size) < n_global
+                    or int(config.eval_batch_size) % n_global):
+        raise ValueError(f"eval_batch_size {config.eval_batch_size} must be a positive multiple "
+                         f"of the {n_global} devices (like batch_size)")
     per_host = int(config.batch_size) // n_hosts
     size, seed = int(config.image_size), int(config.seed)
 
@@ -156,7 +161,6 @@ def train(config, workdir: str) -> Dict[str, Any]:
     split = "unlabelled" if mode == "soc" else "train"
     summary = validate_dataset(config.data, image_size=size, split=split)
     LOGGER.info("%s", summary)
-    do_eval = mode == "supervised" and int(config.eval_every) >= 0
     if do_eval:
         LOGGER.info("%s", validate_dataset(config.data, image_size=size, split="val"))
     parallel.connect(devices)  # several processes: all here, device collectives connected
