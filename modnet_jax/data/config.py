@@ -57,7 +57,9 @@ _DEFAULTS = dict(
                                # smallest crop is never enlarged); False: always full size
     sample_cache_mb=0.0,       # > 0: keep decoded samples (fg + alpha, or image + alpha) in
                                # memory, up to this many MiB per process (each Grain worker
-                               # has its own), so later epochs skip decoding; bit-identical
+                               # has its own: total = training processes x max(1, workers) x
+                               # this; the validation split is never cached), so later
+                               # epochs skip decoding; bit-identical
                                # samples. Sized to hold the whole fg set it removes all fg
                                # decoding in steady state (1080p subject: ~8 MiB). 0: off
     bg_cache_mb=0.0,           # the same for backgrounds (useful when they are few; a large
