@@ -14,6 +14,10 @@ memory of both frameworks too; ``--rss`` measures the peak resident memory of on
 512x512 step per framework in child processes (CPU; needs ~10 GiB free).
 
     python benchmarks/train_speed.py [--batch 16] [--size 256] [--steps-per-rep 1] [--rss]
+
+CPU training runs ~20% faster without XLA's YNNPACK fusions (slow kernel-gradient convs; see
+RESULTS.md): ``--xla-flags=--xla_cpu_experimental_ynn_fusion_type=`` (same numbers up to fp32
+rounding). Not a default: it is an experimental flag; pass it for CPU training runs.
 """
 
 from __future__ import annotations
