@@ -15,9 +15,11 @@ memory of both frameworks too; ``--rss`` measures the peak resident memory of on
 
     python benchmarks/train_speed.py [--batch 16] [--size 256] [--steps-per-rep 1] [--rss]
 
-CPU training runs ~20% faster without XLA's YNNPACK fusions (slow kernel-gradient convs; see
-RESULTS.md): ``--xla-flags=--xla_cpu_experimental_ynn_fusion_type=`` (same numbers up to fp32
-rounding). Not a default: it is an experimental flag; pass it for CPU training runs.
+CPU training runs 1.3-2x faster without XLA's YNNPACK fusions (slow kernel-gradient convs;
+see RESULTS.md). ``python -m modnet_jax.train`` turns them off by default on the JAX versions
+it was measured on (modnet_jax/training/xla_cpu.py); this script keeps XLA's default unless
+given ``--xla-flags=--xla_cpu_experimental_ynn_fusion_type=``, which measures what train.py
+runs.
 """
 
 from __future__ import annotations

@@ -53,6 +53,10 @@ def main(argv):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Orbax narrates every save through absl's logger; keep its warnings, drop the chatter.
     logging.getLogger("absl").setLevel(logging.WARNING)
+    from modnet_jax.training import xla_cpu
+
+    # Before anything starts JAX's backends (jax.distributed.initialize does not).
+    xla_cpu.prefer_xla_kernels(not bool(_CONFIG.value.get("xla_cpu_ynnpack", False)))
     import jax
 
     if _DISTRIBUTED.value or _COORDINATOR.value:

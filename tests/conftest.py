@@ -2,6 +2,7 @@
 
 * 8 fake CPU devices, for the pmap == 1-device invariants;
 * full fp32 matmul precision;
+* XLA's own CPU conv kernels, as train.py chooses (modnet_jax/training/xla_cpu.py);
 * a persistent compilation cache shared with the subprocesses the training tests start, so
   the same programs (model init, train/eval steps) compile once per machine instead of once
   per test or process (~40 s -> ~2 s each on a 2-core CPU).
@@ -24,3 +25,8 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402,F401  (imported here so the settings above are what it reads)
+from modnet_jax.training import xla_cpu  # noqa: E402
+
+# The XLA:CPU kernels train.py selects, here too: the training tests compare runs in this
+# process with train.py subprocesses bit for bit.
+xla_cpu.prefer_xla_kernels()
