@@ -36,12 +36,7 @@ OVERRIDES = {"batch_size": 8, "eval_at_start": False, "eval_batch_size": 8,
 
 def _config(steps, **extra):
     c = sup_cfg.get_config("tiny")
-    for key, value in dict(OVERRIDES, num_train_steps=steps, **extra).items():
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+    c.update_from_flattened_dict(dict(OVERRIDES, num_train_steps=steps, **extra))
     return c
 
 

@@ -29,12 +29,7 @@ def _tiny(**overrides):
     c.num_train_steps = N_STEPS
     c.progress = False
     c.num_devices = 1  # conftest fakes 8 CPU devices; batch 2 runs on one
-    for k, v in overrides.items():
-        node = c
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = v
+    c.update_from_flattened_dict(overrides)
     return c
 
 

@@ -38,7 +38,7 @@ def list_files(folder: str, extensions=images.IMAGE_EXTENSIONS) -> dict[str, str
     The stem is the path relative to `folder` without extension, '/'-separated.
     """
     found: dict[str, str] = {}
-    shadowed: list[str] = []
+    shadowed: list[tuple[str, str]] = []  # (unused path, the path kept for its stem)
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         for name in sorted(filenames):
@@ -48,14 +48,13 @@ def list_files(folder: str, extensions=images.IMAGE_EXTENSIONS) -> dict[str, str
             stem = os.path.splitext(os.path.relpath(path, folder))[0].replace(os.sep, "/")
             # Two files with one stem (a.jpg and a.png, or a.npy from `prepare --format raw`
             # next to an encoded copy): the first in sorted order is kept, and said so.
-            if found.setdefault(stem, path) != path:
-                shadowed.append(path)
+            kept = found.setdefault(stem, path)
+            if kept != path:
+                shadowed.append((path, kept))
     if shadowed:
         LOGGER.warning("%s: %d file(s) share a name with another file and are not used "
                        "(kept: the first in sorted order), e.g. %s is shadowed by %s",
-                       folder, len(shadowed), shadowed[0],
-                       found[os.path.splitext(os.path.relpath(shadowed[0], folder))[0]
-                             .replace(os.sep, "/")])
+                       folder, len(shadowed), *shadowed[0])
     return dict(sorted(found.items()))
 
 

@@ -146,14 +146,12 @@ def train(config, workdir: str) -> Dict[str, Any]:
     devices = parallel.local_devices(None if int(config.num_devices) < 0
                                      else int(config.num_devices))
     n_hosts, n_global = jax.process_count(), len(devices) * jax.process_count()
-    if int(config.batch_size) % n_global:
-        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the "
-                         f"{n_global} devices (global batch = per-device batch x devices)")
     do_eval = mode == "supervised" and int(config.eval_every) >= 0
-    if do_eval and (int(config.eval_batch_size) < n_global
-                    or int(config.eval_batch_size) % n_global):
-        raise ValueError(f"eval_batch_size {config.eval_batch_size} must be a positive multiple "
-                         f"of the {n_global} devices (like batch_size)")
+    for name in ("batch_size", "eval_batch_size") if do_eval else ("batch_size",):
+        value = int(config[name])
+        if value < n_global or value % n_global:
+            raise ValueError(f"{name} {value} must be a positive multiple of the {n_global} "
+                             f"devices (global batch = per-device batch x devices)")
     per_host = int(config.batch_size) // n_hosts
     size, seed = int(config.image_size), int(config.seed)
 
