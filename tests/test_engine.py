@@ -175,7 +175,7 @@ def test_video_equals_host_path_across_batch_seams(untrained, engine, ofd):
     a, b = rng.integers(0, 256, (2, 64, 80, 3), dtype=np.uint8)
     frames = [a if t % 3 else b for t in range(9)]  # b at 0, 3, 6: flicker at the seams 3|4
     raw, pairs = _host_video(model, variables, frames, 4, ofd)
-    for n in ((1, 3, 4, 5, 9) if ofd else (4, 9)):
+    for n in ((1, 4, 5, 9) if ofd else (5, 9)):  # one batch, full, full + 1, a padded tail
         out = list(engine.video(frames[:n], ofd=ofd, background=(255, 255, 255)))
         want = _host_video(model, variables, frames[:n], 4, ofd)[1] if n < 9 else pairs
         assert len(out) == n
