@@ -195,8 +195,8 @@ def test_second_engine_loads_programs_from_the_persistent_cache(untrained, engin
     first = {k: r.matte for k, r in engine.images(items)}
     fresh = MattingEngine(model, variables, ref_size=REF, batch_size=4)
     second = {k: r.matte for k, r in fresh.images(items)}
-    assert fresh.programs.compiled == [] and len(fresh.programs.loaded) == 3
-    assert "0 programs compiled, 3 loaded" in fresh.compile_summary()
+    assert fresh.programs.compiled == [] and fresh.programs.loaded == ["photo 1x64x80"]
+    assert "0 programs compiled, 1 loaded" in fresh.compile_summary()
     for k in first:
         np.testing.assert_array_equal(second[k], first[k])
 

@@ -26,7 +26,6 @@ from modnet_jax.inference import (
     model_input_size,
     process_video,
 )
-from modnet_jax.inference.engine import padded_batch
 from modnet_jax.inference.preprocess import postprocess, preprocess
 from modnet_jax.models import create_model
 from modnet_jax.progress import Progress
@@ -58,9 +57,7 @@ def test_area_resize_is_adaptive_average_pooling():
     assert area_resize(np.zeros((5, 7, 3), np.uint8), 3, 4).shape == (3, 4, 3)
 
 
-def test_padded_batch_and_progress_bar():
-    assert [padded_batch(n, 4) for n in (1, 2, 3, 4)] == [1, 2, 4, 4]
-    assert padded_batch(5, 6) == 6
+def test_progress_bar():
     out = io.StringIO()
     bar = Progress(3, desc="clip", unit="frames", stream=out, min_interval=0.0)
     for _ in range(3):
@@ -129,24 +126,27 @@ def reference_mattes(model, variables, images):
     return [postprocess(m, *im.shape[:2]) for m, im in zip(out, images)]
 
 
-def test_mixed_size_folder_equals_host_path_and_compiles_each_bucket_once(untrained, engine):
+def test_mixed_size_folder_equals_host_path_and_compiles_each_image_size_once(untrained, engine):
     model, variables, _ = untrained
     rng = np.random.default_rng(0)
-    sizes = [(64, 80), (64, 100), (70, 90), (66, 99), (64, 64)]  # buckets 64x64 (3), 64x96 (2)
+    # 64x80 four times: one full batch; 70x90 (model 64x64) and 64x100 (64x96) alone.
+    sizes = [(64, 80), (70, 90), (64, 80), (64, 80), (64, 80), (64, 100)]
     items = [(i, portrait(rng, h, w)[0]) for i, (h, w) in enumerate(sizes)]
     out = {k: r.matte for k, r in engine.images(items)}
-    assert engine.model_shapes == [(4, 64, 64), (2, 64, 96)]
-    compiled = len(engine.programs.compiled) + len(engine.programs.loaded)
+    assert engine.model_shapes == [(4, 64, 64), (1, 64, 64), (1, 64, 96)]
+    labels = engine.programs.compiled + engine.programs.loaded
+    assert sorted(labels) == ["photo 1x64x100", "photo 1x70x90", "photo 4x64x80"]
     for i, (h, w) in enumerate(sizes):
         assert out[i].shape == (h, w) and out[i].dtype == np.float32
         assert 0.0 <= out[i].min() and out[i].max() <= 1.0
-    # Same batches as the engine: [0, 2, 4] padded to 4 (the last repeated), [1, 3].
-    ref = reference_mattes(model, variables, [items[i][1] for i in (0, 2, 4, 4)])
-    ref += reference_mattes(model, variables, [items[i][1] for i in (1, 3)])
-    for i, want in zip((0, 2, 4, 4, 1, 3), ref):
+    # Same batches as the engine: [0, 2, 3, 4], then [1] and [5] alone.
+    ref = reference_mattes(model, variables, [items[i][1] for i in (0, 2, 3, 4)])
+    ref += reference_mattes(model, variables, [items[1][1]])
+    ref += reference_mattes(model, variables, [items[5][1]])
+    for i, want in zip((0, 2, 3, 4, 1, 5), ref):
         np.testing.assert_allclose(out[i], want, rtol=0, atol=1e-6)
     again = {k: r.matte for k, r in engine.images(items)}
-    assert len(engine.programs.compiled) + len(engine.programs.loaded) == compiled
+    assert len(engine.programs.compiled) + len(engine.programs.loaded) == len(labels)
     for i in out:
         np.testing.assert_array_equal(again[i], out[i])
 

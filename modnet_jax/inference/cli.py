@@ -37,8 +37,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="reference short side of the release's resize rule (default: "
                         "%(default)s; sides are then floored to multiples of 32)")
     g.add_argument("--batch-size", type=int, default=4,
-                   help="images of equal model input size run together, up to this many "
-                        "(default: %(default)s)")
+                   help="photos of equal size run together when this many of them come "
+                        "close together; others run one by one (default: %(default)s)")
     g.add_argument("--resize-back", choices=("area", "bilinear"), default="area",
                    help="how the matte returns to the image size (default: %(default)s, as "
                         "the release)")
@@ -62,8 +62,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def engine_from_args(args: argparse.Namespace) -> MattingEngine:
     """A ``MattingEngine`` for the model options (and the compile cache turned on)."""
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    for name in ("batch_size", "video_batch_size"):
+        if getattr(args, name, 1) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got "
+                            f"{getattr(args, name)}")
     if args.ref_size < 32:
         raise UserError(f"--ref-size must be >= 32, got {args.ref_size}")
     for name in ("max_long_side", "max_pixels", "max_image_pixels"):
@@ -73,7 +75,8 @@ def engine_from_args(args: argparse.Namespace) -> MattingEngine:
     cfg = {"lr_branch": args.lr_branch, "hr_channels": args.hr_channels}
     return MattingEngine.from_checkpoint(
         args.checkpoint, cfg, step=args.step, ref_size=args.ref_size,
-        batch_size=args.batch_size, resize_back=args.resize_back,
+        batch_size=args.batch_size, video_batch_size=getattr(args, "video_batch_size", None),
+        resize_back=args.resize_back,
         max_long_side=args.max_long_side, max_pixels=args.max_pixels,
         max_image_pixels=args.max_image_pixels,
         ofd_threshold=getattr(args, "ofd_threshold", OFD_THRESHOLD))

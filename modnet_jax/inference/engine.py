@@ -12,17 +12,17 @@ size and the normalisation, the model, the resize back, One-Frame Delay and the 
 results equal the release's pre-processing done on the host (``preprocess.preprocess`` ->
 model -> ``preprocess.postprocess`` -> ``ofd.OneFrameDelay``) to float32 rounding.
 
-Compiled programs: a video compiles one program per frame size (``programs.video_step``). For
-photos the model program is compiled per model input size and batch (equal model sizes are
-batched together, up to ``batch_size``), and two small resize programs per image size, so a
-folder of many image sizes compiles the model only for the few sizes the resize rule yields.
+Compiled programs: a video compiles one program per frame size (``programs.video_step``), and
+photos one program per image size (resize, model, resize back and outputs fused; a second one
+at ``batch_size`` for a size whose photos come ``batch_size`` at a time, see ``images``), so a
+folder of N image sizes compiles N programs.
 With the persistent cache (``compile_cache.py``) a second run compiles nothing;
 ``compile_summary()`` says what was compiled and how long it took.
 
 Bounded memory: the model input follows the release's rule capped by ``max_long_side`` and
 ``max_pixels`` (``preprocess.model_input_size``); an image above ``max_image_pixels`` is refused
 with a one-line ``InputError``. While photos wait for a batch, at most ``batch_size`` of them per
-model size and ``max_pending`` in all are held; one batch at a time is in flight while the
+image size and ``max_pending`` in all are held; one batch at a time is in flight while the
 caller handles the previous one (so the device works while the caller encodes).
 """
 
@@ -65,14 +65,6 @@ class Matted:
         return matte_to_uint8(self.matte)
 
 
-def padded_batch(n: int, batch_size: int) -> int:
-    """The compiled batch size for ``n`` <= ``batch_size`` inputs (next power of two, capped)."""
-    b = 1
-    while b < n:
-        b *= 2
-    return min(b, batch_size)
-
-
 class _Programs:
     """Compiled programs keyed by name, static options and argument shapes; counts compiles."""
 
@@ -99,18 +91,21 @@ class _Programs:
 class MattingEngine:
     """A MODNet and its variables, run end to end on the device (see the module docstring).
 
-    ``ref_size``: the release's reference short side; ``batch_size``: frames / photos per model
-    call; ``resize_back``: "area" (the release) or "bilinear" (OpenCV's linear); the caps bound
+    ``ref_size``: the release's reference short side; ``batch_size``: photos of one size per
+    model call; ``video_batch_size``: video frames per model call (default ``batch_size``;
+    larger batches run the model faster per frame on a CPU, at the cost of memory and a
+    longer wait for the first frame); ``resize_back``: "area" (the release) or "bilinear" (OpenCV's linear); the caps bound
     memory; ``ofd_threshold``: One-Frame Delay's flicker threshold.
     """
 
     def __init__(self, model, variables: Dict[str, Any], *, ref_size: int = REF_SIZE,
-                 batch_size: int = 4, resize_back: str = "area",
+                 batch_size: int = 4, video_batch_size: Optional[int] = None,
+                 resize_back: str = "area",
                  max_long_side: int = MAX_LONG_SIDE, max_pixels: int = MAX_PIXELS,
                  max_image_pixels: int = MAX_IMAGE_PIXELS,
                  ofd_threshold: float = OFD_THRESHOLD, max_pending: Optional[int] = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size < 1 or (video_batch_size is not None and video_batch_size < 1):
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size}, {video_batch_size}")
         if resize_back not in ("area", "bilinear"):
             raise ValueError(f"resize_back must be 'area' or 'bilinear', got {resize_back!r}")
         self.model = model
@@ -118,6 +113,7 @@ class MattingEngine:
                                          "batch_stats": variables.get("batch_stats", {})})
         self.ref_size = int(ref_size)
         self.batch_size = int(batch_size)
+        self.video_batch_size = int(video_batch_size or batch_size)
         self.resize_back = resize_back
         self.max_long_side = int(max_long_side)
         self.max_pixels = int(max_pixels)
@@ -205,7 +201,14 @@ class MattingEngine:
                cutout: bool = False, background: Optional[Background] = None,
                with_image: bool = False
                ) -> Iterator[Tuple[Hashable, Union[Matted, InputError]]]:
-        """Yield (key, ``Matted``) for (key, RGB image) pairs, batching equal model sizes.
+        """Yield (key, ``Matted``) for (key, RGB image) pairs, batching equal image sizes.
+
+        Each photo runs through one program for its image size (resize, model, resize back,
+        cut-out / composite). Photos of the same size are held until ``batch_size`` of them
+        make a full batch; when ``max_pending`` photos are held, the oldest size's photos run
+        one by one, as do the leftovers at the end. So each image size compiles at most two
+        programs (batch 1, and ``batch_size`` when that many of its photos come close
+        together), and a folder of mixed sizes compiles one program per size.
 
         Results come as batches finish, not in input order. A per-item problem (an image
         above the pixel limit, or an ``Exception`` given instead of an image, e.g. by a reader
@@ -215,6 +218,15 @@ class MattingEngine:
         buckets: "OrderedDict[Tuple[int, int], list]" = OrderedDict()
         held = 0
         in_flight: List[list] = []
+        options = (cutout, with_image)
+
+        def dispatch(bucket: list):
+            batches = [bucket] if len(bucket) == self.batch_size else [[i] for i in bucket]
+            for items_ in batches:
+                in_flight.append(self._run_photos(items_, background, options))
+            while len(in_flight) > 1:
+                yield from self._fetch(in_flight.pop(0))
+
         for key, image in items:
             if isinstance(image, Exception):
                 yield key, image
@@ -224,51 +236,43 @@ class MattingEngine:
             except InputError as exc:
                 yield key, exc
                 continue
-            h, w = image.shape[:2]
-            taps = self._taps_for(h, w)
-            dev = jax.device_put(image[None])
-            x = self.programs.run("prepare", programs.prepare, (dev, taps[0], taps[1]),
-                                  label=f"{h}x{w}")
-            bucket = buckets.setdefault(x.shape[1:3], [])
-            bucket.append((key, dev, x, taps, self._background(background, h, w)))
+            bucket = buckets.setdefault(image.shape[:2], [])
+            bucket.append((key, image))
             held += 1
-            if len(bucket) >= self.batch_size or held >= self.max_pending:
-                size = x.shape[1:3] if len(bucket) >= self.batch_size else max(
-                    buckets, key=lambda k: len(buckets[k]))
-                held -= len(buckets[size])
-                in_flight.append(self._run_bucket(buckets.pop(size), (cutout, with_image)))
-                while len(in_flight) > 1:
-                    yield from self._fetch(in_flight.pop(0))
+            if len(bucket) >= self.batch_size:
+                held -= len(bucket)
+                yield from dispatch(buckets.pop(image.shape[:2]))
+            elif held >= self.max_pending:
+                oldest = next(iter(buckets))
+                held -= len(buckets[oldest])
+                yield from dispatch(buckets.pop(oldest))
         for size in list(buckets):
-            in_flight.append(self._run_bucket(buckets.pop(size), (cutout, with_image)))
-            while len(in_flight) > 1:
-                yield from self._fetch(in_flight.pop(0))
+            yield from dispatch(buckets.pop(size))
         for batch in in_flight:
             yield from self._fetch(batch)
 
-    def _run_bucket(self, bucket: list, options: Tuple[bool, bool]) -> list:
-        """Dispatch the model and the resize back for one bucket; returns device results."""
-        n = len(bucket)
-        b = padded_batch(n, self.batch_size)
-        xs = tuple(item[2] for item in bucket) + (bucket[-1][2],) * (b - n)
-        rh, rw = xs[0].shape[1:3]
+    def _run_photos(self, bucket: list, background: Optional[Background],
+                    options: Tuple[bool, bool]) -> list:
+        """Dispatch the photo program for photos of one size; returns (keys, device results)."""
+        b = len(bucket)
+        h, w = bucket[0][1].shape[:2]
+        rh, rw = self.input_size(h, w)
         if (b, rh, rw) not in self.model_shapes:
             self.model_shapes.append((b, rh, rw))
-        mattes = self.programs.run("model", _model_program, (self.variables, xs),
-                                   static=(("model", self.model),), label=f"{b}x{rh}x{rw}")
-        out = []
-        for (key, dev, _, taps, bg), m in zip(bucket, mattes):
-            h, w = dev.shape[1:3]
-            res = self.programs.run("restore", _restore_program, (m, dev, taps[2], taps[3], bg),
-                                    static=(("cutout", options[0]), ("with_image", options[1])),
-                                    label=f"{h}x{w}")
-            out.append((key, res))
-        return out
+        images = bucket[0][1][None] if b == 1 else np.stack([item[1] for item in bucket])
+        res = self.programs.run(
+            "photo", _photo_program,
+            (self.variables, images, self._taps_for(h, w), self._background(background, h, w)),
+            static=(("model", self.model), ("cutout", options[0]), ("with_image", options[1])),
+            label=f"{b}x{h}x{w}")
+        return [item[0] for item in bucket], res
 
     @staticmethod
-    def _fetch(batch: list) -> Iterator[Tuple[Hashable, Matted]]:
-        for key, res in batch:
-            yield key, Matted(**{k: np.asarray(v)[0] for k, v in res.items()})
+    def _fetch(batch) -> Iterator[Tuple[Hashable, Matted]]:
+        keys, res = batch
+        host = {k: np.asarray(v) for k, v in res.items()}
+        for i, key in enumerate(keys):
+            yield key, Matted(**{k: v[i] for k, v in host.items()})
 
     # ------------------------------------------------------------------ video
 
@@ -277,11 +281,11 @@ class MattingEngine:
               ) -> Iterator[Matted]:
         """One ``Matted`` per frame, in order, for a stream of equal-size RGB frames.
 
-        Frames run ``batch_size`` at a time; with ``ofd`` (One-Frame Delay) each result comes
+        Frames run ``video_batch_size`` at a time; with ``ofd`` (One-Frame Delay) each result comes
         one frame late, exactly as ``ofd.OneFrameDelay`` over the per-frame mattes would give,
         batch seams included. Raises ``InputError`` if the frame size changes mid-stream.
         """
-        bsz = self.batch_size
+        bsz = self.video_batch_size
         state: Dict[str, Any] = {}
         pending = None
         batch: List[np.ndarray] = []
@@ -319,17 +323,17 @@ class MattingEngine:
         carry = (jax.device_put(np.zeros((2, h, w), np.float32)),
                  jax.device_put(np.zeros((1, h, w, 3), np.uint8)))
         rh, rw = self.input_size(h, w)
-        if (self.batch_size, rh, rw) not in self.model_shapes:
-            self.model_shapes.append((self.batch_size, rh, rw))
+        if (self.video_batch_size, rh, rw) not in self.model_shapes:
+            self.model_shapes.append((self.video_batch_size, rh, rw))
         return {"shape": shape, "taps": self._taps_for(h, w), "carry": carry, "first": True,
                 "bg": self._background(background, h, w), "full_last": False,
                 "static": (("model", self.model), ("threshold", self.ofd_threshold),
                            ("ofd", ofd), ("cutout", options[0]), ("with_image", options[1])),
-                "ofd": ofd, "label": f"{self.batch_size}x{h}x{w}"}
+                "ofd": ofd, "label": f"{self.video_batch_size}x{h}x{w}"}
 
     def _video_batch(self, state: Dict[str, Any], batch: List[np.ndarray]):
         """Dispatch one batch; returns (device outputs, first index to emit, end index)."""
-        n, bsz = len(batch), self.batch_size
+        n, bsz = len(batch), self.video_batch_size
         frames = np.stack(batch + [batch[-1]] * (bsz - n))
         args = (self.variables, frames, state["carry"][0], state["carry"][1],
                 np.bool_(state["first"]), state["taps"], state["bg"])
@@ -359,15 +363,10 @@ class MattingEngine:
                 f"cache ({p.seconds:.1f} s); model input shapes (batch x H x W): {shapes}")
 
 
-def _model_program(variables, xs, *, model):
-    import jax.numpy as jnp
-    mattes = programs.model_mattes(model, variables, jnp.concatenate(xs))
-    return tuple(mattes[i:i + 1] for i in range(len(xs)))
-
-
-def _restore_program(matte, image, rows, cols, background, *, cutout, with_image):
-    return programs.outputs(image, programs.restore(matte, rows, cols), background, cutout,
-                            with_image)
+def _photo_program(variables, images, taps, background, *, model, cutout, with_image):
+    x = programs.prepare(images, taps[0], taps[1])
+    mattes = programs.restore(programs.model_mattes(model, variables, x), taps[2], taps[3])
+    return programs.outputs(images, mattes, background, cutout, with_image)
 
 
 def _video_program(variables, frames, carry_mattes, carry_frame, first, taps, background, *,

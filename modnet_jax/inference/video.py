@@ -146,7 +146,7 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
             yield from frames
 
         on_device_bg = None if (clean or not composite_path) else background
-        depth = queue_depth * engine.batch_size
+        depth = queue_depth * engine.video_batch_size
         with prefetch(all_frames(), depth) as source, BackgroundWriter(write, depth) as writer:
             for result in engine.video(source, ofd=ofd, background=on_device_bg,
                                        with_image=clean and bool(composite_path)):
