@@ -187,9 +187,12 @@ def child_env(args, cache_dir: Optional[str]) -> Dict[str, str]:
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("GOMP_SPINCOUNT", "10000")  # see common.setup
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # What a user gets: predict's own compilation cache settings, in a folder of this run
+    # (none of JAX's cache variables, which e.g. the test suite sets, leak into the jobs).
+    for name in [k for k in env if k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT"))]:
+        del env[name]
     if cache_dir:
-        env["MODNET_JAX_CACHE_DIR"] = cache_dir
-        env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+        env["MODNET_JAX_COMPILE_CACHE"] = cache_dir
     return env
 
 
