@@ -20,8 +20,8 @@ Every job runs in a fresh child process of this script (``--worker``), one after
 so the frameworks never share the CPU; the figures are the job's own time (from model load,
 after the imports) and, in brackets, the whole process (interpreter start to exit).
 Compilations are counted with ``jax.monitoring`` (backend compile events minus persistent
-cache hits). Same weights on both sides: ``--weights`` (a modnet_jax checkpoint folder or a
-PyTorch .ckpt/.pth state_dict), else the release init with calibrated BatchNorm statistics
+cache hits). Same weights on both sides: ``--weights`` (a modnet_jax checkpoint folder, a
+PyTorch .ckpt/.pth state_dict or the released ONNX export), else the release init with calibrated BatchNorm statistics
 (``common.shared_weights``; running stats 0/1 would make torch's CPU kernels slow on
 denormals). Goals on the 2-core CPU: video >= 2x, folder >= 1.5x, warm run 0 compilations.
 """
@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ours-args", default="",
                    help="extra arguments for every predict run, e.g. '--no-ofd'")
     p.add_argument("--weights", default=None,
-                   help="modnet_jax checkpoint folder or PyTorch .ckpt/.pth (default: "
-                        "calibrated release init)")
+                   help="modnet_jax checkpoint folder, PyTorch .ckpt/.pth or the released "
+                        ".onnx (default: calibrated release init)")
     p.add_argument("--model-repeats", type=int, default=3,
                    help="also time the bare model at the video's model size, median of this "
                         "many calls per framework (0: skip; default %(default)s)")
@@ -218,7 +218,12 @@ def prepare_weights(args, workdir: str) -> Dict[str, str]:
         ckpt = args.weights
         torch_io.save_state_dict_file(keys.flax_to_torch(load_variables(args.weights)), pt)
         return {"checkpoint": ckpt, "torch_weights": pt}
-    if args.weights:
+    if args.weights and args.weights.lower().endswith(".onnx"):  # the released export
+        from modnet_jax.interop.onnx_import import load_onnx_variables
+
+        variables, _ = load_onnx_variables(args.weights)
+        state_dict = keys.flax_to_torch(variables)
+    elif args.weights:
         state_dict = torch_io.load_state_dict_file(args.weights)
         variables, kind = keys.torch_to_flax(state_dict)
         if kind != "modnet":
