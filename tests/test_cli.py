@@ -1,0 +1,281 @@
+"""A new user's first hour (issue 18): every command-line mistake ends in one ``error:`` line
+with a non-zero exit status and writes nothing; runs remember their config and architecture;
+one set of conventions (flag spellings, --version, --help, exit statuses) across commands;
+EXIF orientation applied to photos and their mattes alike.
+
+Subprocess checks stop before JAX compiles anything (most before it is imported)."""
+
+import json
+import logging
+import os
+import struct
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from modnet_jax import __version__, checkpointing
+from modnet_jax.data import images, sources
+from modnet_jax.training import cli, run_config
+from modnet_jax.training.config import supervised_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _run(args, cwd, module="modnet_jax.train"):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _one_error_line(proc, status=2):
+    """The single stderr line of a failed command (asserted: exit status, no traceback)."""
+    assert proc.returncode == status, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    return lines[0]
+
+
+# --- train: the config and the workdir, checked before anything is built ------------------
+
+# Runs ``python -m modnet_jax.train``'s entry point (absl's app.run with train.py's flag
+# parser) once per argv in ONE process, so the imports are paid once; prints, per argv,
+# [exit status, stdout, stderr].
+_DRIVER = """
+import contextlib, io, json, sys
+from absl import app, flags
+import modnet_jax.train as train
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err, status = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            app.run(train.main, argv=["train", *argv], flags_parser=train.parse_flags)
+        except SystemExit as exc:
+            status = exc.code
+    flags.FLAGS.unparse_flags()
+    results.append([status, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+MISTAKES = [
+    (["--config", "supervised:fast"], ["'fast'", "supervised:quick", "supervised:tiny"]),
+    (["--config", "supervised:tiny", "--config.batchsize=4"],
+     ["--config.batchsize", "did you mean --config.batch_size?"]),
+    (["--config=supervised:tiny", "--config.model.lr-brnch=easpp"],
+     ["did you mean --config.model.lr_branch?"]),
+    (["--config", "nosuch:quick"], ["'nosuch'", "supervised, soc"]),
+    (["--config", "supervised_gpu:quick"], ["has no variants"]),
+    ([], ["--config is required", "supervised:quick"]),
+    (["--config", "supervised:tiny", "--config.batch_size=abc"], ["batch_size", "'abc'"]),
+    (["--config", "supervised:tiny", "--num-processes=x"], ["num_processes", "'x'"]),
+    (["--config", "supervised:tiny", "--workdirr=x"], ["workdirr", "workdir"]),
+]
+
+
+class _Proc:
+    def __init__(self, status, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = status, stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory):
+    """A folder outside the clone, the workdirs the driver's cases use, and their results."""
+    cwd = tmp_path_factory.mktemp("elsewhere")
+    afile = cwd / "notes.txt"
+    afile.write_text("mine")
+    run = cwd / "run"
+    _fake_run(run)
+    snapshot = sorted(os.listdir(run)), (run / "config.json").read_text()
+    cases = [argv for argv, _ in MISTAKES] + [
+        ["--config", "supervised:tiny", "--workdir", str(afile)],
+        ["--config", "supervised:tiny", "--workdir", str(run), "--config.model.lr_branch=easpp"],
+    ]
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(cases)], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = [_Proc(*r) for r in json.loads(proc.stdout.strip().splitlines()[-1])]
+    return cwd, afile, run, snapshot, results
+
+
+@pytest.mark.parametrize("index", range(len(MISTAKES)))
+def test_train_config_mistakes_are_one_line(outside, index):
+    """Run outside the clone: the shipped configs are found by name from any folder; every
+    mistake is one line and writes nothing (no workdir)."""
+    cwd, _, _, _, results = outside
+    line = _one_error_line(results[index])
+    for text in MISTAKES[index][1]:
+        assert text in line
+    assert sorted(os.listdir(cwd)) == ["notes.txt", "run"]
+
+
+def test_workdir_that_is_a_file(outside):
+    cwd, afile, _, _, results = outside
+    line = _one_error_line(results[len(MISTAKES)])
+    assert str(afile) in line and "not a folder" in line
+    assert afile.read_text() == "mine"
+
+
+def test_resume_with_another_architecture_is_one_line(outside):
+    _, _, run, snapshot, results = outside
+    line = _one_error_line(results[len(MISTAKES) + 1])
+    assert "lr_branch 'se' -> 'easpp'" in line and str(run) in line
+    assert (sorted(os.listdir(run)), (run / "config.json").read_text()) == snapshot
+
+
+def test_shipped_config_found_from_any_folder(tmp_path):
+    """A real ``python -m modnet_jax.train`` outside the clone: the config loads by name
+    (the error is about the field, so the config was found)."""
+    line = _one_error_line(_run(["--config", "supervised:quick", "--config.image-sise=64"],
+                                tmp_path))
+    assert "did you mean --config.image_size?" in line and os.listdir(tmp_path) == []
+
+
+def test_config_by_name_is_the_config_file():
+    by_name = cli.load_config(cli.resolve_config_spec("supervised:quick"))
+    by_path = cli.load_config(cli.resolve_config_spec(os.path.join(REPO, "configs",
+                                                                   "supervised.py:quick")))
+    assert by_name.to_dict() == by_path.to_dict()
+    assert (by_name.image_size, by_name.num_train_steps) == (96, 300)
+    assert cli.load_config(cli.resolve_config_spec("soc:tiny")).mode == "soc"
+
+
+def _fake_run(workdir, **model):
+    """A workdir as a run leaves it: config.json and a checkpoint recording its model."""
+    config = supervised_config()
+    config.update_from_flattened_dict({"image_size": 64, **{f"model.{k}": v
+                                                            for k, v in model.items()}})
+    run_config.save_run_config(str(workdir), config)
+    checkpointing.save_variables(str(workdir / "checkpoints"), {"params": {"w": np.ones(2)}},
+                                 step=4, model_config=config.model)
+    return config
+
+
+def test_resume_checks_in_process(tmp_path):
+    workdir = tmp_path / "run"
+    saved = _fake_run(workdir, hr_channels=16)
+    assert checkpointing.model_metadata(str(workdir))["hr_channels"] == 16
+    assert run_config.load_run_config(str(workdir))["model"]["hr_channels"] == 16
+    same = supervised_config()
+    same.model.hr_channels = 16
+    same.image_size = 96  # not architecture: resumable, listed
+    same.optimizer.learning_rate = 0.5
+    assert run_config.check_resume(str(workdir), same) == [
+        "image_size 64 -> 96", f"optimizer.learning_rate {saved.optimizer.learning_rate!r} -> 0.5"]
+    with pytest.raises(run_config.ResumeError, match="hr_channels 16 -> 32"):
+        run_config.check_resume(str(workdir), supervised_config())
+    # A workdir whose config.json is gone still knows its architecture from the checkpoint.
+    os.remove(workdir / "config.json")
+    with pytest.raises(run_config.ResumeError, match="hr_channels 16 -> 32"):
+        run_config.check_resume(str(workdir), supervised_config())
+    assert run_config.check_resume(str(tmp_path / "fresh"), supervised_config()) == []
+    init = supervised_config()
+    init.init_from = str(workdir)
+    with pytest.raises(run_config.ResumeError, match=r"init_from .* \(hr_channels 16 -> 32\)"):
+        run_config.check_init_from(init)
+
+
+def test_train_help_and_version(tmp_path):
+    proc = _run(["--help"], tmp_path)
+    assert proc.returncode == 0 and proc.stderr == ""
+    out = proc.stdout
+    assert "--config (required)" in out and "--num_processes / --num-processes" in out
+    assert "--workdir runs/d646 \\\n      --config.data.layout=adobe" in out  # line breaks kept
+    version = _run(["--version"], tmp_path)
+    assert (version.returncode, version.stdout) == (0, f"modnet_jax {__version__}\n")
+
+
+def test_flag_spellings():
+    argv = ["train", "--num-processes=2", "--process-id", "1", "--no-distributed",
+            "--config.data.bg-root=/a-b_c", "--work-dir=x", "positional-arg"]
+    assert cli.normalise_argv(argv, ["num_processes", "process_id", "distributed"]) == [
+        "train", "--num_processes=2", "--process_id", "1", "--nodistributed",
+        "--config.data.bg_root=/a-b_c", "--work-dir=x", "positional-arg"]
+    from modnet_jax.cliutil import dashed
+
+    assert dashed(["--max_short_side=3", "--root", "a_b", "--", "--x_y"]) == [
+        "--max-short-side=3", "--root", "a_b", "--", "--x_y"]
+
+
+# --- a quiet start --------------------------------------------------------------------------
+
+def test_log_lines_go_around_the_progress_line(tmp_path, capsys):
+    from modnet_jax.training import reporting
+
+    reporter = reporting.Reporter(str(tmp_path), total_steps=4, start_step=0, batch_size=2)
+    handler = reporting.LogHandler()
+    logger = logging.getLogger("modnet_jax.test_cli")
+    logger.addHandler(handler)
+    try:
+        for step in (1, 2):
+            reporter.step_done(step, 0.5)
+        reporter._bar._draw()
+        logger.warning("a message")
+    finally:
+        logger.removeHandler(handler)
+        reporter.close()
+    err = capsys.readouterr().err
+    before, _, after = err.partition("a message\n")
+    assert before.endswith("\r") and before.rstrip("\r").rstrip(" ").endswith("\r")  # cleared
+    assert after.startswith("\rtrain loss")  # and redrawn after it
+    assert not reporting._DRAWING
+
+
+def test_dataset_summary_logged_once(caplog):
+    from modnet_jax.data import pipeline
+
+    caplog.set_level(logging.INFO, logger="modnet_jax.data.pipeline")
+    cfg = {"synthetic_size": 16, "val_fraction": 0.25, "synthetic_seed": 12345}
+    for _ in range(3):
+        pipeline.validate_dataset(cfg, image_size=64, split="train")
+    assert sum("data[train]" in r.getMessage() for r in caplog.records) <= 1
+
+
+# --- EXIF orientation: photo and matte turned alike, everywhere ---------------------------
+
+def _with_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG with an EXIF block (little-endian TIFF, IFD0 = one orientation entry)."""
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + \
+        struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def _photo(height=24, width=40):
+    rng = np.random.default_rng(0)
+    bgr = np.kron(rng.integers(0, 256, (height // 8, width // 8, 3)), np.ones((8, 8, 1)))
+    return bgr.astype(np.uint8)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_matches_opencv(tmp_path, orientation):
+    """OpenCV's own EXIF rotation (IMREAD_COLOR) is the independent reference."""
+    ok, jpeg = cv2.imencode(".jpg", _photo(), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    data = _with_orientation(jpeg.tobytes(), orientation)
+    path = tmp_path / "p.jpg"
+    path.write_bytes(data)
+    assert images.exif_orientation(data) == orientation
+    expected = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(images.decode_rgb(str(path)), expected)
+
+
+def test_training_pair_turns_the_matte_with_its_photo(tmp_path):
+    """A portrait stored sideways (EXIF 6) with its PNG matte in stored order: both come out
+    upright (24 wide, 40 high), and the matte still covers the same pixels."""
+    photo = _photo()
+    ok, jpeg = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    (tmp_path / "fg").mkdir()
+    (tmp_path / "alpha").mkdir()
+    (tmp_path / "fg" / "a.jpg").write_bytes(_with_orientation(jpeg.tobytes(), 6))
+    matte = np.zeros(photo.shape[:2], np.uint8)
+    matte[:8, :16] = 255  # the stored top-left block
+    cv2.imwrite(str(tmp_path / "alpha" / "a.png"), matte)
+    source = sources.ForegroundAlphaSource([("a", str(tmp_path / "fg" / "a.jpg"),
+                                             str(tmp_path / "alpha" / "a.png"))])
+    sample = source[0]
+    assert sample["fg"].shape == (40, 24, 3) and sample["alpha"].shape == (40, 24)
+    np.testing.assert_array_equal(sample["alpha"], np.rot90(matte, -1))  # 90 deg clockwise
+    assert sample["alpha"][:16, -8:].min() == 255  # the block is now top-right
