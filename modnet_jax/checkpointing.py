@@ -140,7 +140,8 @@ def load_variables(path: str, step: Optional[int] = None) -> dict:
 def save_variables(directory: str, variables: Any, step: int = 0,
                    model_config: Any = None) -> str:
     """Write a model-only checkpoint (params + batch_stats) as ``<directory>/<step>/state``,
-    with the model settings ``model_config`` (None: the release architecture) as metadata.
+    with the model settings ``model_config`` as metadata (None: none recorded; ``{}``: the
+    defaults, i.e. the release architecture).
 
     Returns the step directory. The result loads with ``load_variables`` and can initialise
     training (``config.init_from``).
@@ -154,7 +155,8 @@ def save_variables(directory: str, variables: Any, step: int = 0,
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
     with ocp.CheckpointManager(directory, options=options) as mgr:
         mgr.save(step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(tree)}),
-                 force=True, custom_metadata={MODEL_KEY: model_record(model_config)})
+                 force=True, custom_metadata=({} if model_config is None else
+                                              {MODEL_KEY: model_record(model_config)}))
         mgr.wait_until_finished()
     return os.path.join(directory, str(step))
 

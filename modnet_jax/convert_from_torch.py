@@ -22,6 +22,7 @@ import sys
 import jax
 
 from modnet_jax.checkpointing import save_variables
+from modnet_jax.cliutil import dashed
 from modnet_jax.interop import keys, torch_io
 from modnet_jax.models import create_model, model_from_config
 
@@ -33,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--step", type=int, default=0, help="step number to save under (default 0)")
     p.add_argument("--seed", type=int, default=0,
                    help="init seed for the parts a backbone-only file does not cover")
-    return p.parse_args(argv)
+    return p.parse_args(dashed(argv))
 
 
 def _shapes(tree) -> dict:
@@ -58,7 +59,7 @@ def convert(args: argparse.Namespace) -> None:
         template = jax.eval_shape(model.init, jax.random.key(0), x)
         keys.check_names_and_shapes(_shapes(variables), _shapes(dict(template)),
                                     "converted variables do not fit the Flax MODNet")
-    step_dir = save_variables(args.output, variables, args.step)
+    step_dir = save_variables(args.output, variables, args.step, model_config={})  # release
     covered = "the MobileNetV2 backbone (the rest initialised with seed " \
               f"{args.seed})" if kind == "backbone" else "the whole model"
     print(f"read {len(state_dict)} tensors from {args.input} into {covered}; wrote {step_dir}")

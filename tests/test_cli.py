@@ -279,3 +279,41 @@ def test_training_pair_turns_the_matte_with_its_photo(tmp_path):
     assert sample["fg"].shape == (40, 24, 3) and sample["alpha"].shape == (40, 24)
     np.testing.assert_array_equal(sample["alpha"], np.rot90(matte, -1))  # 90 deg clockwise
     assert sample["alpha"][:16, -8:].min() == 255  # the block is now top-right
+
+
+# --- predict's inputs: folders (recursive or reported), patterns, stable output names --------
+
+def _tree(root, names):
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def test_inputs_recursive_mirrors_and_plain_reports_subfolders(tmp_path):
+    from modnet_jax.inference.inputs import collect_inputs
+
+    _tree(tmp_path / "imgs", ["a.jpg", "notes.txt", "x/a.jpg", "x/y/b.png", "z/clip.mp4"])
+    root = str(tmp_path / "imgs")
+    plain = collect_inputs([root])
+    assert [s for _, s in plain.images] == ["a"] and plain.videos == []
+    assert plain.skipped_dirs == [os.path.join(root, "x"), os.path.join(root, "z")]
+    deep = collect_inputs([root], recursive=True)
+    assert [s for _, s in deep.images] == ["a", "x/a", "x/y/b"]
+    assert [s for _, s in deep.videos] == ["z/clip"] and deep.skipped_dirs == []
+
+
+def test_inputs_patterns_and_name_clashes(tmp_path):
+    from modnet_jax.inference.inputs import collect_inputs
+
+    _tree(tmp_path, ["p/x.jpg", "p/x.png", "q/x.jpg", "p/y.jpg"])
+    pattern = str(tmp_path / "p" / "*.jpg")
+    got = collect_inputs([pattern, str(tmp_path / "q" / "x.jpg"), str(tmp_path / "p" / "x.jpg")])
+    assert [(os.path.relpath(p, tmp_path), s) for p, s in got.images] == [
+        ("p/x.jpg", "x"), ("p/y.jpg", "y"), ("q/x.jpg", "x_2")]  # p/x.jpg given twice: once
+    swapped = collect_inputs([str(tmp_path / "q" / "x.jpg"), pattern])
+    assert dict((os.path.relpath(p, tmp_path), s) for p, s in swapped.images)["q/x.jpg"] == "x_2"
+    same_folder = collect_inputs([str(tmp_path / "p")])
+    assert [s for _, s in same_folder.images] == ["x", "x_2", "y"]  # x.jpg, x.png by path
+    missing = collect_inputs([str(tmp_path / "nothing*.jpg")])
+    assert missing.images == [] and "matches" in missing.errors[0][1]
