@@ -137,6 +137,25 @@ def load_variables(path: str, step: Optional[int] = None) -> dict:
     return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
 
 
+def model_config_for(path: str, step: Optional[int] = None, **given: Any) -> dict:
+    """The architecture fields to rebuild the model of a checkpoint: the ones it records;
+    ``given`` (command-line values, None = not given) fill in for a checkpoint without a
+    record (foreign or older files), the defaults for the rest. A given value that
+    contradicts the record raises ValueError (one line)."""
+    recorded = model_metadata(path, step) or {}
+    cfg = {k: _json_value(MODEL_DEFAULTS[k]) for k in ARCH_FIELDS}
+    cfg.update({k: recorded[k] for k in ARCH_FIELDS if k in recorded})
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in recorded and _json_value(recorded[key]) != _json_value(value):
+            raise ValueError(f"{path} records {key}={recorded[key]!r}, but "
+                             f"--{key.replace('_', '-')} {value} was given (leave it out: the "
+                             f"checkpoint knows its architecture)")
+        cfg[key] = value
+    return cfg
+
+
 def save_variables(directory: str, variables: Any, step: int = 0,
                    model_config: Any = None) -> str:
     """Write a model-only checkpoint (params + batch_stats) as ``<directory>/<step>/state``,

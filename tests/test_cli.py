@@ -317,3 +317,36 @@ def test_inputs_patterns_and_name_clashes(tmp_path):
     assert [s for _, s in same_folder.images] == ["x", "x_2", "y"]  # x.jpg, x.png by path
     missing = collect_inputs([str(tmp_path / "nothing*.jpg")])
     assert missing.images == [] and "matches" in missing.errors[0][1]
+
+
+def test_inference_reads_photo_and_matte_upright(tmp_path):
+    """evaluate's case: a sideways-stored JPEG (EXIF 6) and its PNG matte in stored order."""
+    from modnet_jax.inference.images import orientation_of, read_image, read_matte
+
+    photo = _photo()
+    ok, jpeg = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    (tmp_path / "a.jpg").write_bytes(_with_orientation(jpeg.tobytes(), 6))
+    matte = np.zeros(photo.shape[:2], np.uint8)
+    matte[:8, :16] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), matte)
+    image = read_image(str(tmp_path / "a.jpg"))
+    alpha = read_matte(str(tmp_path / "a.png"), orientation_of(str(tmp_path / "a.jpg")))
+    assert image.shape == (40, 24, 3) and alpha.shape == (40, 24)
+    np.testing.assert_array_equal(alpha, np.rot90(matte, -1) / 255.0)
+    np.testing.assert_array_equal(image, images.decode_rgb(str(tmp_path / "a.jpg")))
+
+
+def test_model_config_for_reads_the_record(tmp_path):
+    variables = {"params": {"w": np.ones(2)}}
+    recorded = checkpointing.save_variables(str(tmp_path / "r"), variables,
+                                            model_config={"lr_branch": "easpp",
+                                                          "hr_channels": 16})
+    assert checkpointing.model_config_for(recorded) == {
+        "lr_branch": "easpp", "hr_channels": 16, "easpp_rates": [1, 2, 4, 8]}
+    assert checkpointing.model_config_for(recorded, lr_branch="easpp")["lr_branch"] == "easpp"
+    with pytest.raises(ValueError, match="records lr_branch='easpp', but --lr-branch se"):
+        checkpointing.model_config_for(recorded, lr_branch="se")
+    foreign = checkpointing.save_variables(str(tmp_path / "f"), variables)  # no record
+    assert checkpointing.model_metadata(foreign) is None
+    assert checkpointing.model_config_for(foreign, hr_channels=16) == {
+        "lr_branch": "se", "hr_channels": 16, "easpp_rates": [1, 2, 4, 8]}
