@@ -350,3 +350,132 @@ def test_model_config_for_reads_the_record(tmp_path):
     assert checkpointing.model_metadata(foreign) is None
     assert checkpointing.model_config_for(foreign, hr_channels=16) == {
         "lr_branch": "se", "hr_channels": 16, "easpp_rates": [1, 2, 4, 8]}
+
+
+# --- predict / evaluate: the checkpoint's architecture, folders, EXIF, nothing left on failure
+
+def _cli(fn, argv, capsys):
+    rc = fn(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def easpp_checkpoint(tmp_path_factory):
+    """An e-ASPP, hr_channels=16 model saved with its record (as training saves it). Random
+    weights of the right shapes (abstract init: nothing compiled); the mattes are noise, the
+    commands' plumbing is what is checked."""
+    import jax
+
+    from modnet_jax.models import model_from_config
+
+    cfg = {"lr_branch": "easpp", "hr_channels": 16}
+    shapes = jax.eval_shape(lambda: model_from_config(cfg).init(
+        jax.random.key(0), jax.numpy.zeros((1, 64, 64, 3)), train=False))
+    rng = np.random.default_rng(0)
+    variables = jax.tree_util.tree_map(
+        lambda a: (rng.normal(0, 0.1, a.shape) if a.ndim else rng.normal()).astype(a.dtype),
+        {"params": shapes["params"], "batch_stats": shapes["batch_stats"]})
+    variables["batch_stats"] = jax.tree_util.tree_map(lambda v: np.abs(v) + 0.5,
+                                                      variables["batch_stats"])
+    return checkpointing.save_variables(str(tmp_path_factory.mktemp("easpp")), variables,
+                                        model_config=cfg)
+
+
+def _sideways(folder, name):
+    """A photo stored 64 x 96 with EXIF orientation 6 (upright: 96 x 64); returns its
+    upright pixels as read."""
+    ok, jpeg = cv2.imencode(".jpg", _photo(64, 96), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (folder / name).write_bytes(_with_orientation(jpeg.tobytes(), 6))
+    return images.decode_rgb(str(folder / name))
+
+
+# Every image below is 96 x 64 upright and runs with batch 1 at --ref-size 64: one compiled
+# program for all the commands (persistent compilation cache).
+COMMON = ["--ref-size", "64", "--batch-size", "1", "--quiet"]
+
+
+def test_predict_reads_architecture_recursion_patterns_exif(easpp_checkpoint, tmp_path, capsys):
+    """No --lr-branch/--hr-channels; a folder with a sub-folder (mirrored with --recursive,
+    reported without); a quoted pattern; a sideways JPEG predicted upright."""
+    from modnet_jax import predict
+
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    upright = _sideways(tmp_path / "in", "a.jpg")
+    assert upright.shape == (96, 64, 3)
+    cv2.imwrite(str(tmp_path / "in" / "sub" / "a.png"), upright[:, :, ::-1])  # same stem
+    out = tmp_path / "out"
+    common = ["--checkpoint", easpp_checkpoint, *COMMON]
+    rc, _, err = _cli(predict.cli, [str(tmp_path / "in"), "--output", str(out), *common], capsys)
+    assert rc == 0 and "warning: 1 sub-folder(s) not read" in err and "--recursive" in err
+    assert sorted(os.listdir(out)) == ["a_matte.png"]
+    rc, _, err = _cli(predict.cli, [str(tmp_path / "in"), "--output", str(out / "deep"),
+                                    "--recursive", *common], capsys)
+    assert rc == 0, err
+    top = cv2.imread(str(out / "deep" / "a_matte.png"), cv2.IMREAD_UNCHANGED)
+    deeper = cv2.imread(str(out / "deep" / "sub" / "a_matte.png"), cv2.IMREAD_UNCHANGED)
+    assert top.shape == (96, 64)
+    np.testing.assert_array_equal(top, deeper)  # the same upright pixels, the same matte
+    rc, _, err = _cli(predict.cli, [str(tmp_path / "in" / "*.jpg"), "--output",
+                                    str(out / "glob"), *common], capsys)
+    assert rc == 0 and os.listdir(out / "glob") == ["a_matte.png"]
+    # A flag contradicting the record is refused, before anything is written.
+    rc, _, err = _cli(predict.cli, [str(tmp_path / "in" / "a.jpg"), "--output",
+                                    str(out / "no"), "--lr-branch", "se", *common], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "records lr_branch='easpp'" in err
+    assert not (out / "no").exists()
+
+
+def test_evaluate_reads_architecture_and_turns_mattes(easpp_checkpoint, tmp_path, capsys):
+    """The issue's case: EXIF 6 image, matte in stored order (64 x 96); layout p3m10k (the
+    training name; the old p3m still works)."""
+    from modnet_jax import evaluate
+
+    for sub in ("blurred_image", "mask"):
+        (tmp_path / "ds" / sub).mkdir(parents=True)
+    _sideways(tmp_path / "ds" / "blurred_image", "p.jpg")
+    matte = np.zeros((64, 96), np.uint8)
+    matte[:, :40] = 255
+    cv2.imwrite(str(tmp_path / "ds" / "mask" / "p.png"), matte)
+    for layout in ("p3m10k", "p3m"):
+        out = tmp_path / f"eval_{layout}"
+        rc, table, err = _cli(evaluate.cli, ["--checkpoint", easpp_checkpoint, "--data",
+                                             str(tmp_path / "ds"), "--layout", layout,
+                                             "--output", str(out), *COMMON], capsys)
+        assert rc == 0, err
+        report = json.loads((out / "summary.json").read_text())
+        assert report["skipped"] == [] and report["metrics"]["image"]["count"] == 1
+
+
+def test_failed_predict_and_evaluate_leave_nothing(tmp_path, capsys):
+    from modnet_jax import evaluate, predict
+
+    (tmp_path / "x.png").write_bytes(cv2.imencode(".png", _photo())[1].tobytes())
+    rc, _, err = _cli(predict.cli, ["--checkpoint", str(tmp_path / "nope"), str(tmp_path / "x.png"),
+                                    "--output", str(tmp_path / "out")], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "nope" in err
+    rc, _, err = _cli(predict.cli, ["--checkpoint", str(tmp_path / "nope"),
+                                    str(tmp_path / "none*.jpg"), "--output",
+                                    str(tmp_path / "out")], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "matches" in err
+    (tmp_path / "ds" / "image").mkdir(parents=True)
+    (tmp_path / "ds" / "image" / "x.png").write_bytes((tmp_path / "x.png").read_bytes())
+    rc, _, err = _cli(evaluate.cli, ["--checkpoint", str(tmp_path / "nope"), "--data",
+                                     str(tmp_path / "ds"), "--output", str(tmp_path / "ev")],
+                      capsys)
+    assert rc == 2 and err.count("\n") == 1 and "nope" in err
+    assert sorted(os.listdir(tmp_path)) == ["ds", "x.png"]
+
+
+def test_version_on_every_command(capsys):
+    """--version of every command (the train CLI's is checked by a subprocess above)."""
+    from modnet_jax import convert_from_torch, convert_to_torch, evaluate, predict
+    from modnet_jax.data import prepare
+
+    for main in (predict.main, evaluate.main, prepare.main, convert_to_torch.parse_args,
+                 convert_from_torch.parse_args):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--version"])
+        assert exit_.value.code == 0
+        assert capsys.readouterr().out == f"modnet_jax {__version__}\n"

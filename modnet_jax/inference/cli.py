@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from typing import List, Optional, Tuple
 
+from modnet_jax.checkpointing import model_config_for
 from modnet_jax.inference.images import InputError
 from modnet_jax.inference.predictor import CheckpointError, Predictor
 from modnet_jax.inference.preprocess import REF_SIZE
@@ -25,11 +25,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                         "one step folder")
     g.add_argument("--step", type=int, default=None,
                    help="checkpoint step to load (default: the newest)")
-    g.add_argument("--lr-branch", choices=("se", "easpp"), default=MODEL_DEFAULTS["lr_branch"],
-                   help="semantic branch the checkpoint was trained with (default: %(default)s)")
-    g.add_argument("--hr-channels", type=int, default=MODEL_DEFAULTS["hr_channels"],
-                   help="detail-branch width the checkpoint was trained with "
-                        "(default: %(default)s)")
+    g.add_argument("--lr-branch", choices=("se", "easpp"), default=None,
+                   help="semantic branch of a checkpoint that does not record its model "
+                        "(foreign or older files; modnet_jax checkpoints know it). Default: the "
+                        f"checkpoint's record, else {MODEL_DEFAULTS['lr_branch']}")
+    g.add_argument("--hr-channels", type=int, default=None,
+                   help="detail-branch width, likewise (default: the checkpoint's record, "
+                        f"else {MODEL_DEFAULTS['hr_channels']})")
     g.add_argument("--ref-size", type=int, default=REF_SIZE,
                    help="reference short side of the release's resize rule (default: "
                         "%(default)s; sides are then floored to multiples of 32)")
@@ -46,28 +48,45 @@ def predictor_from_args(args: argparse.Namespace) -> Predictor:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.ref_size < 32:
         raise UserError(f"--ref-size must be >= 32, got {args.ref_size}")
-    cfg = {"lr_branch": args.lr_branch, "hr_channels": args.hr_channels}
+    try:
+        cfg = model_config_for(args.checkpoint, args.step, lr_branch=args.lr_branch,
+                               hr_channels=args.hr_channels)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CheckpointError(str(exc)) from None
     return Predictor.from_checkpoint(args.checkpoint, cfg, step=args.step,
                                      ref_size=args.ref_size, batch_size=args.batch_size,
                                      resize_back=args.resize_back)
 
 
-def ensure_output_dir(path: str) -> str:
-    """Create ``path`` if needed and check that files can be written in it (UserError if not)."""
+def check_output_dir(path: str) -> str:
+    """The absolute output folder, checked but not created (``make_parent`` creates folders
+    when the first file is written, so a run that writes nothing leaves nothing): UserError
+    if it is a file or cannot be created or written."""
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{path}: output path exists and is not a folder")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"{path}: cannot create the output folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: cannot write to output folder ({existing} is not writable)")
+    return path
+
+
+def make_parent(path: str) -> str:
+    """Create the folder of the file ``path`` (InputError if that fails); returns ``path``."""
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_"):
-            pass
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     except OSError as exc:
-        raise UserError(f"{path}: cannot write to output folder ({exc.strerror or exc})") from None
+        raise InputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
     return path
 
 
 def finish(failures: List[Tuple[str, str]], total: int, noun: str) -> int:
-    """Exit status of a run: 0, or 1 after one line listing the skipped files."""
+    """Exit status of a run (``modnet_jax.cliutil``): 0, or 1 after one line listing the
+    skipped files."""
     if not failures:
         return 0
     print(f"error: skipped {len(failures)} of {total} {noun}: "
