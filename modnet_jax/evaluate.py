@@ -16,7 +16,8 @@ The model's architecture comes from the checkpoint.
 
 Writes ``DIR/per_image.csv`` (one row per image and region), ``DIR/summary.json`` (means,
 counts, skipped files) and prints a table; DIR is created only then, so a failed run leaves
-nothing. Exit status: 0, 1 when images were skipped, 2 when the run could not start. Python API: ``find_samples`` + ``evaluate_samples``.
+nothing. Exit status: 0, 1 when images were skipped, 2 when the run could not start.
+Python API: ``find_samples`` + ``evaluate_samples``.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ _OWN_FLAGS = ("config", "workdir", "distributed", "coordinator", "num_processes"
 
 
 def default_workdir(config_spec: str) -> str:
-    """./workdir/<file stem>[_<variant>] for ``supervised:quick`` or ``configs/supervised.py:quick``."""
+    """./workdir/<stem>[_<variant>]: ``supervised:quick`` -> ./workdir/supervised_quick (the
+    same for ``configs/supervised.py:quick``)."""
     path, _, variant = config_spec.partition(":")
     stem = os.path.splitext(os.path.basename(path))[0]
     return os.path.join("workdir", stem + (f"_{variant}" if variant else ""))

@@ -26,7 +26,8 @@ def config_path(name: str) -> Optional[str]:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), stem + ".py")
 
 
-def unknown_variant(name: str, variant: str, variants: tuple = (), plain: bool = True) -> ValueError:
+def unknown_variant(name: str, variant: str, variants: tuple = (),
+                    plain: bool = True) -> ValueError:
     """The error a config's ``get_config`` raises for a variant it does not have."""
     if not variants:
         return ValueError(f"config {name!r} has no variants (got {variant!r}): use --config {name}")

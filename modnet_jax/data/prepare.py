@@ -23,9 +23,10 @@ What is written, under --output, mirroring the names under --root:
 Colour images whose short side exceeds --max-short-side are resized (area filter, aspect
 kept) and written as JPEG (quality 95) with the same stem; smaller ones are copied byte for
 byte, except JPEGs with an EXIF orientation tag, which (like every resized image) are
-written upright, with the matte turned the same way (the pipeline's EXIF rule). Mattes are always written as 8-bit grey PNG, converted exactly as the pipeline reads
-them (16-bit, RGBA, ...), with fast settings (zlib level 1, no row filter: several times
-faster to decode than a default PNG), resized to their image's new size. Files already
+written upright, with the matte turned the same way (the pipeline's EXIF rule). Mattes are
+always written as 8-bit grey PNG, converted exactly as the pipeline reads them (16-bit,
+RGBA, ...), with fast settings (zlib level 1, no row filter: several times faster to decode
+than a default PNG), resized to their image's new size. Files already
 present in --output are kept (so an interrupted run resumes) unless --overwrite is given;
 each file is written to a temporary name and renamed, so a killed run leaves no half file.
 
