@@ -192,6 +192,11 @@ def test_flag_spellings():
 
     assert dashed(["--max_short_side=3", "--root", "a_b", "--", "--x_y"]) == [
         "--max-short-side=3", "--root", "a_b", "--", "--x_y"]
+    from modnet_jax.data import prepare
+
+    args = prepare.build_parser().parse_args(dashed(["--layout", "images", "--root", "r",
+                                                     "--output", "o", "--max_short_side", "5"]))
+    assert args.max_short_side == 5
 
 
 # --- a quiet start --------------------------------------------------------------------------
@@ -221,11 +226,15 @@ def test_log_lines_go_around_the_progress_line(tmp_path, capsys):
 def test_dataset_summary_logged_once(caplog):
     from modnet_jax.data import pipeline
 
-    caplog.set_level(logging.INFO, logger="modnet_jax.data.pipeline")
+    caplog.set_level(logging.INFO, logger="modnet_jax.data")
+    pipeline._LOGGED.clear()  # as in a fresh process
     cfg = {"synthetic_size": 16, "val_fraction": 0.25, "synthetic_seed": 12345}
     for _ in range(3):
         pipeline.validate_dataset(cfg, image_size=64, split="train")
-    assert sum("data[train]" in r.getMessage() for r in caplog.records) <= 1
+    pipeline.validate_dataset(cfg, image_size=64, split="val")
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(":")[0] for m in messages if m.startswith("data[")] == ["data[train]",
+                                                                             "data[val]"]
 
 
 # --- EXIF orientation: photo and matte turned alike, everywhere ---------------------------
@@ -401,19 +410,21 @@ def test_predict_reads_architecture_recursion_patterns_exif(easpp_checkpoint, tm
     cv2.imwrite(str(tmp_path / "in" / "sub" / "a.png"), upright[:, :, ::-1])  # same stem
     out = tmp_path / "out"
     common = ["--checkpoint", easpp_checkpoint, *COMMON]
-    rc, _, err = _cli(predict.cli, [str(tmp_path / "in"), "--output", str(out), *common], capsys)
+    pattern = str(tmp_path / "in" / "s*" / "*.png")  # quoted: predict expands it
+    rc, _, err = _cli(predict.cli, [str(tmp_path / "in"), pattern, "--output", str(out),
+                                    *common], capsys)
     assert rc == 0 and "warning: 1 sub-folder(s) not read" in err and "--recursive" in err
-    assert sorted(os.listdir(out)) == ["a_matte.png"]
+    assert sorted(os.listdir(out)) == ["a_2_matte.png", "a_matte.png"]  # in/a.jpg, in/sub/a.png
+    top = cv2.imread(str(out / "a_matte.png"), cv2.IMREAD_UNCHANGED)
+    assert top.shape == (96, 64)
+    np.testing.assert_array_equal(top, cv2.imread(str(out / "a_2_matte.png"),
+                                                  cv2.IMREAD_UNCHANGED))  # same upright pixels
     rc, _, err = _cli(predict.cli, [str(tmp_path / "in"), "--output", str(out / "deep"),
                                     "--recursive", *common], capsys)
     assert rc == 0, err
-    top = cv2.imread(str(out / "deep" / "a_matte.png"), cv2.IMREAD_UNCHANGED)
-    deeper = cv2.imread(str(out / "deep" / "sub" / "a_matte.png"), cv2.IMREAD_UNCHANGED)
-    assert top.shape == (96, 64)
-    np.testing.assert_array_equal(top, deeper)  # the same upright pixels, the same matte
-    rc, _, err = _cli(predict.cli, [str(tmp_path / "in" / "*.jpg"), "--output",
-                                    str(out / "glob"), *common], capsys)
-    assert rc == 0 and os.listdir(out / "glob") == ["a_matte.png"]
+    assert sorted(os.listdir(out / "deep")) == ["a_matte.png", "sub"]
+    np.testing.assert_array_equal(top, cv2.imread(str(out / "deep" / "sub" / "a_matte.png"),
+                                                  cv2.IMREAD_UNCHANGED))
     # A flag contradicting the record is refused, before anything is written.
     rc, _, err = _cli(predict.cli, [str(tmp_path / "in" / "a.jpg"), "--output",
                                     str(out / "no"), "--lr-branch", "se", *common], capsys)
