@@ -33,10 +33,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from modnet_jax import metrics
 from modnet_jax.cliutil import add_version, dashed
 from modnet_jax.inference.cli import UserError, add_model_args, check_output_dir, finish
-from modnet_jax.inference.cli import make_parent, predictor_from_args, run_main
+from modnet_jax.inference.cli import engine_from_args, make_parent, read_checked, run_main
 from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8, orientation_of
-from modnet_jax.inference.images import read_image
 from modnet_jax.inference.images import read_matte, write_image
+from modnet_jax.inference.pipeline import prefetch
 from modnet_jax.progress import Progress
 
 # layout -> (image folders tried in order, matte folders, trimap folders), relative to ROOT.
@@ -116,12 +116,13 @@ def region_mask(region: str, gt, trimap_path: Optional[str], band_radius: int,
     return metrics.unknown_mask(metrics.trimap_from_alpha(gt, band_radius)), "generated"
 
 
-def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str] = ("image",),
+def evaluate_samples(engine, samples: Sequence[Sample], regions: Sequence[str] = ("image",),
                      band_radius: int = 10, save_dir: Optional[str] = None,
                      progress: bool = False) -> Tuple[List[dict], Dict, List[Tuple[str, str]]]:
     """(rows, summary, failures). Rows: {name, region, trimap, mse, mad, sad, grad, conn}.
 
     ``summary[region]`` holds the metric means and ``count``; failures are (file, message).
+    Mattes come from ``engine`` (a ``MattingEngine``) while a reader thread decodes ahead.
     """
     failures: List[Tuple[str, str]] = []
     by_name = {s.name: s for s in samples}
@@ -135,34 +136,35 @@ def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str
                 bar.update()
                 continue
             try:
-                yield s.name, read_image(s.image)
+                yield s.name, read_checked(engine, s.image)
             except InputError as exc:
                 failures.append((s.image, str(exc)))
                 bar.note(f"error: {exc}")
                 bar.update()
 
     rows: List[dict] = []
-    for name, pred in predictor.predict_stream(readable()):
-        s = by_name[name]
-        try:
-            turn = orientation_of(s.image)  # the matte is in its image's stored pixel order
-            gt = read_matte(s.matte, turn)
-            if gt.shape != pred.shape:
-                raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
-                                 f"{pred.shape}")
-            if save_dir:
-                write_image(make_parent(os.path.join(save_dir, f"{name}.png")),
-                            matte_to_uint8(pred))
-            mine = []
-            for region in regions:
-                mask, source = region_mask(region, gt, s.trimap, band_radius, turn)
-                mine.append({"name": name, "region": region, "trimap": source,
-                             **metrics.compute_metrics(pred, gt, mask)})
-            rows.extend(mine)
-        except InputError as exc:
-            failures.append((s.matte, str(exc)))
-            bar.note(f"error: {exc}")
-        bar.update()
+    with prefetch(readable(), depth=2 * engine.batch_size) as reader:
+        for name, pred in _mattes(engine, reader, failures, bar):
+            s = by_name[name]
+            try:
+                turn = orientation_of(s.image)  # the matte is in its image's stored pixel order
+                gt = read_matte(s.matte, turn)
+                if gt.shape != pred.shape:
+                    raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
+                                     f"{pred.shape}")
+                if save_dir:
+                    write_image(make_parent(os.path.join(save_dir, f"{name}.png")),
+                                matte_to_uint8(pred))
+                mine = []
+                for region in regions:
+                    mask, source = region_mask(region, gt, s.trimap, band_radius, turn)
+                    mine.append({"name": name, "region": region, "trimap": source,
+                                 **metrics.compute_metrics(pred, gt, mask)})
+                rows.extend(mine)
+            except InputError as exc:
+                failures.append((s.matte, str(exc)))
+                bar.note(f"error: {exc}")
+            bar.update()
     bar.close()
     rows.sort(key=lambda r: (r["name"], REGIONS.index(r["region"])))
     summary = {}
@@ -170,6 +172,17 @@ def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str
         mine = [r for r in rows if r["region"] == region]
         summary[region] = {**metrics.average_metrics(mine), "count": len(mine)}
     return rows, summary, failures
+
+
+def _mattes(engine, reader, failures, bar):
+    """(name, float matte) pairs from the engine; its per-image refusals become failures."""
+    for name, result in engine.images(reader):
+        if isinstance(result, Exception):
+            failures.append((name, str(result)))
+            bar.note(f"error: {result}")
+            bar.update()
+            continue
+        yield name, result.matte
 
 
 def format_table(summary: Dict) -> str:
@@ -244,14 +257,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir = check_output_dir(args.output or f"eval_{os.path.basename(root.rstrip(os.sep))}")
     save_dir = os.path.join(out_dir, "mattes") if args.save_mattes else None
     regions = REGIONS if args.region == "both" else (args.region,)
-    predictor = predictor_from_args(args)
-    rows, summary, failures = evaluate_samples(predictor, samples, regions, args.band_radius,
+    engine = engine_from_args(args)
+    rows, summary, failures = evaluate_samples(engine, samples, regions, args.band_radius,
                                                save_dir, progress=not args.quiet)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root,
             "layout": args.layout, "ref_size": args.ref_size, "images": len(samples)}
     csv_path, json_path = write_reports(out_dir, rows, summary, failures, info)
     print(format_table(summary))
     print(f"wrote {csv_path} and {json_path}", file=sys.stderr)
+    print(f"compile: {engine.compile_summary()}", file=sys.stderr)
     return finish(failures, len(samples), "images")
 
 

@@ -7,7 +7,7 @@ float [H, W] in [0, 1].
 from __future__ import annotations
 
 import os
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -46,6 +46,17 @@ def orientation_of(path: str) -> int:
         return file_orientation(path)
     except UnusableFile:
         return 1
+
+
+def image_size(path: str) -> Optional[Tuple[int, int]]:
+    """(height, width) from the file's header without decoding it, or None if unknown."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception:  # noqa: BLE001 - not readable by Pillow: read_image will say why
+        return None
 
 
 def read_image(path: str) -> np.ndarray:
