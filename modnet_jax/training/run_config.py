@@ -109,8 +109,8 @@ def check_resume(workdir: str, config) -> List[str]:
 
 def check_init_from(config) -> None:
     """ResumeError when ``config.init_from`` records another architecture than ``config``'s."""
-    if not config.get("init_from"):
-        return
+    if not config.get("init_from") or os.path.isfile(str(config.init_from)):
+        return  # nothing, or a file (an ONNX export): its loader checks it
     try:
         recorded = checkpointing.model_metadata(str(config.init_from))
     except FileNotFoundError as err:
