@@ -41,9 +41,14 @@ def matte_grid(images: np.ndarray, pred: np.ndarray, alpha: Optional[np.ndarray]
 _DRAWING: list = []  # enabled reporters whose progress line is on screen, newest last
 
 
-class LogHandler(logging.Handler):
+class LogHandler(logging.StreamHandler):
     """Writes log records to stderr on their own lines, clearing and redrawing the training
-    progress line around them (a plain StreamHandler would write into the middle of it)."""
+    progress line around them (a plain StreamHandler would write into the middle of it). It
+    is a console StreamHandler, so a progress bar that redirects console logging itself
+    (tqdm's ``logging_redirect_tqdm``) may replace it while the bar is drawn."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
