@@ -5,8 +5,10 @@
   which uses absl flags, accepts both spellings too).
 * ``--version`` prints ``modnet_jax <version>``.
 * Exit status: 0 when every input was used; 1 when the run finished but skipped some inputs
-  (each reported on its own ``error:`` line, then one line listing them); 2 when it could not
-  run at all (a usage mistake, a missing checkpoint or dataset: one ``error:`` line).
+  (each reported on its own ``error:`` line, then one line listing them) or failed on its
+  data; 2 when it could not run at all (a usage mistake, a missing checkpoint or dataset:
+  one ``error:`` line). The conversions (``interop/torch_io.run_cli``) use 1 for every
+  failure.
 """
 
 from __future__ import annotations

@@ -69,6 +69,7 @@ MISTAKES = [
     (["--config=supervised:tiny", "--config.model.lr-brnch=easpp"],
      ["did you mean --config.model.lr_branch?"]),
     (["--config", "nosuch:quick"], ["'nosuch'", "supervised, soc"]),
+    (["--config", "configs/supervised.py:quick"], ["--config supervised:quick"]),  # no clone
     (["--config", "supervised_gpu:quick"], ["has no variants"]),
     ([], ["--config is required", "supervised:quick"]),
     (["--config", "supervised:tiny", "--config.batch_size=abc"], ["batch_size", "'abc'"]),

@@ -90,6 +90,10 @@ def resolve_config_spec(spec: str) -> str:
     shipped = config_path(path) if os.sep not in path else None
     if shipped is not None:
         return shipped + colon + variant
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if config_path(stem) is not None:  # configs/supervised.py outside a clone
+        raise UsageError(f"--config {spec}: no file {path!r} here; the shipped config of that "
+                         f"name is --config {stem}{colon}{variant}")
     raise UsageError(f"--config {spec}: no config file {path!r}; give a config file "
                      f"(configs/supervised.py:quick) or a shipped config: {', '.join(NAMES)}")
 
