@@ -94,9 +94,16 @@ def outside(tmp_path_factory):
     run = cwd / "run"
     _fake_run(run)
     snapshot = sorted(os.listdir(run)), (run / "config.json").read_text()
+    other = cwd / "other"  # resumable, then stopped by its (empty) dataset before compiling
+    _fake_run(other)
+    (cwd / "empty" / "fg").mkdir(parents=True)
+    (cwd / "empty" / "alpha").mkdir()
     cases = [argv for argv, _ in MISTAKES] + [
         ["--config", "supervised:tiny", "--workdir", str(afile)],
         ["--config", "supervised:tiny", "--workdir", str(run), "--config.model.lr_branch=easpp"],
+        ["--config", "supervised:tiny", "--workdir", str(other), "--config.image_size=96",
+         "--config.num_devices=1", "--config.data.layout=adobe",
+         f"--config.data.root={cwd / 'empty'}"],
     ]
     proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(cases)], cwd=cwd, env=ENV,
                           capture_output=True, text=True, timeout=300)
@@ -113,7 +120,7 @@ def test_train_config_mistakes_are_one_line(outside, index):
     line = _one_error_line(results[index])
     for text in MISTAKES[index][1]:
         assert text in line
-    assert sorted(os.listdir(cwd)) == ["notes.txt", "run"]
+    assert sorted(os.listdir(cwd)) == ["empty", "notes.txt", "other", "run"]
 
 
 def test_workdir_that_is_a_file(outside):
@@ -128,6 +135,17 @@ def test_resume_with_another_architecture_is_one_line(outside):
     line = _one_error_line(results[len(MISTAKES) + 1])
     assert "lr_branch 'se' -> 'easpp'" in line and str(run) in line
     assert (sorted(os.listdir(run)), (run / "config.json").read_text()) == snapshot
+
+
+def test_resume_with_other_changes_warns(outside):
+    """Resumable: one warning line listing the changed fields (here the run then stops on
+    its empty dataset, before anything compiles: exit status 1, one error line)."""
+    result = outside[-1][len(MISTAKES) + 2]
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and "Traceback" not in result.stderr
+    assert "WARNING resuming" in lines[0] and "image_size 64 -> 96" in lines[0]
+    assert lines[1].startswith("error: ") and "fg" in lines[1]
 
 
 def test_config_by_name_is_the_config_file():
