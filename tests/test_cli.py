@@ -509,3 +509,29 @@ def test_version_on_every_command(capsys):
             main(["--version"])
         assert exit_.value.code == 0
         assert capsys.readouterr().out == f"modnet_jax {__version__}\n"
+
+
+def test_prepare_writes_tagged_photos_upright(tmp_path):
+    """data.prepare follows the rule: a tagged photo (not resized) is rewritten upright
+    without its tag and its matte turned alike, so the copy reads as the original does."""
+    from modnet_jax.data import prepare
+
+    photo = _photo()
+    ok, jpeg = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    for sub in ("fg", "alpha"):
+        (tmp_path / "src" / sub).mkdir(parents=True)
+    (tmp_path / "src" / "fg" / "a.jpg").write_bytes(_with_orientation(jpeg.tobytes(), 6))
+    matte = np.zeros(photo.shape[:2], np.uint8)
+    matte[:8, :16] = 255
+    cv2.imwrite(str(tmp_path / "src" / "alpha" / "a.png"), matte)
+    report, _ = prepare.prepare("adobe", str(tmp_path / "src"), str(tmp_path / "out"), 768, jobs=1)
+    assert (report.copied, report.skipped) == (1, [])
+    copy = (tmp_path / "out" / "fg" / "a.jpg").read_bytes()
+    assert images.exif_orientation(copy) == 1
+    pairs = [("a", str(root / "fg" / "a.jpg"), str(root / "alpha" / "a.png"))
+             for root in (tmp_path / "src", tmp_path / "out")]
+    original, prepared = (sources.ForegroundAlphaSource([p])[0] for p in pairs)
+    np.testing.assert_array_equal(prepared["alpha"], original["alpha"])  # (40, 24), turned
+    assert prepared["fg"].shape == original["fg"].shape == (40, 24, 3)
+    # Re-encoded at quality 95 (chroma subsampling on this saturated block pattern: ~4 levels).
+    assert np.abs(prepared["fg"].astype(int) - original["fg"]).mean() < 8
