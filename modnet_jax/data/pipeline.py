@@ -78,6 +78,7 @@ class _Plan:
 
 _LOGGED: set = set()  # dataset summaries already logged by this process
 
+
 def _held_out(count: int, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of the validation members among `count` sorted items (fixed by seed)."""
     mask = np.zeros(count, bool)
