@@ -6,6 +6,7 @@ Model shapes are kept few (64x64 model inputs at ``ref_size=64``, batch 4) since
 a multi-second XLA compile on CPU.
 """
 
+import os
 import threading
 import time
 
@@ -223,3 +224,32 @@ def test_folder_with_extreme_and_oversized_images_writes_every_good_file(untrain
         assert cv2.imread(str(out / f"{name}_matte.png"), cv2.IMREAD_UNCHANGED).shape == shape
     assert not (out / "huge_matte.png").exists()
     assert "error: skipped 1 of 4 inputs" in err and "compile: " in err
+
+
+def test_export_cache_reads_back_the_traced_program_and_retraces_a_damaged_entry():
+    from modnet_jax.inference import export_cache
+
+    def fn(x, taps, *, scale):
+        return {"y": x * scale + taps[0]}
+
+    args = (np.arange(6, dtype=np.float32).reshape(2, 3), (np.float32(1.0),))
+    want = {"y": args[0] * 2.0 + 1.0}
+    first, loaded = export_cache.compile_flat("t", fn, args, (("scale", 2.0),))
+    assert not loaded
+    np.testing.assert_array_equal(first(*jax.tree.leaves(args))["y"], want["y"])
+    folder = export_cache.export_dir()
+    name = export_cache.entry_name("t", (("scale", 2.0),), jax.tree.structure(args),
+                                   jax.tree.leaves(args))
+    assert os.path.exists(os.path.join(folder, name))
+    again, loaded = export_cache.compile_flat("t", fn, args, (("scale", 2.0),))
+    assert loaded
+    np.testing.assert_array_equal(again(*jax.tree.leaves(args))["y"], want["y"])
+    # Another static option is another entry; a damaged entry is traced anew and replaced.
+    assert export_cache.entry_name("t", (("scale", 3.0),), jax.tree.structure(args),
+                                   jax.tree.leaves(args)) != name
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(b"not a program")
+    fixed, loaded = export_cache.compile_flat("t", fn, args, (("scale", 2.0),))
+    assert not loaded
+    np.testing.assert_array_equal(fixed(*jax.tree.leaves(args))["y"], want["y"])
+    assert export_cache.compile_flat("t", fn, args, (("scale", 2.0),))[1]

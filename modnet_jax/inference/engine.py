@@ -16,7 +16,8 @@ Compiled programs: a video compiles one program per frame size (``programs.video
 photos one program per image size (resize, model, resize back and outputs fused; a second one
 at ``batch_size`` for a size whose photos come ``batch_size`` at a time, see ``images``), so a
 folder of N image sizes compiles N programs.
-With the persistent cache (``compile_cache.py``) a second run compiles nothing;
+With the persistent cache (``compile_cache.py``) a second run compiles nothing, and with the
+traced programs kept beside it (``export_cache.py``) it does not trace the model either;
 ``compile_summary()`` says what was compiled and how long it took.
 
 Bounded memory: the model input follows the release's rule capped by ``max_long_side`` and
@@ -31,7 +32,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Dict, Hashable, Iterable, Iterator, List, Optional, Tuple, Union
 
 import jax
@@ -40,6 +40,7 @@ import numpy as np
 from modnet_jax.inference import programs
 from modnet_jax.inference.checkpoint import load_checked_variables
 from modnet_jax.inference.compile_cache import cache_hits
+from modnet_jax.inference.export_cache import compile_flat
 from modnet_jax.inference.images import Background, InputError, background_for, matte_to_uint8
 from modnet_jax.inference.ofd import OFD_THRESHOLD
 from modnet_jax.inference.preprocess import MAX_LONG_SIDE, MAX_PIXELS, REF_SIZE
@@ -80,12 +81,12 @@ class _Programs:
         exe = self._exe.get(key)
         if exe is None:
             hits, start = cache_hits(), time.perf_counter()
-            exe = jax.jit(partial(fn, **dict(static))).lower(*args).compile()
+            exe, _ = compile_flat(name, fn, args, static)
             self.seconds += time.perf_counter() - start
             (self.loaded if cache_hits() > hits else self.compiled).append(
                 f"{name} {label}".strip())
             self._exe[key] = exe
-        return exe(*args)
+        return exe(*leaves)
 
 
 class MattingEngine:
