@@ -21,6 +21,8 @@ import csv
 import json
 import os
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -105,51 +107,96 @@ def region_mask(region: str, gt, trimap_path: Optional[str], band_radius: int):
     return metrics.unknown_mask(metrics.trimap_from_alpha(gt, band_radius)), "generated"
 
 
+def score_sample(s: Sample, pred, regions: Sequence[str], band_radius: int, precision: str,
+                 save_dir: Optional[str]) -> List[dict]:
+    """Rows of one predicted matte against its ground truth (one per region). InputError on a
+    bad ground-truth or trimap file."""
+    gt = read_matte(s.matte)
+    if gt.shape != pred.shape:
+        raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
+                         f"{pred.shape}")
+    if save_dir:
+        write_image(os.path.join(save_dir, f"{s.name}.png"), matte_to_uint8(pred))
+    rows = []
+    for region in regions:
+        mask, source = region_mask(region, gt, s.trimap, band_radius)
+        rows.append({"name": s.name, "region": region, "trimap": source,
+                     "precision": precision,
+                     **metrics.compute_metrics(pred, gt, mask, precision)})
+    return rows
+
+
+def default_workers() -> int:
+    """Scoring threads: the CPU count (OpenCV and numpy release the GIL), at least 2."""
+    return max(2, os.cpu_count() or 1)
+
+
 def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str] = ("image",),
                      band_radius: int = 10, save_dir: Optional[str] = None,
-                     progress: bool = False) -> Tuple[List[dict], Dict, List[Tuple[str, str]]]:
-    """(rows, summary, failures). Rows: {name, region, trimap, mse, mad, sad, grad, conn}.
+                     progress: bool = False, precision: str = "8bit",
+                     workers: Optional[int] = None
+                     ) -> Tuple[List[dict], Dict, List[Tuple[str, str]]]:
+    """(rows, summary, failures). Rows: {name, region, trimap, precision, mse, ..., conn}.
 
+    Images are decoded ahead and mattes scored by a pool of ``workers`` threads while the model
+    runs; at most ~2 x ``workers`` decoded images and unscored mattes are held at once.
     ``summary[region]`` holds the metric means and ``count``; failures are (file, message).
     """
+    if precision not in metrics.PRECISIONS:
+        raise ValueError(f"precision must be one of {metrics.PRECISIONS}, got {precision!r}")
+    workers = workers or default_workers()
     failures: List[Tuple[str, str]] = []
     by_name = {s.name: s for s in samples}
     bar = Progress(len(samples), desc="evaluate", unit="images", enabled=progress)
 
-    def readable():
-        for s in samples:
-            if s.matte is None:
-                failures.append((s.image, f"{s.image}: no ground-truth matte with this name"))
-                bar.note(f"error: {failures[-1][1]}")
-                bar.update()
-                continue
-            try:
-                yield s.name, read_image(s.image)
-            except InputError as exc:
-                failures.append((s.image, str(exc)))
-                bar.note(f"error: {exc}")
-                bar.update()
+    def fail(path: str, message: str) -> None:
+        failures.append((path, message))
+        bar.note(f"error: {message}")
+        bar.update()
 
     rows: List[dict] = []
-    for name, pred in predictor.predict_stream(readable()):
-        s = by_name[name]
-        try:
-            gt = read_matte(s.matte)
-            if gt.shape != pred.shape:
-                raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
-                                 f"{pred.shape}")
-            if save_dir:
-                write_image(os.path.join(save_dir, f"{name}.png"), matte_to_uint8(pred))
-            mine = []
-            for region in regions:
-                mask, source = region_mask(region, gt, s.trimap, band_radius)
-                mine.append({"name": name, "region": region, "trimap": source,
-                             **metrics.compute_metrics(pred, gt, mask)})
-            rows.extend(mine)
-        except InputError as exc:
-            failures.append((s.matte, str(exc)))
-            bar.note(f"error: {exc}")
-        bar.update()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
+        def readable():
+            todo = [s for s in samples if s.matte is not None]
+            for s in samples:
+                if s.matte is None:
+                    fail(s.image, f"{s.image}: no ground-truth matte with this name")
+            ahead: "deque" = deque()
+            for s in todo:
+                ahead.append((s, pool.submit(read_image, s.image)))
+                if len(ahead) > workers:
+                    yield from _ready(ahead.popleft())
+            while ahead:
+                yield from _ready(ahead.popleft())
+
+        def _ready(item):
+            s, future = item
+            try:
+                yield s.name, future.result()
+            except InputError as exc:
+                fail(s.image, str(exc))
+
+        scoring: "deque" = deque()
+
+        def collect(block: bool) -> None:
+            while scoring and (block or scoring[0][1].done()):
+                s, future = scoring.popleft()
+                try:
+                    rows.extend(future.result())
+                except InputError as exc:
+                    failures.append((s.matte, str(exc)))
+                    bar.note(f"error: {exc}")
+                bar.update()
+
+        for name, pred in predictor.predict_stream(readable()):
+            s = by_name[name]
+            scoring.append((s, pool.submit(score_sample, s, pred, regions, band_radius,
+                                           precision, save_dir)))
+            collect(block=False)
+            while len(scoring) > workers:  # bound the mattes waiting for a scorer
+                wait([scoring[0][1]])
+                collect(block=False)
+        collect(block=True)
     bar.close()
     rows.sort(key=lambda r: (r["name"], REGIONS.index(r["region"])))
     summary = {}
@@ -166,7 +213,8 @@ def format_table(summary: Dict) -> str:
     for region, values in summary.items():
         cells = "".join(f"{values[m]:>12.6g}" for m in metrics.METRIC_NAMES)
         lines.append(f"{region:<9}{values['count']:>6}{cells}")
-    lines.append("MSE, MAD: means over pixels (alpha in [0,1]); SAD, Grad, Conn: sums / 1000.")
+    lines.append("MSE, MAD: means over pixels (alpha in [0,1]); SAD, Grad, Conn: sums / 1000 "
+                 "(Grad and Conn on the DIM evaluation's scale).")
     return "\n".join(lines)
 
 
@@ -174,7 +222,7 @@ def write_reports(out_dir: str, rows: List[dict], summary: Dict,
                   failures: List[Tuple[str, str]], info: Dict) -> Tuple[str, str]:
     csv_path = os.path.join(out_dir, "per_image.csv")
     json_path = os.path.join(out_dir, "summary.json")
-    fields = ["name", "region", "trimap", *metrics.METRIC_NAMES]
+    fields = ["name", "region", "trimap", "precision", *metrics.METRIC_NAMES]
     try:
         with open(csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
@@ -214,12 +262,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "./eval_<name of ROOT>)")
     e.add_argument("--save-mattes", action="store_true",
                    help="also write the predicted mattes to DIR/mattes/")
+    e.add_argument("--precision", choices=metrics.PRECISIONS, default="8bit",
+                   help="8bit: round both mattes to 8 bits before scoring, as the reference "
+                        "evaluation code does with PNG files (published tables); float: score "
+                        "the model's float output (default: %(default)s)")
+    e.add_argument("--workers", type=int, default=None,
+                   help="threads that decode images and score mattes while the model runs "
+                        "(default: the CPU count, at least 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
     root = os.path.abspath(os.path.expanduser(args.data))
     samples = find_samples(root, args.layout, args.image_dir, args.matte_dir, args.trimap_dir)
     if args.limit is not None:
@@ -229,9 +286,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     regions = REGIONS if args.region == "both" else (args.region,)
     predictor = predictor_from_args(args)
     rows, summary, failures = evaluate_samples(predictor, samples, regions, args.band_radius,
-                                               save_dir, progress=not args.quiet)
+                                               save_dir, progress=not args.quiet,
+                                               precision=args.precision, workers=args.workers)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root,
-            "layout": args.layout, "ref_size": args.ref_size, "images": len(samples)}
+            "layout": args.layout, "ref_size": args.ref_size, "images": len(samples),
+            "precision": args.precision}
     csv_path, json_path = write_reports(out_dir, rows, summary, failures, info)
     print(format_table(summary))
     print(f"wrote {csv_path} and {json_path}", file=sys.stderr)
