@@ -10,8 +10,20 @@ and are compared at the ground truth's full resolution, alpha in [0, 1] (see
 and means to the trimap's unknown band: the dataset's own trimap when it has one
 (``trimap/x.png``), otherwise one made from the ground truth (``--band-radius`` pixels).
 
+Scores use 8-bit mattes by default, as the reference evaluation code does with PNG files
+(``--precision float`` scores the float output). Images are decoded ahead and scored by a
+thread pool while the model runs.
+
 Writes ``DIR/per_image.csv`` (one row per image and region), ``DIR/summary.json`` (means,
-counts, skipped files) and prints a table. Python API: ``find_samples`` + ``evaluate_samples``.
+counts, precision, skipped files) and prints a table. Python API: ``find_samples`` +
+``evaluate_samples``.
+
+    python -m modnet_jax.evaluate --checkpoint CKPT --data ROOT --layout video [--no-ofd]
+
+evaluates clips (``ROOT/video/x.mp4`` or ``ROOT/video/x/`` frames, ground truth
+``ROOT/matte/x.mp4`` or ``ROOT/matte/x/``): per-frame MSE/MAD, dtSSD and MESSDdt, and the
+flicker score (which needs no ground truth): ``per_clip.csv``, ``per_frame.csv``,
+``summary.json``; see ``modnet_jax.video_eval``.
 """
 
 from __future__ import annotations
@@ -26,11 +38,12 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from modnet_jax import metrics
+from modnet_jax import metrics, video_eval
 from modnet_jax.inference.cli import UserError, add_model_args, ensure_output_dir, finish
 from modnet_jax.inference.cli import predictor_from_args, run_main
 from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8, read_image
 from modnet_jax.inference.images import read_matte, write_image
+from modnet_jax.inference.ofd import OFD_THRESHOLD
 from modnet_jax.progress import Progress
 
 # layout -> (image folders tried in order, matte folders, trimap folders), relative to ROOT.
@@ -218,39 +231,56 @@ def format_table(summary: Dict) -> str:
     return "\n".join(lines)
 
 
-def write_reports(out_dir: str, rows: List[dict], summary: Dict,
-                  failures: List[Tuple[str, str]], info: Dict) -> Tuple[str, str]:
-    csv_path = os.path.join(out_dir, "per_image.csv")
-    json_path = os.path.join(out_dir, "summary.json")
-    fields = ["name", "region", "trimap", "precision", *metrics.METRIC_NAMES]
+IMAGE_FIELDS = ("name", "region", "trimap", "precision", *metrics.METRIC_NAMES)
+
+
+def write_reports(out_dir: str, tables: Dict[str, Tuple[Sequence[str], List[dict]]],
+                  summary: Dict, failures: List[Tuple[str, str]], info: Dict) -> List[str]:
+    """Write each ``tables[file name] = (columns, rows)`` as CSV and ``summary.json``."""
+    paths = []
     try:
-        with open(csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        with open(json_path, "w") as f:
+        for file_name, (fields, rows) in tables.items():
+            paths.append(os.path.join(out_dir, file_name))
+            with open(paths[-1], "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+        paths.append(os.path.join(out_dir, "summary.json"))
+        with open(paths[-1], "w") as f:
             json.dump({**info, "metrics": summary,
                        "skipped": [{"file": p, "error": m} for p, m in failures]}, f, indent=2)
     except OSError as exc:
         raise UserError(f"{exc.filename}: cannot write ({exc.strerror})") from None
-    return csv_path, json_path
+    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m modnet_jax.evaluate",
-        description="Matting errors (MSE, MAD, SAD, Grad, Conn) of a checkpoint on a dataset.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Matting errors of a checkpoint on a dataset.\n\n"
+                    "images: MSE, MAD, SAD, Grad, Conn per image (per_image.csv) and means\n"
+                    "videos (--layout video): per-frame MSE, MAD, dtSSD, MESSDdt against "
+                    "ground-truth\n  mattes (per_frame.csv), their clip means and the "
+                    "ground-truth-free flicker\n  score (per_clip.csv)\n"
+                    "Conventions (DIM evaluation / PaddleSeg / RVM): see modnet_jax/metrics.py "
+                    "and\nmodnet_jax/temporal.py.")
     add_model_args(p)
     d = p.add_argument_group("dataset")
-    d.add_argument("--data", required=True, metavar="ROOT", help="dataset folder")
-    d.add_argument("--layout", choices=sorted(LAYOUTS), default="ppm100",
+    d.add_argument("--data", required=True, metavar="ROOT",
+                   help="dataset folder; with --layout video also one video file or one "
+                        "folder of frames (flicker score only)")
+    d.add_argument("--layout", choices=sorted(LAYOUTS) + ["video"], default="ppm100",
                    help="folder names: ppm100 = image/ + matte/ (+ trimap/); p3m = "
                         "blurred_image|original_image/ + mask/ + trimap/; am2k = original/ + "
-                        "mask/ + trimap/ (default: %(default)s)")
-    d.add_argument("--image-dir", help="image folder under ROOT (overrides the layout)")
+                        "mask/ + trimap/; video = video/ (video files or frame folders) + "
+                        "matte/ (matte videos or folders, same names) (default: %(default)s)")
+    d.add_argument("--image-dir", help="image (or video) folder under ROOT (overrides the "
+                                       "layout)")
     d.add_argument("--matte-dir", help="ground-truth matte folder under ROOT")
     d.add_argument("--trimap-dir", help="trimap folder under ROOT (for --region unknown)")
-    d.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    d.add_argument("--limit", type=int, default=None,
+                   help="evaluate only the first N images (clips)")
     e = p.add_argument_group("evaluation")
     e.add_argument("--region", choices=("image", "unknown", "both"), default="image",
                    help="whole image, the trimap's unknown band, or both (default: %(default)s)")
@@ -269,8 +299,39 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=int, default=None,
                    help="threads that decode images and score mattes while the model runs "
                         "(default: the CPU count, at least 2)")
+    v = p.add_argument_group("video (--layout video)")
+    v.add_argument("--no-ofd", action="store_true",
+                   help="score the raw mattes (One-Frame Delay is on by default, as in predict)")
+    v.add_argument("--ofd-threshold", type=float, default=OFD_THRESHOLD,
+                   help="OFD flicker threshold on alpha in [0,1] (default: %(default)s)")
+    v.add_argument("--no-messddt", action="store_true",
+                   help="skip MESSDdt (its optical flow is the slowest part)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def main_video(args, root: str, out_dir: str) -> int:
+    try:
+        clips = video_eval.find_clips(root, args.image_dir or "video", args.matte_dir or "matte")
+    except InputError as exc:
+        raise UserError(str(exc)) from None
+    if args.limit is not None:
+        clips = clips[:max(0, args.limit)]
+    predictor = predictor_from_args(args)
+    clip_rows, frame_rows, summary, failures = video_eval.evaluate_clips(
+        predictor, clips, ofd=not args.no_ofd, ofd_threshold=args.ofd_threshold,
+        precision=args.precision, messddt=not args.no_messddt, progress=not args.quiet)
+    info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root, "layout": "video",
+            "ref_size": args.ref_size, "clips": len(clips), "precision": args.precision,
+            "ofd": not args.no_ofd, "ofd_threshold": args.ofd_threshold}
+    clip_fields = ("name", "frames", "ground_truth", "precision", "ofd", *video_eval.CLIP_FIELDS)
+    paths = write_reports(out_dir, {
+        "per_clip.csv": (clip_fields, clip_rows),
+        "per_frame.csv": (("name", "frame", *video_eval.FRAME_FIELDS), frame_rows)},
+        summary, failures, info)
+    print(video_eval.format_table(clip_rows, summary))
+    print(f"wrote {', '.join(paths)}", file=sys.stderr)
+    return finish(failures, len(clips), "clips")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -278,6 +339,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     root = os.path.abspath(os.path.expanduser(args.data))
+    if args.layout == "video":
+        out_dir = ensure_output_dir(
+            args.output or f"eval_{os.path.splitext(os.path.basename(root.rstrip(os.sep)))[0]}")
+        return main_video(args, root, out_dir)
     samples = find_samples(root, args.layout, args.image_dir, args.matte_dir, args.trimap_dir)
     if args.limit is not None:
         samples = samples[:max(0, args.limit)]
@@ -291,9 +356,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root,
             "layout": args.layout, "ref_size": args.ref_size, "images": len(samples),
             "precision": args.precision}
-    csv_path, json_path = write_reports(out_dir, rows, summary, failures, info)
+    paths = write_reports(out_dir, {"per_image.csv": (IMAGE_FIELDS, rows)}, summary, failures,
+                          info)
     print(format_table(summary))
-    print(f"wrote {csv_path} and {json_path}", file=sys.stderr)
+    print(f"wrote {' and '.join(paths)}", file=sys.stderr)
     return finish(failures, len(samples), "images")
 
 
