@@ -1,7 +1,7 @@
 """One-Frame Delay on vs off: temporal metrics on a synthetic moving-portrait clip.
 
     python benchmarks/temporal_ofd.py --checkpoint workdir/supervised_quick [--frames 60]
-    python benchmarks/temporal_ofd.py --onnx ../shared/weights/modnet_photographic_portrait_matting.onnx
+    python benchmarks/temporal_ofd.py --onnx modnet_photographic_portrait_matting.onnx
 
 The clip: one synthetic portrait (``modnet_jax.data.synthetic``) composited over a static
 synthetic background; the subject sways sideways (sub-pixel shifts), holds still for a third of

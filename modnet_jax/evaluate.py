@@ -112,31 +112,28 @@ def region_mask(region: str, gt, trimap_path: Optional[str], band_radius: int):
     if region == "image":
         return None, "-"
     if trimap_path:
-        trimap = read_matte(trimap_path)
+        trimap = read_matte(trimap_path, keep_uint8=True)
         if trimap.shape != gt.shape:
             raise InputError(f"{trimap_path}: trimap size {trimap.shape} differs from the "
                              f"matte's {gt.shape}")
         return metrics.unknown_mask(trimap), "file"
-    return metrics.unknown_mask(metrics.trimap_from_alpha(gt, band_radius)), "generated"
+    return metrics.unknown_band(gt, band_radius), "generated"
 
 
 def score_sample(s: Sample, pred, regions: Sequence[str], band_radius: int, precision: str,
                  save_dir: Optional[str]) -> List[dict]:
     """Rows of one predicted matte against its ground truth (one per region). InputError on a
     bad ground-truth or trimap file."""
-    gt = read_matte(s.matte)
+    gt = read_matte(s.matte, keep_uint8=True)  # 8-bit files stay uint8 (exact, 8x smaller)
     if gt.shape != pred.shape:
         raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
                          f"{pred.shape}")
     if save_dir:
         write_image(os.path.join(save_dir, f"{s.name}.png"), matte_to_uint8(pred))
-    rows = []
-    for region in regions:
-        mask, source = region_mask(region, gt, s.trimap, band_radius)
-        rows.append({"name": s.name, "region": region, "trimap": source,
-                     "precision": precision,
-                     **metrics.compute_metrics(pred, gt, mask, precision)})
-    return rows
+    masks = [region_mask(region, gt, s.trimap, band_radius) for region in regions]
+    scores = metrics.compute_metrics_masks(pred, gt, [m for m, _ in masks], precision)
+    return [{"name": s.name, "region": region, "trimap": source, "precision": precision,
+             **score} for region, (_, source), score in zip(regions, masks, scores)]
 
 
 def default_workers() -> int:

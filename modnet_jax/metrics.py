@@ -35,7 +35,7 @@ An empty mask gives ``nan`` for the two means and ``0.0`` for the three sums.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -139,8 +139,32 @@ def unknown_mask(trimap) -> np.ndarray:
     ``trimap`` is float in [0, 1] (unknown = 0.5) or uint8 (unknown = 128); any value strictly
     between the two ends counts as unknown.
     """
-    t = as_alpha(trimap)
+    t = _squeeze(trimap)
+    if t.dtype == np.uint8:
+        return (t > 0) & (t < 255)
+    t = as_alpha(t)
     return (t > 0.0) & (t < 1.0)
+
+
+def _band(gt, radius: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(definite foreground, not definite background) uint8 0/255 masks of a trimap made from
+    ``gt``: erode(alpha == 1) and dilate(alpha > 0) with a (2 radius + 1)^2 square window;
+    the image border neither erodes nor dilates."""
+    g = _squeeze(gt)
+    one = 255 if g.dtype == np.uint8 else 1.0
+    if g.dtype not in (np.uint8, np.float32, np.float64):
+        g = as_alpha(g)
+    window = np.ones((2 * int(radius) + 1, 2 * int(radius) + 1), np.uint8)
+    fg = cv2.erode(cv2.compare(g, one, cv2.CMP_GE), window)
+    not_bg = cv2.dilate(cv2.compare(g, 0, cv2.CMP_GT), window)
+    return fg, not_bg
+
+
+def unknown_band(gt, radius: int = 10) -> np.ndarray:
+    """Boolean [H, W]: the unknown region of ``trimap_from_alpha(gt, radius)``, computed
+    directly (OpenCV morphology)."""
+    fg, not_bg = _band(gt, radius)
+    return (not_bg > 0) & (fg == 0)
 
 
 def trimap_from_alpha(gt, radius: int = 10) -> np.ndarray:
@@ -149,14 +173,10 @@ def trimap_from_alpha(gt, radius: int = 10) -> np.ndarray:
     fg = alpha == 1, not_bg = alpha > 0; unknown where dilate(not_bg) and not erode(fg), with a
     square window of side ``2 * radius + 1`` pixels. Used when a dataset ships no trimaps.
     """
-    g = as_alpha(gt)
-    size = 2 * int(radius) + 1
-    window = np.ones((size, size), dtype=bool)
-    fg = ndimage.binary_erosion(g >= 1.0, structure=window, border_value=1)
-    not_bg = ndimage.binary_dilation(g > 0.0, structure=window)
-    trimap = np.full(g.shape, 0.5)
-    trimap[~not_bg] = 0.0
-    trimap[fg] = 1.0
+    fg, not_bg = _band(gt, radius)
+    trimap = np.full(fg.shape, 0.5)
+    trimap[not_bg == 0] = 0.0
+    trimap[fg > 0] = 1.0
     return trimap
 
 
@@ -220,10 +240,13 @@ def gaussian_gradient_magnitude(alpha, sigma: float = GRAD_SIGMA) -> np.ndarray:
     return cv2.magnitude(gx, gy)
 
 
+def _gradient_maps(a, g, sigma: float = GRAD_SIGMA) -> Tuple[np.ndarray, np.ndarray]:
+    return (gaussian_gradient_magnitude(minmax_normalise(a), sigma),
+            gaussian_gradient_magnitude(minmax_normalise(g), sigma))
+
+
 def _gradient_error(a, g, m8, sigma: float = GRAD_SIGMA) -> float:
-    ga = gaussian_gradient_magnitude(minmax_normalise(a), sigma)
-    gg = gaussian_gradient_magnitude(minmax_normalise(g), sigma)
-    return cv2.norm(ga, gg, cv2.NORM_L2SQR, mask=m8) / 1000.0
+    return cv2.norm(*_gradient_maps(a, g, sigma), cv2.NORM_L2SQR, mask=m8) / 1000.0
 
 
 def gradient_error(pred, gt, mask=None, sigma: float = GRAD_SIGMA) -> float:
@@ -277,7 +300,9 @@ def connectivity_levels(pred, gt, step: float = CONN_STEP) -> np.ndarray:
     return _connectivity_index(a, g, n).astype(np.float64) / n
 
 
-def _connectivity_error(a, g, m8, step: float = CONN_STEP, cutoff: float = CONN_CUTOFF):
+def _connectivity_maps(a, g, step: float = CONN_STEP, cutoff: float = CONN_CUTOFF
+                       ) -> Tuple[np.ndarray, np.ndarray]:
+    """(d_a [d_a >= c], d_g [d_g >= c]) with d = x - l: |phi(a) - phi(g)| is their difference."""
     n = int(round(1.0 / step))
     index = _connectivity_index(a, g, n)
     # float32 for 8-bit mattes (no value of d = x - l lies within 1e-3 of the cutoff), float64
@@ -285,12 +310,15 @@ def _connectivity_error(a, g, m8, step: float = CONN_STEP, cutoff: float = CONN_
     dtype = np.float32 if a.dtype == np.uint8 else np.float64
     level = np.multiply(index, dtype(1.0 / n), dtype=dtype) if dtype is np.float32 else index / n
     below = float(np.nextafter(dtype(cutoff), dtype(-np.inf)))  # d > below  <=>  d >= cutoff
-    # |phi(a) - phi(g)| = |d_a [d_a >= c] - d_g [d_g >= c]| with d = x - l.
     kept = []
     for x in (a, g):
         x = _float32(x) if dtype is np.float32 else x
         kept.append(cv2.threshold(cv2.subtract(x, level), below, 0.0, cv2.THRESH_TOZERO)[1])
-    return cv2.norm(kept[0], kept[1], cv2.NORM_L1, mask=m8) / 1000.0
+    return kept[0], kept[1]
+
+
+def _connectivity_error(a, g, m8, step: float = CONN_STEP, cutoff: float = CONN_CUTOFF):
+    return cv2.norm(*_connectivity_maps(a, g, step, cutoff), cv2.NORM_L1, mask=m8) / 1000.0
 
 
 def connectivity_error(pred, gt, mask=None, step: float = CONN_STEP,
@@ -307,15 +335,28 @@ def compute_metrics(pred, gt, mask=None, precision: str = "float") -> Dict[str, 
 
     ``precision`` "8bit" rounds both mattes to 8 bits first (as scoring saved PNGs does).
     """
-    a, g, m8 = _operands(pred, gt, mask, precision)
-    n, l1, l2 = _error_sums(a, g, m8)
-    return {
-        "mse": l2 / n if n else math.nan,
-        "mad": l1 / n if n else math.nan,
-        "sad": l1 / 1000.0,
-        "grad": _gradient_error(a, g, m8),
-        "conn": _connectivity_error(a, g, m8),
-    }
+    return compute_metrics_masks(pred, gt, [mask], precision)[0]
+
+
+def compute_metrics_masks(pred, gt, masks: Sequence, precision: str = "float"
+                          ) -> List[Dict[str, float]]:
+    """``compute_metrics`` for each mask in ``masks`` (None = whole image), sharing the
+    filtering and connected components between them."""
+    a, g, _ = _operands(pred, gt, None, precision)
+    m8s = [_mask8(m, a.shape) for m in masks]
+    grads = _gradient_maps(a, g)
+    conns = _connectivity_maps(a, g)
+    out = []
+    for m8 in m8s:
+        n, l1, l2 = _error_sums(a, g, m8)
+        out.append({
+            "mse": l2 / n if n else math.nan,
+            "mad": l1 / n if n else math.nan,
+            "sad": l1 / 1000.0,
+            "grad": cv2.norm(*grads, cv2.NORM_L2SQR, mask=m8) / 1000.0,
+            "conn": cv2.norm(*conns, cv2.NORM_L1, mask=m8) / 1000.0,
+        })
+    return out
 
 
 def average_metrics(rows, names=METRIC_NAMES) -> Dict[str, float]:

@@ -93,7 +93,7 @@ def _read_video(path: str, gray: bool) -> Iterator[np.ndarray]:
             if not ok or frame is None:
                 return
             if gray:
-                yield frame[:, :, 0].astype(np.float64) / 255.0
+                yield np.ascontiguousarray(frame[:, :, 0])
             else:
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
@@ -108,9 +108,10 @@ def read_frames(path: str) -> Iterator[np.ndarray]:
 
 
 def read_mattes(path: str) -> Iterator[np.ndarray]:
-    """Float [H, W] ground-truth mattes in [0, 1] of a matte video or a folder of matte images."""
+    """Ground-truth mattes [H, W] of a matte video or a folder of matte images: uint8 0..255 for
+    8-bit sources, float alpha in [0, 1] for 16-bit files."""
     if os.path.isdir(path):
-        return (read_matte(p) for p in _frame_files(path))
+        return (read_matte(p, keep_uint8=True) for p in _frame_files(path))
     return _read_video(path, gray=True)
 
 

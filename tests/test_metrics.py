@@ -243,3 +243,16 @@ def test_compute_and_average_metrics():
             {"mse": 3.0, "mad": 0.5, "sad": 3, "grad": 0, "conn": 2}]
     avg = metrics.average_metrics(rows)
     assert avg == {"mse": 2.0, "mad": 0.5, "sad": 2.0, "grad": 0.0, "conn": 1.0}
+
+
+def test_unknown_band_and_shared_masks():
+    pred, gt = blobby_pair(4)
+    band = metrics.unknown_band(gt, radius=2)
+    assert (band == metrics.unknown_mask(metrics.trimap_from_alpha(gt, radius=2))).all()
+    # the same band from the 8-bit matte: alpha == 1 <=> 255, alpha > 0 <=> > 0
+    gt8 = np.rint(gt * 255).astype(np.uint8)
+    assert (metrics.unknown_band(gt8, 2) == metrics.unknown_band(gt8 / 255.0, 2)).all()
+    rows = metrics.compute_metrics_masks(pred, gt, [None, band], precision="8bit")
+    assert rows[0] == metrics.compute_metrics(pred, gt, precision="8bit")
+    assert rows[1] == metrics.compute_metrics(pred, gt, band, precision="8bit")
+    assert rows[1]["sad"] < rows[0]["sad"]

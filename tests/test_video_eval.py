@@ -76,7 +76,7 @@ def test_find_clips_and_readers(dataset, tmp_path):
     frames = list(video_eval.read_frames(clips[0].source))
     assert len(frames) == 6 and frames[0].shape == (64, 64, 3) and frames[0].dtype == np.uint8
     gts = list(video_eval.read_mattes(clips[0].matte))
-    assert np.abs(gts[3] - truth[3]).max() <= 0.5 / 255 + 1e-12
+    assert gts[3].dtype == np.uint8 and np.abs(gts[3] / 255 - truth[3]).max() <= 0.5 / 255 + 1e-12
     single = video_eval.find_clips(str(root / "video" / "a"))  # one frame folder
     assert len(single) == 1 and single[0].matte is None
     with pytest.raises(InputError, match="no clips"):

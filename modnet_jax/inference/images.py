@@ -42,11 +42,16 @@ def read_image(path: str) -> np.ndarray:
     return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
-def read_matte(path: str) -> np.ndarray:
-    """[H, W] float64 alpha in [0, 1] from an 8- or 16-bit gray (or colour: first channel) file."""
+def read_matte(path: str, keep_uint8: bool = False) -> np.ndarray:
+    """[H, W] float64 alpha in [0, 1] from an 8- or 16-bit gray (or colour: first channel) file.
+
+    ``keep_uint8``: an 8-bit file comes back as its uint8 values (0..255) instead.
+    """
     m = _imread(path, cv2.IMREAD_UNCHANGED, "matte")
     if m.ndim == 3:
         m = m[:, :, 0]
+    if keep_uint8 and m.dtype == np.uint8:
+        return np.ascontiguousarray(m)
     scale = 65535.0 if m.dtype == np.uint16 else 255.0
     return m.astype(np.float64) / scale
 
