@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="modnet_jax checkpoint folder or PyTorch .ckpt/.pth (default: "
                         "calibrated release init)")
+    p.add_argument("--model-repeats", type=int, default=3,
+                   help="also time the bare model at the video's model size, median of this "
+                        "many calls per framework (0: skip; default %(default)s)")
     p.add_argument("--skip", default="",
                    help="comma list of jobs to leave out: video,folder,evaluate (evaluate "
                         "needs folder)")
@@ -117,8 +120,55 @@ def _count_compiles():
     return counts
 
 
+def _median_ms(fn, repeats: int) -> float:
+    import statistics
+
+    fn()  # warm-up (and compile)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def model_alone(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
+    """ms per frame of the bare model at the video's model size (no I/O, no resizes)."""
+    import numpy as np
+
+    h, w, reps = spec["height"], spec["width"], spec["repeats"]
+    out: Dict[str, Any] = {}
+    if kind == "model-torch":
+        import torch
+
+        from modnet_jax.interop import torch_io
+
+        torch.set_num_threads(spec["threads"])
+        model = torch_io.torch_model(torch_io.load_state_dict_file(spec["torch_weights"]))
+        x = torch.rand(1, 3, h, w) * 2 - 1
+        with torch.no_grad():
+            out["batch_1"] = _median_ms(lambda: model(x, inference=True), reps)
+        return out
+    import jax
+
+    from modnet_jax.checkpointing import load_variables
+    from modnet_jax.models import model_from_config
+
+    model = model_from_config(None)
+    v = jax.device_put(load_variables(spec["checkpoint"]))
+    v = {"params": v["params"], "batch_stats": v.get("batch_stats", {})}
+    fwd = jax.jit(lambda v, x: model.apply(v, x, train=False, inference=True)[2])
+    for b in sorted({1, spec["batch"]}):
+        x = jax.device_put(np.random.default_rng(0).uniform(-1, 1, (b, h, w, 3))
+                           .astype(np.float32))
+        out[f"batch_{b}"] = _median_ms(lambda: fwd(v, x).block_until_ready(), reps) / b
+    return out
+
+
 def worker(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
     """Run one job in this (fresh) process; return its figures."""
+    if kind.startswith("model-"):
+        return model_alone(kind, spec)
     if kind.startswith("official"):
         import torch
 
@@ -261,6 +311,16 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
         ours = ours_job(args, workdir, "ours_video", [clip], ckpt,
                         ["--no-matte", "--composite", "white"], "cache_video")
         rows.append(row("video", what, "frames", args.frames, off, ours, GOALS["video"]))
+        if args.model_repeats > 0:
+            from benchmarks.official_demos import video_demo_size
+
+            rh, rw = video_demo_size(args.height, args.width, args.ref_size)
+            spec = {**base, "height": rh, "width": rw, "repeats": args.model_repeats,
+                    "batch": args.batch_size or 4}
+            rows[-1]["model_alone_ms"] = {
+                "size": f"{rh}x{rw}",
+                "torch": run_child("model-torch", spec, child_env(args, None)),
+                "jax": run_child("model-jax", spec, child_env(args, None))}
     if "folder" not in skip:
         root = os.path.join(workdir, "photos")  # image/ + matte/ (ground truth), PPM-100 layout
         folder = os.path.join(root, "image")
@@ -312,6 +372,17 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
             f" | {r['ours_s']:.1f} ({r['ours_process_s']:.1f}) | {r['official_rate']:.2f} | "
             f"{r['ours_rate']:.2f} | **{r['speedup']:.2f}x** ({r['process_speedup']:.2f}x) | "
             f"{r['compiles']} ({r['compile_s']:.1f}) | {goal} | {'yes' if r['met'] else 'NO'} |")
+    for r in rows:
+        m = r.get("model_alone_ms")
+        if m:
+            jax_cells = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in m["jax"].items()
+                                  if k.startswith("batch"))
+            best = min(v for k, v in m["jax"].items() if k.startswith("batch"))
+            lines.append("")
+            lines.append(f"Model alone at {m['size']} (ms per frame, median): torch batch 1 "
+                         f"{m['torch']['batch_1']:.0f}; JAX {jax_cells}. The model alone bounds "
+                         f"the {r['job']} speed-up near {m['torch']['batch_1'] / best:.2f}x "
+                         f"unless I/O and resizes dominate the official loop.")
     lines.append("")
     lines.append("/s: frames or photos per second of job time. Speed-up: official time / ours "
                  "(above 1: ours faster); in brackets with interpreter start and imports. "

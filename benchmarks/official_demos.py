@@ -95,6 +95,6 @@ def image_demo(model, paths: List[str], out_dir: str, ref: int = REF_SIZE) -> in
             matte = model(x, inference=True)[2]
             matte = F.interpolate(matte, size=(height, width), mode="area")[0, 0].numpy()
             name = os.path.splitext(os.path.basename(path))[0] + ".png"
-            Image.fromarray((matte * 255).astype(np.uint8), mode="L").save(
+            Image.fromarray((matte * 255).astype(np.uint8)).save(  # 8-bit gray
                 os.path.join(out_dir, name))
     return len(paths)

@@ -40,10 +40,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from modnet_jax import metrics, video_eval
 from modnet_jax.inference.cli import UserError, add_model_args, ensure_output_dir, finish
-from modnet_jax.inference.cli import predictor_from_args, run_main
-from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8, read_image
+from modnet_jax.inference.cli import engine_from_args, read_checked, run_main
+from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8
 from modnet_jax.inference.images import read_matte, write_image
 from modnet_jax.inference.ofd import OFD_THRESHOLD
+from modnet_jax.inference.pipeline import prefetch
 from modnet_jax.progress import Progress
 
 # layout -> (image folders tried in order, matte folders, trimap folders), relative to ROOT.
@@ -141,15 +142,16 @@ def default_workers() -> int:
     return max(2, os.cpu_count() or 1)
 
 
-def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str] = ("image",),
+def evaluate_samples(engine, samples: Sequence[Sample], regions: Sequence[str] = ("image",),
                      band_radius: int = 10, save_dir: Optional[str] = None,
                      progress: bool = False, precision: str = "8bit",
                      workers: Optional[int] = None
                      ) -> Tuple[List[dict], Dict, List[Tuple[str, str]]]:
     """(rows, summary, failures). Rows: {name, region, trimap, precision, mse, ..., conn}.
 
-    Images are decoded ahead and mattes scored by a pool of ``workers`` threads while the model
-    runs; at most ~2 x ``workers`` decoded images and unscored mattes are held at once.
+    Mattes come from ``engine`` (a ``MattingEngine``) while a reader thread decodes ahead and a
+    pool of ``workers`` threads scores finished mattes; at most 2 x ``engine.batch_size``
+    decoded images and ``workers`` + 1 unscored mattes are held at once.
     ``summary[region]`` holds the metric means and ``count``; failures are (file, message).
     """
     if precision not in metrics.PRECISIONS:
@@ -159,46 +161,36 @@ def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str
     by_name = {s.name: s for s in samples}
     bar = Progress(len(samples), desc="evaluate", unit="images", enabled=progress)
 
-    def fail(path: str, message: str) -> None:
-        failures.append((path, message))
-        bar.note(f"error: {message}")
-        bar.update()
-
-    rows: List[dict] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
-        def readable():
-            todo = [s for s in samples if s.matte is not None]
-            for s in samples:
-                if s.matte is None:
-                    fail(s.image, f"{s.image}: no ground-truth matte with this name")
-            ahead: "deque" = deque()
-            for s in todo:
-                ahead.append((s, pool.submit(read_image, s.image)))
-                if len(ahead) > workers:
-                    yield from _ready(ahead.popleft())
-            while ahead:
-                yield from _ready(ahead.popleft())
-
-        def _ready(item):
-            s, future = item
+    def readable():
+        for s in samples:
+            if s.matte is None:
+                failures.append((s.image, f"{s.image}: no ground-truth matte with this name"))
+                bar.note(f"error: {failures[-1][1]}")
+                bar.update()
+                continue
             try:
-                yield s.name, future.result()
+                yield s.name, read_checked(engine, s.image)
             except InputError as exc:
-                fail(s.image, str(exc))
-
-        scoring: "deque" = deque()
-
-        def collect(block: bool) -> None:
-            while scoring and (block or scoring[0][1].done()):
-                s, future = scoring.popleft()
-                try:
-                    rows.extend(future.result())
-                except InputError as exc:
-                    failures.append((s.matte, str(exc)))
-                    bar.note(f"error: {exc}")
+                failures.append((s.image, str(exc)))
+                bar.note(f"error: {exc}")
                 bar.update()
 
-        for name, pred in predictor.predict_stream(readable()):
+    rows: List[dict] = []
+    scoring: "deque" = deque()
+
+    def collect(block: bool) -> None:
+        while scoring and (block or scoring[0][1].done()):
+            s, future = scoring.popleft()
+            try:
+                rows.extend(future.result())
+            except InputError as exc:
+                failures.append((s.matte, str(exc)))
+                bar.note(f"error: {exc}")
+            bar.update()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="score") as pool, \
+            prefetch(readable(), depth=2 * engine.batch_size) as reader:
+        for name, pred in _mattes(engine, reader, failures, bar):
             s = by_name[name]
             scoring.append((s, pool.submit(score_sample, s, pred, regions, band_radius,
                                            precision, save_dir)))
@@ -214,6 +206,17 @@ def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str
         mine = [r for r in rows if r["region"] == region]
         summary[region] = {**metrics.average_metrics(mine), "count": len(mine)}
     return rows, summary, failures
+
+
+def _mattes(engine, reader, failures, bar):
+    """(name, float matte) pairs from the engine; its per-image refusals become failures."""
+    for name, result in engine.images(reader):
+        if isinstance(result, Exception):
+            failures.append((name, str(result)))
+            bar.note(f"error: {result}")
+            bar.update()
+            continue
+        yield name, result.matte
 
 
 def format_table(summary: Dict) -> str:
@@ -294,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluation code does with PNG files (published tables); float: score "
                         "the model's float output (default: %(default)s)")
     e.add_argument("--workers", type=int, default=None,
-                   help="threads that decode images and score mattes while the model runs "
+                   help="threads that score mattes while the model runs "
                         "(default: the CPU count, at least 2)")
     v = p.add_argument_group("video (--layout video)")
     v.add_argument("--no-ofd", action="store_true",
@@ -314,10 +317,12 @@ def main_video(args, root: str, out_dir: str) -> int:
         raise UserError(str(exc)) from None
     if args.limit is not None:
         clips = clips[:max(0, args.limit)]
-    predictor = predictor_from_args(args)
+    if not 0.0 <= args.ofd_threshold <= 1.0:
+        raise UserError(f"--ofd-threshold must be in [0, 1], got {args.ofd_threshold}")
+    engine = engine_from_args(args)  # its OFD threshold: --ofd-threshold
     clip_rows, frame_rows, summary, failures = video_eval.evaluate_clips(
-        predictor, clips, ofd=not args.no_ofd, ofd_threshold=args.ofd_threshold,
-        precision=args.precision, messddt=not args.no_messddt, progress=not args.quiet)
+        engine, clips, ofd=not args.no_ofd, precision=args.precision,
+        messddt=not args.no_messddt, progress=not args.quiet)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root, "layout": "video",
             "ref_size": args.ref_size, "clips": len(clips), "precision": args.precision,
             "ofd": not args.no_ofd, "ofd_threshold": args.ofd_threshold}
@@ -328,6 +333,7 @@ def main_video(args, root: str, out_dir: str) -> int:
         summary, failures, info)
     print(video_eval.format_table(clip_rows, summary))
     print(f"wrote {', '.join(paths)}", file=sys.stderr)
+    print(f"compile: {engine.compile_summary()}", file=sys.stderr)
     return finish(failures, len(clips), "clips")
 
 
@@ -346,8 +352,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir = ensure_output_dir(args.output or f"eval_{os.path.basename(root.rstrip(os.sep))}")
     save_dir = ensure_output_dir(os.path.join(out_dir, "mattes")) if args.save_mattes else None
     regions = REGIONS if args.region == "both" else (args.region,)
-    predictor = predictor_from_args(args)
-    rows, summary, failures = evaluate_samples(predictor, samples, regions, args.band_radius,
+    engine = engine_from_args(args)
+    rows, summary, failures = evaluate_samples(engine, samples, regions, args.band_radius,
                                                save_dir, progress=not args.quiet,
                                                precision=args.precision, workers=args.workers)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root,
@@ -357,6 +363,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           info)
     print(format_table(summary))
     print(f"wrote {' and '.join(paths)}", file=sys.stderr)
+    print(f"compile: {engine.compile_summary()}", file=sys.stderr)
     return finish(failures, len(samples), "images")
 
 

@@ -3,7 +3,7 @@
 A clip is a video file or a folder of frames (images sorted by name). Its ground truth, matched
 by name in the matte folder, is a matte video (first channel) or a folder of matte images with
 the same number of frames. Each frame is matted as ``predict`` does (batched, One-Frame Delay
-unless turned off), optionally rounded to 8 bits, then scored:
+unless turned off; ``MattingEngine.video``), optionally rounded to 8 bits, then scored:
 
 * with ground truth: per-frame MSE and MAD, and dtSSD and MESSDdt per frame pair
   (``modnet_jax.temporal``), averaged over the clip;
@@ -26,8 +26,6 @@ import numpy as np
 
 from modnet_jax import metrics
 from modnet_jax.inference.images import IMAGE_EXTS, InputError, read_image, read_matte
-from modnet_jax.inference.ofd import OFD_THRESHOLD, OneFrameDelay
-from modnet_jax.inference.preprocess import postprocess, preprocess
 from modnet_jax.inference.video import VIDEO_EXTS, open_video
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import FlickerMeter, TemporalMeter
@@ -115,31 +113,11 @@ def read_mattes(path: str) -> Iterator[np.ndarray]:
     return _read_video(path, gray=True)
 
 
-def clip_mattes(predictor, frames, ofd: bool = True, ofd_threshold: float = OFD_THRESHOLD
-                ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """(RGB frame, matte) in order: frames batched through ``predictor``, then OFD."""
-    stream = OneFrameDelay(ofd_threshold, enabled=ofd)
-    batch: List[np.ndarray] = []
-
-    def run(batch):
-        h, w = batch[0].shape[:2]
-        x = np.stack([preprocess(f, predictor.ref_size) for f in batch])
-        for rgb, m in zip(batch, predictor.run_inputs(x)):
-            for matte, item in stream.push(postprocess(m, h, w, predictor.resize_back), rgb):
-                yield item, matte
-
-    for frame in frames:
-        if batch and frame.shape != batch[0].shape:
-            raise InputError(f"frame size changed from {batch[0].shape[:2]} to "
-                             f"{frame.shape[:2]}")
-        batch.append(frame)
-        if len(batch) == predictor.batch_size:
-            yield from run(batch)
-            batch = []
-    if batch:
-        yield from run(batch)
-    for matte, item in stream.flush():
-        yield item, matte
+def clip_mattes(engine, frames, ofd: bool = True) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """(RGB frame, matte) in order from ``engine.video`` (batched, One-Frame Delay on the
+    device with the engine's threshold)."""
+    for result in engine.video(frames, ofd=ofd, with_image=True):
+        yield result.image, result.matte
 
 
 class _ClipScorer:
@@ -165,9 +143,9 @@ class _ClipScorer:
             self.rows.append({"name": self.name, "frame": len(self.rows), **row})
 
 
-def evaluate_clip(predictor, clip: Clip, ofd: bool = True, ofd_threshold: float = OFD_THRESHOLD,
-                  precision: str = "8bit", messddt: bool = True, pool=None,
-                  bar: Optional[Progress] = None) -> Tuple[dict, List[dict]]:
+def evaluate_clip(engine, clip: Clip, ofd: bool = True, precision: str = "8bit",
+                  messddt: bool = True, pool=None, bar: Optional[Progress] = None
+                  ) -> Tuple[dict, List[dict]]:
     """(clip row, frame rows). Raises ``InputError`` for unreadable files or frame counts that
     differ from the ground truth's."""
     scorer = _ClipScorer(clip.name, precision, messddt)
@@ -177,7 +155,7 @@ def evaluate_clip(predictor, clip: Clip, ofd: bool = True, ofd_threshold: float 
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
     try:
-        for rgb, matte in clip_mattes(predictor, read_frames(clip.source), ofd, ofd_threshold):
+        for rgb, matte in clip_mattes(engine, read_frames(clip.source), ofd):
             gt = None
             if gts is not None:
                 gt = next(gts, None)
@@ -210,8 +188,7 @@ def evaluate_clip(predictor, clip: Clip, ofd: bool = True, ofd_threshold: float 
     return row, scorer.rows
 
 
-def evaluate_clips(predictor, clips: Sequence[Clip], ofd: bool = True,
-                   ofd_threshold: float = OFD_THRESHOLD, precision: str = "8bit",
+def evaluate_clips(engine, clips: Sequence[Clip], ofd: bool = True, precision: str = "8bit",
                    messddt: bool = True, progress: bool = False
                    ) -> Tuple[List[dict], List[dict], Dict, List[Tuple[str, str]]]:
     """(clip rows, frame rows, summary, failures); summary = means over clips and counts."""
@@ -222,8 +199,7 @@ def evaluate_clips(predictor, clips: Sequence[Clip], ofd: bool = True,
         for clip in clips:
             bar = Progress(None, desc=clip.name, unit="frames", enabled=progress)
             try:
-                row, frames = evaluate_clip(predictor, clip, ofd, ofd_threshold, precision,
-                                            messddt, pool, bar)
+                row, frames = evaluate_clip(engine, clip, ofd, precision, messddt, pool, bar)
                 clip_rows.append(row)
                 frame_rows.extend(frames)
             except InputError as exc:

@@ -91,6 +91,10 @@ def test_smoke_run_prints_the_table_and_writes_the_json(tmp_path):
         assert r["speedup"] == pytest.approx(r["official_s"] / r["ours_s"])
         assert r["compiles"] >= 0 and isinstance(r["met"], bool)
     assert jobs["folder"]["compiles"] >= 1  # an empty cache: the cold run compiled
+    alone = jobs["video"]["model_alone_ms"]
+    assert alone["size"] == "64x96" and alone["torch"]["batch_1"] > 0
+    assert {"batch_1", "batch_4"} <= set(alone["jax"])
+    assert any(line.startswith("Model alone at 64x96") for line in lines)
 
 
 def test_photo_folder_with_ground_truth_mattes(tmp_path):

@@ -1,5 +1,5 @@
 """Video evaluation (``evaluate --layout video``): clip discovery, frame folders and videos,
-ground-truth checks, reports; with a stand-in predictor (no model compile)."""
+ground-truth checks, reports; with a stand-in engine (no model compile)."""
 
 import csv
 import json
@@ -9,31 +9,38 @@ import numpy as np
 import pytest
 
 from modnet_jax import evaluate, video_eval
+from modnet_jax.inference.engine import Matted
 from modnet_jax.inference.images import InputError
+from modnet_jax.inference.ofd import OneFrameDelay
 
 
-class GrayPredictor:
-    """Duck-typed Predictor: the matte is the input's grey level (exact at ref size 64)."""
-    ref_size = 64
+class GrayEngine:
+    """Duck-typed MattingEngine.video: the matte is the frame's grey level, OFD on the host."""
     batch_size = 3
-    resize_back = "area"
 
-    def run_inputs(self, x):
-        return ((np.asarray(x, np.float32).mean(-1) + 1.0) / 2.0)
+    def matte_of(self, frame):
+        return frame.astype(np.float32).mean(-1) / 255.0
+
+    def video(self, frames, *, ofd=True, with_image=False):
+        stream = OneFrameDelay(enabled=ofd)
+        for frame in frames:
+            for matte, image in stream.push(self.matte_of(frame), frame):
+                yield Matted(matte=matte, image=image)
+        for matte, image in stream.flush():
+            yield Matted(matte=matte, image=image)
 
 
-class SpikyPredictor(GrayPredictor):
+class SpikyEngine(GrayEngine):
     """Adds a one-frame spike to the third matte it makes: flicker the input does not have."""
 
     def __init__(self):
         self.seen = 0
 
-    def run_inputs(self, x):
-        out = super().run_inputs(x)
-        for i in range(len(out)):
-            if self.seen + i == 2:
-                out[i, 2:6, 56:60] = 1.0
-        self.seen += len(out)
+    def matte_of(self, frame):
+        out = super().matte_of(frame)
+        if self.seen == 2:
+            out[2:6, 56:60] = 1.0
+        self.seen += 1
         return out
 
 
@@ -88,7 +95,7 @@ def test_find_clips_and_readers(dataset, tmp_path):
 
 def test_clip_mattes_keep_order_and_count_with_ofd():
     frames = [np.full((64, 64, 3), 10 * i, np.uint8) for i in range(7)]
-    out = list(video_eval.clip_mattes(GrayPredictor(), iter(frames), ofd=True))
+    out = list(video_eval.clip_mattes(GrayEngine(), iter(frames), ofd=True))
     assert len(out) == 7
     assert all(rgb is f for (rgb, _), f in zip(out, frames))
     assert [round(float(m.mean()) * 255) for _, m in out] == [10 * i for i in range(7)]
@@ -97,7 +104,7 @@ def test_clip_mattes_keep_order_and_count_with_ofd():
 def test_perfect_and_flickering_clips(dataset):
     root, _ = dataset
     clips = video_eval.find_clips(str(root))
-    rows, frames, summary, failures = video_eval.evaluate_clips(GrayPredictor(), clips, ofd=False)
+    rows, frames, summary, failures = video_eval.evaluate_clips(GrayEngine(), clips, ofd=False)
     by = {r["name"]: r for r in rows}
     a, b, c = by["a"], by["b"], by["c"]
     assert a["mse"] == 0 and a["dtssd"] == 0 and a["messddt"] == 0 and a["frames"] == 6
@@ -112,16 +119,16 @@ def test_perfect_and_flickering_clips(dataset):
     assert summary["dtssd"] == pytest.approx((a["dtssd"] + b["dtssd"]) / 2)
     assert [r["frame"] for r in frames if r["name"] == "b"] == list(range(6))
     # One-Frame Delay removes the one-frame spike.
-    rows_ofd, *_ = video_eval.evaluate_clips(GrayPredictor(), clips[1:2], ofd=True)
+    rows_ofd, *_ = video_eval.evaluate_clips(GrayEngine(), clips[1:2], ofd=True)
     assert rows_ofd[0]["dtssd"] < 0.1 * b["dtssd"]
 
 
 def test_flicker_score_sees_model_flicker_and_ofd_removes_it(dataset):
     root, _ = dataset
     clip = video_eval.find_clips(str(root))[2]  # c: no ground truth
-    raw, *_ = video_eval.evaluate_clips(SpikyPredictor(), [clip], ofd=False)
-    ofd, *_ = video_eval.evaluate_clips(SpikyPredictor(), [clip], ofd=True)
-    clean, *_ = video_eval.evaluate_clips(GrayPredictor(), [clip], ofd=False)
+    raw, *_ = video_eval.evaluate_clips(SpikyEngine(), [clip], ofd=False)
+    ofd, *_ = video_eval.evaluate_clips(SpikyEngine(), [clip], ofd=True)
+    clean, *_ = video_eval.evaluate_clips(GrayEngine(), [clip], ofd=False)
     # 16 pixels jump by 1 and back over ~5 x 4000 still pixels: ~0.002 on top of ~1e-4.
     assert raw[0]["flicker"] > clean[0]["flicker"] + 0.0015
     assert ofd[0]["flicker"] < clean[0]["flicker"] + 1e-4
@@ -129,7 +136,9 @@ def test_flicker_score_sees_model_flicker_and_ofd_removes_it(dataset):
 
 def test_cli_video_layout_writes_reports(dataset, tmp_path, monkeypatch, capsys):
     root, _ = dataset
-    monkeypatch.setattr(evaluate, "predictor_from_args", lambda args: GrayPredictor())
+    engine = GrayEngine()
+    engine.compile_summary = lambda: "none"
+    monkeypatch.setattr(evaluate, "engine_from_args", lambda args: engine)
     out = tmp_path / "eval"
     rc = evaluate.cli(["--checkpoint", "unused", "--data", str(root), "--layout", "video",
                        "--no-ofd", "--output", str(out), "--quiet"])
