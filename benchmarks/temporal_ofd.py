@@ -9,8 +9,8 @@ the clip, then sways again, so the flicker score (which only looks where the inp
 change) sees both the still background and the still subject. The ground-truth matte of every
 frame is the shifted alpha, so MSE/MAD, dtSSD and MESSDdt are exact.
 
-The model's mattes are computed once; the table scores them raw and after One-Frame Delay, and
-the same two with injected flicker (``--spikes``: a fraction of pixels of each matte replaced by
+The clip runs through ``MattingEngine.video`` with One-Frame Delay off and on; the table scores
+both, and the raw mattes with and without host-side OFD after injected flicker (``--spikes``: a fraction of pixels of each matte replaced by
 1 - alpha on that frame only), which OFD is designed to remove. Scores use 8-bit mattes, as
 ``evaluate`` does by default. Prints a markdown table.
 """
@@ -83,16 +83,16 @@ def score(frames, mattes, gts) -> dict:
     return out
 
 
-def load_predictor(args):
-    from modnet_jax.inference.predictor import Predictor
+def load_engine(args):
+    from modnet_jax.inference.engine import MattingEngine
     if args.onnx:
         from modnet_jax.interop.onnx_import import load_onnx_variables
         from modnet_jax.models import model_from_config
         variables, model_cfg = load_onnx_variables(args.onnx)
-        return Predictor(model_from_config(model_cfg), variables, ref_size=args.ref_size,
-                         batch_size=args.batch_size)
-    return Predictor.from_checkpoint(args.checkpoint, ref_size=args.ref_size,
-                                     batch_size=args.batch_size)
+        return MattingEngine(model_from_config(model_cfg), variables, ref_size=args.ref_size,
+                             batch_size=args.batch_size)
+    return MattingEngine.from_checkpoint(args.checkpoint, ref_size=args.ref_size,
+                                         batch_size=args.batch_size)
 
 
 def main(argv=None) -> int:
@@ -113,12 +113,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     frames, gts = moving_portrait_clip(args.frames, args.height, args.width, args.seed)
-    predictor = load_predictor(args)
+    engine = load_engine(args)
     start = time.perf_counter()
-    raw = [predictor.predict(f) for f in frames]
+    raw = [r.matte for r in engine.video(frames, ofd=False)]
     seconds = time.perf_counter() - start
+    smoothed = [r.matte for r in engine.video(frames, ofd=True)]  # OFD on the device
     rows = [("model", "off", score(frames, raw, gts)),
-            ("model", "on", score(frames, with_ofd(raw), gts))]
+            ("model", "on", score(frames, smoothed, gts))]
     spiky = inject_spikes(raw, args.spikes)
     rows += [(f"model + {args.spikes:.0%} injected flicker", "off", score(frames, spiky, gts)),
              (f"model + {args.spikes:.0%} injected flicker", "on",
