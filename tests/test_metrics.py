@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from modnet_jax import metrics
+from modnet_jax.inference.images import matte_to_uint8
 
 
 PRED = np.array([[0.0, 0.5], [1.0, 1.0]])
@@ -228,6 +229,9 @@ def test_8bit_precision_scores_rounded_mattes():
     q = metrics.quantize_8bit(pred)
     assert np.allclose(q * 255, np.rint(q * 255)) and np.abs(q - pred).max() <= 0.5 / 255 + 1e-12
     assert (metrics.quantize_8bit(np.array([[-0.1, 1.2]])) == [[0.0, 1.0]]).all()
+    # the same 8 bits as the PNGs that predict / --save-mattes write (halves included)
+    x = np.concatenate([np.linspace(-0.1, 1.1, 5001), (np.arange(255) + 0.5) / 255])[None]
+    assert (metrics.to_uint8(x) == matte_to_uint8(x)).all()
     eight = metrics.compute_metrics(pred, gt, precision="8bit")
     assert eight == pytest.approx(metrics.compute_metrics(q, metrics.quantize_8bit(gt)), rel=1e-6)
     assert eight["sad"] != metrics.compute_metrics(pred, gt)["sad"]
