@@ -67,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "frame count\n  and frame rate, One-Frame Delay de-flickering unless "
                     "--no-ofd\n"
                     "Bad files are reported and skipped (exit status 1 at the end); a bad "
-                    "checkpoint,\noutput folder or option stops the run (exit status 2).",
+                    "checkpoint,\noutput folder or option stops the run (exit status 2).\n\n"
+                    "One matting engine runs resize, model, resize back, One-Frame Delay and "
+                    "composite\non the device while a reader thread decodes ahead and a writer "
+                    "thread encodes;\ncompiled programs are kept in a persistent cache (see "
+                    "--compile-cache), and the\nlast line says what was compiled.",
         epilog="example: python -m modnet_jax.predict --checkpoint runs/ppm/checkpoints "
                "photos/ clip.mp4 --output out/ --cutout --composite '#00ff00'")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
