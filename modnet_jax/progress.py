@@ -6,8 +6,9 @@
         bar.update()
     bar.close()          # final line with the count, elapsed time and average rate
 
-Redraws at most every ``min_interval`` seconds; ``bar.postfix = "..."`` adds text to the line. ``total=None`` (unknown length) shows the count
-and rate without a bar. ``enabled=False`` draws nothing, but ``rate`` and ``elapsed`` still work.
+Redraws at most every ``min_interval`` seconds; ``bar.postfix = "..."`` adds text to the line.
+``total=None`` (unknown length) shows the count and rate without a bar. ``enabled=False`` draws
+nothing, but ``rate`` and ``elapsed`` still work.
 """
 
 from __future__ import annotations
