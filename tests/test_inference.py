@@ -27,10 +27,11 @@ from modnet_jax.inference import (
     process_video,
 )
 from modnet_jax.inference.engine import padded_batch
+from modnet_jax.inference.video import open_video, read_frames
 from modnet_jax.inference.preprocess import postprocess, preprocess
 from modnet_jax.models import create_model
 from modnet_jax.progress import Progress
-from modnet_jax.temporal import temporal_metrics
+from modnet_jax.temporal import flicker_score, temporal_metrics
 
 REF = 64
 
@@ -163,6 +164,27 @@ def test_video_round_trip_keeps_frame_count_and_rate(engine, tmp_path, ofd):
     for out in ("m.mp4", "c.avi"):
         assert count_frames(str(tmp_path / out)) == 10
         assert video_fps(tmp_path / out) == pytest.approx(12.5)
+
+
+def test_video_flicker_readout_equals_the_score_of_the_written_mattes(engine, tmp_path):
+    """process_video(flicker=True) reports temporal.flicker_score of the OFD mattes it writes,
+    here on a clip whose frames 2-3 repeat (still pixels) and whose others change."""
+    rng = np.random.default_rng(5)
+    frames = [portrait(rng, 64, 80)[0] for _ in range(3)]
+    frames = [frames[0], frames[1], frames[1], frames[1], frames[2]]
+    src = tmp_path / "still.avi"
+    write_video(src, frames)
+    cap, _ = open_video(str(src))
+    decoded = list(read_frames(cap))
+    cap.release()
+    result = process_video(engine, str(src), matte_path=str(tmp_path / "m.avi"), ofd=True,
+                           progress=False, flicker=True)
+    mattes = [r.matte for r in engine.video(decoded, ofd=True, with_image=True)]
+    want = flicker_score(decoded, mattes)
+    assert np.isfinite(want)
+    assert result.flicker == pytest.approx(want, rel=1e-12, abs=1e-15)
+    plain = process_video(engine, str(src), matte_path=str(tmp_path / "m2.avi"), progress=False)
+    assert plain.flicker is None
 
 
 def test_video_evaluation_against_the_models_own_mattes(engine, tmp_path):
