@@ -231,7 +231,8 @@ def main() -> None:
     parser.add_argument("--prepared-dir", default="/tmp/modnet_jax_bench_1080p_prepared768")
     parser.add_argument("--raw-dir", default="/tmp/modnet_jax_bench_1080p_raw768")
     parser.add_argument("--rows", default="",
-                        help="comma-separated substrings: run only the rows whose name has one")
+                        help="comma-separated substrings: run only the rows whose name has one "
+                             "(=NAME: exactly that row)")
     parser.add_argument("--count", type=int, default=24, help="files written (1080p)")
     parser.add_argument("--large-count", type=int, default=12, help="files written (2160p)")
     parser.add_argument("--image-size", type=int, default=512)
@@ -287,7 +288,8 @@ def main() -> None:
              files(args.raw_dir, malloc_tuning=False, **fg_cache), [1], warm),
             ("synthetic", dict(layout="synthetic", synthetic_size=512), [0], 0)]
     if wanted:
-        rows = [row for row in rows if any(w in row[0] for w in wanted)]
+        rows = [row for row in rows if any(row[0] == w[1:] if w.startswith("=") else w in row[0]
+                                           for w in wanted)]
     print(f"\ncomposited {args.image_size}x{args.image_size} samples "
           f"(batch {args.batch_size}, {args.seconds:.0f}s per row)")
     print(f"{'data':>26} | {'workers':>7} | {'samples/s':>9} | {'per worker':>10} | "

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "256x144)")
     parser.add_argument("--video-frames", type=int, default=None,
                         help="frames timed through the engine (default 240; smoke 6)")
+    parser.add_argument("--dtypes", default="bfloat16,float32",
+                        help="compute dtypes to measure (the smoke test uses bfloat16 only)")
     parser.add_argument("--torch-inference", action="store_true",
                         help="also time the PyTorch reference's inference")
     parser.add_argument("--no-engine", action="store_true", help="skip the video engine")
@@ -86,6 +88,7 @@ def resolve(args) -> None:
                           .split(",")]
     args.infer_batches = [int(b) for b in (args.infer_batches or ("1,2" if smoke else
                                                                    "1,16,64,256")).split(",")]
+    args.dtypes = [d for d in ("bfloat16", "float32") if d in args.dtypes.split(",")]
     args.video = args.video or ("256x144" if smoke else "1920x1080")
     args.video_frames = args.video_frames or (6 if smoke else 240)
     args.repeats = args.repeats or (1 if smoke else 10)
@@ -179,7 +182,8 @@ def train_torch(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
         common.torch_sync(device)
 
     timing = timed(run, limit_s, args.repeats, args.calls)
-    return _result(timing, batch, _train_flops(args.size, batch), torch_peak(torch, device))
+    return _result(timing, batch, _train_flops(args.size, batch), torch_peak(torch, device),
+                   _torch_note(device, dtype))
 
 
 def infer_jax(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
@@ -221,7 +225,8 @@ def infer_torch(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
         common.torch_sync(device)
 
     timing = timed(run, limit_s, args.repeats, calls)
-    return _result(timing, batch, _infer_flops(args.size, batch), torch_peak(torch, device))
+    return _result(timing, batch, _infer_flops(args.size, batch), torch_peak(torch, device),
+                   _torch_note(device, dtype))
 
 
 def engine_video(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
@@ -247,8 +252,13 @@ def engine_video(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
 
     timing = timed(run, limit_s, max(1, args.repeats // 4), count)
     mh, mw = engine.input_size(height, width)
-    flops = 2 * common.gmacs("inference", mh, mw)  # per frame
+    flops = 2 * common.gmacs("inference", mh, mw) * 1e9  # per frame
     return _result(timing, 1, flops, jax_peak_gib(), extra={"model_input": f"{mw}x{mh}"})
+
+
+def _torch_note(device: str, dtype: str) -> dict:
+    """On CPU the reference gets no autocast (common.torch_setup): a bf16 row runs fp32."""
+    return {"note": "torch on CPU: fp32"} if dtype != "float32" and device != "cuda" else {}
 
 
 def _train_flops(size: int, batch: int) -> float:
@@ -279,26 +289,27 @@ def plan(args) -> List[dict]:
         items.append({"kind": kind, "framework": framework, "dtype": dtype, "batch": batch,
                       "size": size or f"{args.size}x{args.size}", "fn": fn})
 
-    tb, ib = args.train_batches, args.infer_batches
+    tb, ib, dtypes = args.train_batches, args.infer_batches, args.dtypes
+    low = dtypes[0]  # bf16 unless only fp32 was asked for
     for b in tb[:1]:  # goal: training >= 1.5x the reference (bf16, then fp32)
-        for dtype in ("bfloat16", "float32"):
+        for dtype in dtypes:
             add("train", "jax", dtype, b, train_jax)
             if not args.no_torch:
                 add("train", "torch", dtype, b, train_torch)
     for b in ib:  # goal: inference >= 3,000 img/s in bf16
-        add("inference", "jax", "bfloat16", b, infer_jax)
+        add("inference", "jax", low, b, infer_jax)
     if not args.no_engine:
-        add("video engine", "jax", "bfloat16", 4 if not args.smoke else 2, engine_video,
-            args.video)
-    for b in ib:
-        add("inference", "jax", "float32", b, infer_jax)
+        add("video engine", "jax", low, 2 if args.smoke else 8, engine_video, args.video)
+    for dtype in dtypes[1:]:
+        for b in ib:
+            add("inference", "jax", dtype, b, infer_jax)
     for b in tb[1:]:
-        for dtype in ("bfloat16", "float32"):
+        for dtype in dtypes:
             add("train", "jax", dtype, b, train_jax)
             if not args.no_torch:
                 add("train", "torch", dtype, b, train_torch)
     if args.torch_inference and not args.no_torch:
-        for dtype in ("bfloat16", "float32"):
+        for dtype in dtypes:
             for b in ib:
                 add("inference", "torch", dtype, b, infer_torch)
     return items
@@ -371,7 +382,7 @@ def table(args, items: List[dict], peak_tflops: Optional[float], peak_label: str
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for b in args.train_batches:
-        for dtype in ("bfloat16", "float32"):
+        for dtype in args.dtypes:
             r = _ratio(items, "train", dtype, b)
             if r is not None:
                 lines.append(f"- training, batch {b}, {dtype}: JAX/torch img/s = **{r:.2f}x** "
