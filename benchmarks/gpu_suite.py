@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip a measurement when less than this is left of the budget")
     parser.add_argument("--train-batches", default=None, help="default 16,64 (smoke: 2)")
     parser.add_argument("--infer-batches", default=None, help="default 1,16,64,256 (smoke: 1,2)")
-    parser.add_argument("--size", type=int, default=None, help="square side (default 512; smoke 64)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="square side (default 512; smoke 64)")
     parser.add_argument("--video", default=None,
                         help="WIDTHxHEIGHT of the engine's frames (default 1920x1080; smoke "
                              "256x144)")
@@ -77,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--torch-inference", action="store_true",
                         help="also time the PyTorch reference's inference")
     parser.add_argument("--no-engine", action="store_true", help="skip the video engine")
+    parser.add_argument("--profile", default=None,
+                        help="also write a jax.profiler trace of one repetition of each JAX "
+                             "measurement under this folder (for where the time goes)")
+    for action in parser._actions:  # common options this suite does not use
+        if action.dest in ("dtype", "json"):
+            action.help = argparse.SUPPRESS
     return parser
 
 
@@ -102,9 +109,11 @@ def resolve(args) -> None:
 # ----------------------------------------------------------------------------- timing
 
 
-def timed(run: Callable[[], None], limit_s: float, repeats: int, calls: int) -> common.Timing:
+def timed(run: Callable[[], None], limit_s: float, repeats: int, calls: int,
+          trace_dir: Optional[str] = None) -> common.Timing:
     """One warm-up call (compiles), then up to ``repeats`` timed repetitions of ``run`` (each
-    ``calls`` steps, blocking at its end), stopping early to stay within ``limit_s``."""
+    ``calls`` steps, blocking at its end), stopping early to stay within ``limit_s``; with
+    ``trace_dir``, one more repetition under ``jax.profiler.trace``."""
     start = time.perf_counter()
     run()
     timing = common.Timing(calls_per_rep=calls)
@@ -115,6 +124,11 @@ def timed(run: Callable[[], None], limit_s: float, repeats: int, calls: int) -> 
         timing.cpu.append(time.process_time() - c0)
         if time.perf_counter() - start + timing.wall[-1] > 0.9 * limit_s:
             break
+    if trace_dir and time.perf_counter() - start + timing.wall[-1] < 0.8 * limit_s:
+        import jax
+
+        with jax.profiler.trace(trace_dir):
+            run()
     return timing
 
 
@@ -162,7 +176,7 @@ def train_jax(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
             box["i"] += 1
         jax.block_until_ready(metrics)
 
-    timing = timed(run, limit_s, args.repeats, args.calls)
+    timing = timed(run, limit_s, args.repeats, args.calls, _trace_dir(args, "train", dtype, batch))
     return _result(timing, batch, _train_flops(args.size, batch), jax_peak_gib())
 
 
@@ -203,7 +217,7 @@ def infer_jax(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
             out = apply(v, x)
         out.block_until_ready()
 
-    timing = timed(run, limit_s, args.repeats, calls)
+    timing = timed(run, limit_s, args.repeats, calls, _trace_dir(args, "inference", dtype, batch))
     return _result(timing, batch, _infer_flops(args.size, batch), jax_peak_gib())
 
 
@@ -254,6 +268,10 @@ def engine_video(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
     mh, mw = engine.input_size(height, width)
     flops = 2 * common.gmacs("inference", mh, mw) * 1e9  # per frame
     return _result(timing, 1, flops, jax_peak_gib(), extra={"model_input": f"{mw}x{mh}"})
+
+
+def _trace_dir(args, kind: str, dtype: str, batch: int) -> Optional[str]:
+    return os.path.join(args.profile, f"{kind}_{dtype}_b{batch}") if args.profile else None
 
 
 def _torch_note(device: str, dtype: str) -> dict:
