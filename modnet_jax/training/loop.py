@@ -1,6 +1,7 @@
 """The training loop: supervised MODNet training and SOC adaptation (``config.mode``).
 
-``train(config, workdir)`` does, in order: validate the dataset (before any compile), build
+``train(config, workdir)`` does, in order: validate the dataset (before any compile), save
+the resolved config as ``<workdir>/config.json`` (``run_config.py``), build
 the model, optimiser and state (optionally initialised from ``config.init_from``), resume from
 ``<workdir>/checkpoints`` if a checkpoint exists, then run the device-parallel step until
 ``total_steps``, with periodic validation, checkpoints (train state + data-iterator state in
@@ -49,6 +50,7 @@ from modnet_jax.data import (
 from modnet_jax.models import init_variables, model_from_config
 from modnet_jax.training.pretrained import load_init_variables, merge_pretrained
 from modnet_jax.training.reporting import Reporter
+from modnet_jax.training.run_config import save_run_config
 
 LOGGER = logging.getLogger(__name__)
 MODES = ("supervised", "soc")
@@ -268,6 +270,8 @@ def train(config, workdir: str) -> Dict[str, Any]:
     train_plan = scan_split(config.data, image_size=size,
                             split="unlabelled" if mode == "soc" else "train")
     val_plan = scan_split(config.data, image_size=size, split="val") if do_eval else None
+    if chief:
+        save_run_config(workdir, config)
     parallel.connect(devices)  # several processes: all here, device collectives connected
     make_iter = make_unlabelled_iterator if mode == "soc" else make_train_iterator
     train_iter = make_iter(config.data, batch_size=per_host, seed=seed, image_size=size,
@@ -279,7 +283,8 @@ def train(config, workdir: str) -> Dict[str, Any]:
         state, frozen = _fresh_state(config, model, steps_per_epoch)
         ckpt = checkpointing.TrainCheckpointer(
             os.path.join(workdir, checkpointing.CHECKPOINT_SUBDIR),
-            int(config.keep_checkpoints), int(config.keep_best), bool(config.async_checkpoint))
+            int(config.keep_checkpoints), int(config.keep_best), bool(config.async_checkpoint),
+            model_config=config.model)
         state, frozen = _resume(ckpt, state, frozen, train_iter)
         replica = Replica(model, state, frozen, devices, config, do_eval)
     start = int(state.step)
