@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -81,10 +81,12 @@ def write_clip(path: str, frames: int = 90, width: int = 1280, height: int = 720
 
 def write_photo_folder(folder: str, count: int = 20, scale: float = 1.0, seed: int = 0,
                        shapes: Sequence[Tuple[int, int, float]] = PHOTO_SHAPES,
-                       quality: int = 90) -> List[str]:
+                       quality: int = 90, matte_folder: Optional[str] = None) -> List[str]:
     """``count`` JPEG photos in ``folder`` (sizes cycle through ``shapes``); their paths.
 
-    ``scale`` multiplies every photo's pixel count (e.g. 0.01 for a smoke run).
+    ``scale`` multiplies every photo's pixel count (e.g. 0.01 for a smoke run). With
+    ``matte_folder``, each photo's ground-truth matte is written there as an 8-bit PNG of the
+    same stem (the PPM-100 layout when the folders are ``ROOT/image`` and ``ROOT/matte``).
     """
     os.makedirs(folder, exist_ok=True)
     drawn = {}
@@ -99,11 +101,16 @@ def write_photo_folder(folder: str, count: int = 20, scale: float = 1.0, seed: i
         fg, alpha, bg = drawn[k]
         rng = np.random.default_rng([seed, i])
         dx, dy = rng.uniform(-0.1, 0.1) * w, rng.uniform(0, 0.08) * h
-        photo = _composite(_shift(fg, dx, dy, cv2.BORDER_REPLICATE),
-                           _shift(alpha, dx, dy, cv2.BORDER_CONSTANT), bg)
+        shifted = _shift(alpha, dx, dy, cv2.BORDER_CONSTANT)
+        photo = _composite(_shift(fg, dx, dy, cv2.BORDER_REPLICATE), shifted, bg)
         if i // len(shapes) % 2:
-            photo = photo[:, ::-1]
+            photo, shifted = photo[:, ::-1], shifted[:, ::-1]
         path = os.path.join(folder, f"photo_{i:03d}_{w}x{h}.jpg")
+        if matte_folder:
+            os.makedirs(matte_folder, exist_ok=True)
+            if not cv2.imwrite(os.path.join(matte_folder, f"photo_{i:03d}_{w}x{h}.png"),
+                               np.ascontiguousarray(shifted)):
+                raise RuntimeError(f"{matte_folder}: cannot write mattes")
         ok = cv2.imwrite(path, cv2.cvtColor(photo, cv2.COLOR_RGB2BGR),
                          [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:

@@ -15,6 +15,10 @@ In one run on one machine, on inputs it generates (``e2e_inputs.py``):
    PNGs, with an empty compilation cache (the first run on a machine).
 3. both jobs again with the compilation cache the first run left (a second clip or folder
    of the same sizes): their XLA compilations (the goal is none) and time.
+4. evaluate: ``python -m modnet_jax.evaluate`` on the first folder's photos with their
+   ground-truth mattes (all five metrics, 8-bit, whole image; an empty compilation cache)
+   against the same official image demo run, which writes mattes only. Goal: no slower
+   (>= 1.0x).
 
 Every job runs in a fresh child process of this script (``--worker``), one after the other,
 so the frameworks never share the CPU; the figures are the job's own time (from model load,
@@ -23,7 +27,8 @@ Compilations are counted with ``jax.monitoring`` (backend compile events minus p
 cache hits). Same weights on both sides: ``--weights`` (a modnet_jax checkpoint folder, a
 PyTorch .ckpt/.pth state_dict or the released ONNX export), else the release init with calibrated BatchNorm statistics
 (``common.shared_weights``; running stats 0/1 would make torch's CPU kernels slow on
-denormals). Goals on the 2-core CPU: video >= 2x, folder >= 1.5x, warm run 0 compilations.
+denormals). Goals on the 2-core CPU: video >= 2x, folder >= 1.5x, warm run 0 compilations,
+evaluate >= 1.0x.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from typing import Any, Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULT_TAG = "E2E_RESULT "
-GOALS = {"video": 2.0, "folder": 1.5}
+GOALS = {"video": 2.0, "folder": 1.5, "evaluate": 1.0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-repeats", type=int, default=3,
                    help="also time the bare model at the video's model size, median of this "
                         "many calls per framework (0: skip; default %(default)s)")
-    p.add_argument("--skip", default="", help="comma list of jobs to leave out: video,folder")
+    p.add_argument("--skip", default="",
+                   help="comma list of jobs to leave out: video,folder,evaluate (evaluate "
+                        "needs folder)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny run (6 frames 320x180, 4 photos of 2 sizes at ref size 64): "
                         "checks the script, not the speed")
@@ -179,12 +186,16 @@ def worker(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
         return {"items": n, "seconds": time.perf_counter() - t0,
                 "torch_threads": torch.get_num_threads()}
     counts = _count_compiles()
-    from modnet_jax import predict
+    from modnet_jax import evaluate, predict
 
     t0 = time.perf_counter()
-    status = predict.main(spec["argv"])
+    status = (evaluate if kind == "ours-evaluate" else predict).main(spec["argv"])
     seconds = time.perf_counter() - t0
-    n = len([f for f in os.listdir(spec["out"]) if not f.startswith(".")])
+    if kind == "ours-evaluate":
+        with open(os.path.join(spec["out"], "summary.json")) as f:
+            n = json.load(f)["metrics"]["image"]["count"]
+    else:
+        n = len([f for f in os.listdir(spec["out"]) if not f.startswith(".")])
     compiles = counts["backend_compiles"] - counts["cache_hits"]
     return {"items": n, "seconds": seconds, "status": status, "compiles": compiles,
             "compile_s": counts["compile_s"], "cache_hits": counts["cache_hits"]}
@@ -270,6 +281,17 @@ def ours_job(args, workdir: str, name: str, inputs: List[str], ckpt: str, extra:
                      child_env(args, os.path.join(workdir, cache)))
 
 
+def evaluate_job(args, workdir: str, root: str, ckpt: str) -> Dict[str, Any]:
+    """``evaluate`` on the photo folder with its ground truth, in a fresh process and cache."""
+    out = os.path.join(workdir, "ours_evaluate")
+    argv = ["--checkpoint", ckpt, "--data", root, "--layout", "ppm100", "--output", out,
+            "--quiet", "--ref-size", str(args.ref_size)]
+    if args.batch_size:
+        argv += ["--batch-size", str(args.batch_size)]
+    return run_child("ours-evaluate", {"out": out, "argv": argv},
+                     child_env(args, os.path.join(workdir, "cache_evaluate")))
+
+
 def timed(message: str, fn, *a, **kw):
     t = time.perf_counter()
     result = fn(*a, **kw)
@@ -281,7 +303,8 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
     from benchmarks import e2e_inputs
 
     skip = set(filter(None, args.skip.split(",")))
-    for cache in ("cache_video", "cache_folder"):  # cold means cold, also in a kept --workdir
+    for cache in ("cache_video", "cache_folder", "cache_evaluate"):  # cold means cold, also in
+        # a kept --workdir
         shutil.rmtree(os.path.join(workdir, cache), ignore_errors=True)
     weights = prepare_weights(args, workdir)
     ckpt = weights["checkpoint"]
@@ -311,11 +334,13 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
                 "torch": run_child("model-torch", spec, child_env(args, None)),
                 "jax": run_child("model-jax", spec, child_env(args, None))}
     if "folder" not in skip:
-        folder = os.path.join(workdir, "photos")
+        root = os.path.join(workdir, "photos")  # image/ + matte/ (ground truth), PPM-100 layout
+        folder = os.path.join(root, "image")
         shapes = e2e_inputs.PHOTO_SHAPES[:max(1, min(args.sizes, len(e2e_inputs.PHOTO_SHAPES)))]
         what = f"{args.photos} photos, {len(shapes)} sizes, matte PNGs"
         photos = timed(f"{folder}: {what}", e2e_inputs.write_photo_folder, folder, args.photos,
-                       args.photo_scale, args.seed, shapes)
+                       args.photo_scale, args.seed, shapes,
+                       matte_folder=None if "evaluate" in skip else os.path.join(root, "matte"))
         off = official_job("official-folder", base, args, photos=photos,
                            out=os.path.join(workdir, "official_mattes"))
         for run in ("cold", "warm"):
@@ -324,6 +349,11 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
             name = "folder" if run == "cold" else "folder, warm 2nd run"
             rows.append(row(name, what, "photos", len(photos), off, ours, GOALS["folder"],
                             zero_compiles=run == "warm"))
+        if "evaluate" not in skip:
+            ours = evaluate_job(args, workdir, root, ckpt)
+            rows.append(row("evaluate (all metrics) vs official mattes only",
+                            f"{args.photos} photos + ground truth, MSE MAD SAD Grad Conn",
+                            "photos", len(photos), off, ours, GOALS["evaluate"]))
     return rows
 
 

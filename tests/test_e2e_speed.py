@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from benchmarks import e2e_inputs, e2e_speed, official_demos
@@ -94,3 +95,26 @@ def test_smoke_run_prints_the_table_and_writes_the_json(tmp_path):
     assert alone["size"] == "64x96" and alone["torch"]["batch_1"] > 0
     assert {"batch_1", "batch_4"} <= set(alone["jax"])
     assert any(line.startswith("Model alone at 64x96") for line in lines)
+
+
+def test_photo_folder_with_ground_truth_mattes(tmp_path):
+    shapes = e2e_inputs.PHOTO_SHAPES[:2]
+    paths = e2e_inputs.write_photo_folder(str(tmp_path / "image"), 3, scale=0.002, shapes=shapes,
+                                          matte_folder=str(tmp_path / "matte"))
+    for path in paths:
+        stem = Path(path).stem
+        matte = cv2.imread(str(tmp_path / "matte" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        photo = cv2.imread(path)
+        assert matte.shape == photo.shape[:2] and matte.dtype == "uint8"
+        assert matte.max() == 255 and matte.min() == 0  # a subject on a background
+    # The matte says where the photo shows the background (the third photo is flipped,
+    # background and matte alike).
+    from modnet_jax.data.synthetic import generate_background, generate_portrait
+    h, w = e2e_inputs.photo_size(shapes[0], 0.002)
+    bg = generate_background(0, 0, h, w, avoid=generate_portrait(0, 0, h, w)["clothes_colour"])
+    for path, background in ((paths[0], bg), (paths[2], bg[:, ::-1])):
+        matte = cv2.imread(str(tmp_path / "matte" / f"{Path(path).stem}.png"), 0)
+        err = np.abs(cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB).astype(int)
+                     - background).max(axis=-1)
+        # no background pixel differs by more than JPEG noise; nearly every subject pixel does
+        assert (err[matte == 0] > 40).sum() == 0 and (err[matte == 255] > 40).mean() > 0.9

@@ -260,7 +260,8 @@ class MattingEngine:
         rh, rw = self.input_size(h, w)
         if (b, rh, rw) not in self.model_shapes:
             self.model_shapes.append((b, rh, rw))
-        images = bucket[0][1][None] if b == 1 else np.stack([item[1] for item in bucket])
+        images = jax.device_put(bucket[0][1][None] if b == 1
+                                else np.stack([item[1] for item in bucket]))
         res = self.programs.run(
             "photo", _photo_program,
             (self.variables, images, self._taps_for(h, w), self._background(background, h, w)),
@@ -271,7 +272,7 @@ class MattingEngine:
     @staticmethod
     def _fetch(batch) -> Iterator[Tuple[Hashable, Matted]]:
         keys, res = batch
-        host = {k: np.asarray(v) for k, v in res.items()}
+        host = jax.device_get(res)
         for i, key in enumerate(keys):
             yield key, Matted(**{k: v[i] for k, v in host.items()})
 
@@ -335,9 +336,11 @@ class MattingEngine:
     def _video_batch(self, state: Dict[str, Any], batch: List[np.ndarray]):
         """Dispatch one batch; returns (device outputs, first index to emit, end index)."""
         n, bsz = len(batch), self.video_batch_size
-        frames = np.stack(batch + [batch[-1]] * (bsz - n))
-        args = (self.variables, frames, state["carry"][0], state["carry"][1],
-                np.bool_(state["first"]), state["taps"], state["bg"])
+        # Explicit transfers (frames, flag): the loop runs under jax.transfer_guard("disallow").
+        frames, first = jax.device_put((np.stack(batch + [batch[-1]] * (bsz - n)),
+                                        np.bool_(state["first"])))
+        args = (self.variables, frames, state["carry"][0], state["carry"][1], first,
+                state["taps"], state["bg"])
         res, state["carry"] = self.programs.run("video_step", _video_program, args,
                                                 static=state["static"], label=state["label"])
         if not state["ofd"]:
@@ -350,7 +353,7 @@ class MattingEngine:
     @staticmethod
     def _video_fetch(dispatched) -> Iterator[Matted]:
         res, start, end = dispatched
-        host = {k: np.asarray(v) for k, v in res.items()}
+        host = jax.device_get(res)
         for i in range(start, end):
             yield Matted(**{k: v[i] for k, v in host.items()})
 

@@ -66,13 +66,16 @@ def read_image(path: str) -> np.ndarray:
     return orient(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), orientation_of(path))
 
 
-def read_matte(path: str, orientation: int = 1) -> np.ndarray:
+def read_matte(path: str, orientation: int = 1, keep_uint8: bool = False) -> np.ndarray:
     """[H, W] float64 alpha in [0, 1] from an 8- or 16-bit gray (or colour: first channel) file,
     turned by ``orientation``: the EXIF orientation of its image (``orientation_of``), since
-    a matte is in its image's stored pixel order."""
+    a matte is in its image's stored pixel order. ``keep_uint8``: an 8-bit file comes back as
+    its uint8 values (0..255) instead."""
     m = _imread(path, cv2.IMREAD_UNCHANGED, "matte")
     if m.ndim == 3:
         m = m[:, :, 0]
+    if keep_uint8 and m.dtype == np.uint8:
+        return np.ascontiguousarray(orient(m, orientation))
     scale = 65535.0 if m.dtype == np.uint16 else 255.0
     return orient(m.astype(np.float64) / scale, orientation)
 

@@ -20,6 +20,7 @@ from modnet_jax.inference.foreground import clean_outputs
 from modnet_jax.inference.images import Background, InputError
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
 from modnet_jax.progress import Progress
+from modnet_jax.temporal import FlickerMeter
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 FOURCC_BY_EXT = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
@@ -44,6 +45,7 @@ class VideoResult:
     fps: float
     seconds: float
     outputs: Dict[str, str]
+    flicker: Optional[float] = None  # temporal.flicker_score of the written mattes, if asked
 
     @property
     def rate(self) -> float:
@@ -106,16 +108,18 @@ def read_frames(cap) -> Iterator[np.ndarray]:
 def process_video(engine, path: str, matte_path: Optional[str] = None,
                   composite_path: Optional[str] = None, background: Background = (0, 255, 0),
                   ofd: bool = True, clean: bool = False, progress: bool = True,
-                  queue_depth: int = 2) -> VideoResult:
+                  queue_depth: int = 2, flicker: bool = False) -> VideoResult:
     """Matte every frame of ``path`` with ``engine``; write ``matte_path`` and/or ``composite_path``.
 
     The outputs keep the input's frame count and frame rate (DEFAULT_FPS if it reports none).
     ``clean`` re-estimates the foreground colours before compositing (``foreground.py``; on
     the host, slow). Raises ``InputError`` for a video that cannot be opened, has no decodable
     frame, or whose outputs cannot be created; output files are only created once a first
-    frame decoded.
+    frame decoded. ``flicker`` also measures the mattes' flicker score (``temporal.FlickerMeter``:
+    mean |a_t - a_(t-1)| where the input frame did not change) into ``VideoResult.flicker``.
     """
     cap, info = open_video(path)
+    meter = FlickerMeter() if flicker else None
     writers: Dict[str, cv2.VideoWriter] = {}
     try:
         frames = read_frames(cap)
@@ -133,6 +137,8 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
                        enabled=progress)
 
         def write(result) -> None:
+            if meter is not None:
+                meter.update(result.image, result.matte)
             if clean and composite_path:
                 result = clean_outputs(result, background=background)
             if "matte" in writers:
@@ -149,11 +155,13 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
         depth = queue_depth * engine.video_batch_size
         with prefetch(all_frames(), depth) as source, BackgroundWriter(write, depth) as writer:
             for result in engine.video(source, ofd=ofd, background=on_device_bg,
-                                       with_image=clean and bool(composite_path)):
+                                       with_image=(clean and bool(composite_path))
+                                       or meter is not None):
                 writer.put(result)
         bar.close()
         return VideoResult(frames=bar.count, fps=fps, seconds=bar.elapsed,
-                           outputs={k: v for k, v in targets.items() if v})
+                           outputs={k: v for k, v in targets.items() if v},
+                           flicker=None if meter is None else meter.value)
     finally:
         cap.release()
         for writer in writers.values():
