@@ -137,6 +137,25 @@ def evaluate(eval_step, variables_rep, config, devices, reporter: Reporter, step
     return means
 
 
+def _recalibrate(config, variables, batch_size: int, size: int, seed: int):
+    """Re-estimate every BatchNorm on training batches, eval function unchanged (a released /
+    ONNX model's train mode is otherwise far from its eval mode; training/recalibrate.py).
+    Every host draws the same batches (shard 0 of 1), so the variables stay identical."""
+    from modnet_jax.training.recalibrate import recalibrate_batchnorm
+
+    n = int(config.recalibrate_batches)
+    it = make_train_iterator(config.data, batch_size=batch_size, seed=seed + 7919,
+                             image_size=size)
+    batches = [np.asarray(steps.normalize_image(np.asarray(next(it)["image"])))
+               for _ in range(n)]
+    variables, report = recalibrate_batchnorm(model_from_config(config.model), variables,
+                                              batches)
+    LOGGER.info("re-estimated %d BatchNorms on %d training batches of %d (eval function "
+                "unchanged; largest mean shift %.1f old std)", report["batchnorms"], n,
+                batch_size, report["max_mean_shift_in_old_std"])
+    return variables
+
+
 def train(config, workdir: str) -> Dict[str, Any]:
     """Train (or adapt) until ``total_steps``; returns a summary dict (also logged)."""
     mode = str(config.mode)
@@ -175,6 +194,8 @@ def train(config, workdir: str) -> Dict[str, Any]:
     elif mode == "soc":
         raise ValueError("SOC adapts a trained model: set config.init_from to a supervised "
                          "workdir/checkpoint or a converted official checkpoint")
+    if int(config.get("recalibrate_batches", 0)) > 0 and mode != "soc":
+        variables = _recalibrate(config, variables, per_host, size, seed)
     tx = state_lib.make_optimizer(config.optimizer, steps_per_epoch)
     state = state_lib.create_train_state(model, variables, tx)
     frozen = jax.device_get(state.variables) if mode == "soc" else None
