@@ -2,6 +2,8 @@
 
     python benchmarks/soc_flicker.py --init modnet_photographic_portrait_matting.onnx \\
         [--size 256] [--frames 40] [--steps 40] [--variants release,lr1e-6,refresh10,...]
+    python benchmarks/soc_flicker.py --score CKPT_BEFORE CKPT_AFTER [...]   # held-out only
+    python benchmarks/soc_flicker.py --write-videos DIR   # the training clips as .mp4 files
 
 Data: generated clips (``modnet_jax.data.synthetic_video``): a synthetic portrait swaying over
 a fixed background with sensor-like noise; clips 1..``--train-clips`` are the unlabelled
@@ -39,7 +41,11 @@ VARIANTS = {
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--init", required=True, help=".onnx export or checkpoint to adapt")
+    p.add_argument("--init", help=".onnx export or checkpoint to adapt")
+    p.add_argument("--score", nargs="+", metavar="CKPT",
+                   help="only score these checkpoints on the held-out clip (drift vs the first)")
+    p.add_argument("--write-videos", metavar="DIR",
+                   help="only write the training clips to DIR/clip_<i>.mp4 (for configs/soc.py)")
     p.add_argument("--size", type=int, default=256, help="frame height = width (multiple of 32)")
     p.add_argument("--frames", type=int, default=40, help="frames per clip")
     p.add_argument("--train-clips", type=int, default=3)
@@ -51,7 +57,10 @@ def parse_args(argv=None):
     p.add_argument("--save-prepared", default=None, metavar="DIR",
                    help="also save the prepared (recalibrated, heads fitted) model there")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not (args.init or args.score or args.write_videos):
+        p.error("give --init (run the variants), --score or --write-videos")
+    return args
 
 
 def main(argv=None):
@@ -75,24 +84,18 @@ def main(argv=None):
     clips = [generate_clip(args.seed, i, args.frames, s, noise=args.noise)
              for i in range(1, args.train_clips + 1)]
     held = generate_clip(args.seed, 100, args.frames, s, noise=args.noise)
+    if args.write_videos:
+        from modnet_jax.data.synthetic_video import write_clip
+
+        for i, c in enumerate(clips, start=1):
+            write_clip(os.path.join(args.write_videos, f"clip_{i}.mp4"), c["frames"])
+        print(f"wrote {len(clips)} clips of {args.frames} frames to {args.write_videos}")
+        return
     train_frames = np.concatenate([c["frames"] for c in clips])
     norm = lambda f: (f.astype(np.float32) / 255.0 - 0.5) / 0.5  # noqa: E731
     rng = np.random.default_rng(args.seed)
 
     model = model_from_config(None)
-    variables = load_init_variables(args.init)
-    cal = [norm(train_frames[rng.choice(len(train_frames), 4, replace=False)]) for _ in range(4)]
-    variables, _ = recalibrate_batchnorm(model, variables, cal)
-    head_batches = [norm(train_frames[rng.choice(len(train_frames), 2, replace=False)])
-                    for _ in range(args.head_steps)]
-    variables, head_losses = fit_training_heads(model, variables, head_batches)
-    print(f"prepared in {time.time() - t0:.0f} s: head loss {np.mean(head_losses[:5]):.4f} -> "
-          f"{np.mean(head_losses[-5:]):.4f}", flush=True)
-    if args.save_prepared:
-        from modnet_jax.checkpointing import save_variables
-
-        print("saved", save_variables(args.save_prepared, variables, 0))
-
     matte_fn = jax.jit(lambda v, x: model.apply(v, x, train=False, inference=True)[2][..., 0])
 
     def held_mattes(v):
@@ -107,13 +110,34 @@ def main(argv=None):
         return out
 
     gt = held["alpha"].astype(np.float32) / 255.0
-    base = held_mattes(variables)
+    base = None
 
     def score(name, mattes, losses, seconds):
         return (name, flicker_score(held["frames"], mattes),
                 flicker_score(held["frames"], ofd(mattes)), float(np.abs(mattes - base).mean()),
                 float(np.abs(mattes - gt).mean()), losses, seconds)
 
+    if args.score:
+        from modnet_jax.checkpointing import load_variables
+
+        base = held_mattes(load_variables(args.score[0]))
+        rows = [score(path, held_mattes(load_variables(path)), (float("nan"),) * 2, 0.0)
+                for path in args.score]
+        return _table(args, rows)
+    variables = load_init_variables(args.init)
+    cal = [norm(train_frames[rng.choice(len(train_frames), 4, replace=False)]) for _ in range(4)]
+    variables, _ = recalibrate_batchnorm(model, variables, cal)
+    head_batches = [norm(train_frames[rng.choice(len(train_frames), 2, replace=False)])
+                    for _ in range(args.head_steps)]
+    variables, head_losses = fit_training_heads(model, variables, head_batches)
+    print(f"prepared in {time.time() - t0:.0f} s: head loss {np.mean(head_losses[:5]):.4f} -> "
+          f"{np.mean(head_losses[-5:]):.4f}", flush=True)
+    if args.save_prepared:
+        from modnet_jax.checkpointing import save_variables
+
+        print("saved", save_variables(args.save_prepared, variables, 0))
+
+    base = held_mattes(variables)
     rows = [score("unadapted", base, (float("nan"), float("nan")), 0.0)]
     devices = jax.local_devices()[:1]
     soc_model = model_from_config(None, axis_name=parallel.AXIS)
@@ -138,7 +162,11 @@ def main(argv=None):
                           (float(np.mean(losses[:k])), float(np.mean(losses[-k:]))),
                           time.time() - t1))
         print(rows[-1], flush=True)
+    _table(args, rows)
 
+
+def _table(args, rows):
+    s = args.size
     print(f"\nSOC on generated footage: {s}x{s}, {args.train_clips} training clips x "
           f"{args.frames} frames, held-out clip of {args.frames}; {args.steps} steps, batch 1; "
           f"noise {args.noise} grey levels; load {os.getloadavg()[0]:.1f}")

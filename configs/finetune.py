@@ -38,6 +38,7 @@ from modnet_jax.training.config import supervised_config, tiny
 def get_config(variant=None):
     c = supervised_config()
     c.recalibrate_batches = 8
+    c.fit_heads_steps = 100
     c.image_size = 512
     c.batch_size = 8
     c.eval_batch_size = 8
@@ -58,14 +59,15 @@ def get_config(variant=None):
         c.image_size = 256
         c.batch_size = 4
         c.eval_batch_size = 4
-        c.num_train_steps = 300
-        c.eval_every = 50
-        c.checkpoint_every = 50
-        c.recalibrate_batches = 8
+        c.num_train_steps = 120
+        c.eval_every = 40
+        c.checkpoint_every = 40
+        c.fit_heads_steps = 40
         return c
     if variant == "tiny":
         c = tiny(c)
         c.recalibrate_batches = 2
+        c.fit_heads_steps = 2
         return c
     raise ValueError(f"unknown variant {variant!r} of configs/finetune.py: use cpu or tiny "
                      f"(or none for the 512x512 recipe)")

@@ -19,9 +19,16 @@ def get_config(variant=None):
     c = soc_config()
     if variant in (None, ""):
         return c
+    if variant == "cpu":  # the documented run (see the module docstring)
+        c.image_size = 256
+        c.num_train_steps = 40
+        c.log_every = 5
+        c.checkpoint_every = 40
+        c.data.video_frame_stride = 1
+        return c
     if variant == "tiny":
         c = tiny(c)
         c.data.layout = "synthetic"  # the synthetic images, labels dropped
         c.eval_every = -1
         return c
-    raise ValueError(f"unknown variant {variant!r} of configs/soc.py: use tiny")
+    raise ValueError(f"unknown variant {variant!r} of configs/soc.py: use cpu or tiny")

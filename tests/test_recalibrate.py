@@ -17,12 +17,14 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from flax import traverse_util
 
 from interop_utils import random_flax_variables, synthetic_portraits
 from modnet_jax import parallel, steps
 from modnet_jax import state as state_lib
 from modnet_jax.models import model_from_config
 from modnet_jax.models.layers import BN_EPS
+from modnet_jax.training.heads import fit_training_heads
 from modnet_jax.training.recalibrate import combine, recalibrate_batchnorm, train_eval_gap
 
 ONNX_PATH = (Path(__file__).resolve().parents[1].parent / "shared" / "weights"
@@ -142,3 +144,18 @@ def test_folded_model_fine_tunes(released):
     assert all(np.isfinite(losses))
     assert max(losses) < 2 * losses[0]  # no divergence
     assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])  # it learns
+
+
+def test_head_distillation_changes_only_the_training_heads():
+    model = model_from_config(None)
+    variables = random_flax_variables(seed=6)
+    x = synthetic_portraits(2, 64)["x"]
+    new, losses = fit_training_heads(model, variables, [x] * 6, learning_rate=1e-2)
+    print("head distillation losses", np.round(losses, 4))
+    assert losses[-1] < losses[0]
+    flat_old = traverse_util.flatten_dict(variables["params"])
+    flat_new = traverse_util.flatten_dict(jax.device_get(new["params"]))
+    changed = {p[:2] for p in flat_old if not np.array_equal(flat_old[p], flat_new[p])}
+    assert changed == {("lr_branch", "conv_lr"), ("hr_branch", "conv_hr_0"),
+                       ("hr_branch", "conv_hr_1")}
+    assert new["batch_stats"] is variables["batch_stats"]

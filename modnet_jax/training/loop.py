@@ -137,22 +137,34 @@ def evaluate(eval_step, variables_rep, config, devices, reporter: Reporter, step
     return means
 
 
-def _recalibrate(config, variables, batch_size: int, size: int, seed: int):
-    """Re-estimate every BatchNorm on training batches, eval function unchanged (a released /
-    ONNX model's train mode is otherwise far from its eval mode; training/recalibrate.py).
-    Every host draws the same batches (shard 0 of 1), so the variables stay identical."""
+def _recalibrate(config, variables, batch_size: int, size: int, seed: int, mode: str):
+    """Prepare released weights before the first step: re-estimate every BatchNorm on
+    training batches, eval function unchanged (a released / ONNX model's train mode is
+    otherwise far from its eval mode; training/recalibrate.py), then, with
+    ``fit_heads_steps``, distil the training-only heads the ONNX export lacks
+    (training/heads.py). Every host draws the same batches (shard 0 of 1), so the variables
+    stay identical."""
+    from modnet_jax.training.heads import fit_training_heads
     from modnet_jax.training.recalibrate import recalibrate_batchnorm
 
+    make_iter = make_unlabelled_iterator if mode == "soc" else make_train_iterator
+    it = make_iter(config.data, batch_size=batch_size, seed=seed + 7919, image_size=size)
+
+    def draw(n):
+        return [np.asarray(steps.normalize_image(np.asarray(next(it)["image"])))
+                for _ in range(n)]
+
+    model = model_from_config(config.model)
     n = int(config.recalibrate_batches)
-    it = make_train_iterator(config.data, batch_size=batch_size, seed=seed + 7919,
-                             image_size=size)
-    batches = [np.asarray(steps.normalize_image(np.asarray(next(it)["image"])))
-               for _ in range(n)]
-    variables, report = recalibrate_batchnorm(model_from_config(config.model), variables,
-                                              batches)
-    LOGGER.info("re-estimated %d BatchNorms on %d training batches of %d (eval function "
-                "unchanged; largest mean shift %.1f old std)", report["batchnorms"], n,
-                batch_size, report["max_mean_shift_in_old_std"])
+    variables, report = recalibrate_batchnorm(model, variables, draw(n))
+    LOGGER.info("re-estimated %d BatchNorms on %d batches of %d (eval function unchanged; "
+                "largest mean shift %.1f old std)", report["batchnorms"], n, batch_size,
+                report["max_mean_shift_in_old_std"])
+    n = int(config.get("fit_heads_steps", 0))
+    if n > 0:
+        variables, losses = fit_training_heads(model, variables, draw(n))
+        LOGGER.info("distilled the semantic/detail heads from the matte in %d steps: loss "
+                    "%.4f -> %.4f", n, losses[0], losses[-1])
     return variables
 
 
@@ -186,6 +198,10 @@ def train(config, workdir: str) -> Dict[str, Any]:
                            shard_index=jax.process_index(), shard_count=n_hosts)
     steps_per_epoch, total_steps = _plan_steps(config, summary.num_samples)
 
+    ckpt = checkpointing.TrainCheckpointer(
+        os.path.join(workdir, checkpointing.CHECKPOINT_SUBDIR), int(config.keep_checkpoints),
+        int(config.keep_best), bool(config.async_checkpoint))
+    start_fresh = ckpt.latest_step() is None
     model = model_from_config(config.model, axis_name=parallel.AXIS)
     variables = init_variables(model_from_config(config.model), jax.random.key(seed))
     if config.init_from:
@@ -194,15 +210,12 @@ def train(config, workdir: str) -> Dict[str, Any]:
     elif mode == "soc":
         raise ValueError("SOC adapts a trained model: set config.init_from to a supervised "
                          "workdir/checkpoint or a converted official checkpoint")
-    if int(config.get("recalibrate_batches", 0)) > 0 and mode != "soc":
-        variables = _recalibrate(config, variables, per_host, size, seed)
+    if int(config.get("recalibrate_batches", 0)) > 0 and start_fresh:
+        variables = _recalibrate(config, variables, per_host, size, seed, mode)
     tx = state_lib.make_optimizer(config.optimizer, steps_per_epoch)
     state = state_lib.create_train_state(model, variables, tx)
     frozen = jax.device_get(state.variables) if mode == "soc" else None
 
-    ckpt = checkpointing.TrainCheckpointer(
-        os.path.join(workdir, checkpointing.CHECKPOINT_SUBDIR), int(config.keep_checkpoints),
-        int(config.keep_best), bool(config.async_checkpoint))
     start = ckpt.latest_step()
     if start is not None:
         target = {"train": jax.device_get(state)}
