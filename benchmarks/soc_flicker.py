@@ -35,7 +35,19 @@ VARIANTS = {
     "refresh10": ("adam", 1e-5, 10, "random"),
     "one_clip": ("adam", 1e-5, 0, "one_clip"),
     "sgd": ("sgd", 1e-4, 0, "random"),
+    # BatchNorm gamma/beta frozen too (only conv/linear weights adapt): Adam's equal-size steps
+    # on the gammas of low-variance channels are a candidate cause of the flicker rise.
+    "bn_affine_frozen": ("adam", 1e-5, 0, "random"),
 }
+
+
+def _not_batchnorm_affine(params):
+    """A pytree of bools, False on BatchNorm scale/bias (modules holding a ``scale``)."""
+    from flax import traverse_util
+
+    flat = traverse_util.flatten_dict(dict(params))
+    bn = {p[:-1] for p in flat if p[-1] == "scale"}
+    return traverse_util.unflatten_dict({p: p[:-1] not in bn for p in flat})
 
 
 def parse_args(argv=None):
@@ -56,6 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--noise", type=float, default=1.0, help="per-frame noise, grey levels")
     p.add_argument("--save-prepared", default=None, metavar="DIR",
                    help="also save the prepared (recalibrated, heads fitted) model there")
+    p.add_argument("--prepared", action="store_true",
+                   help="--init is already prepared (e.g. a --save-prepared directory)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if not (args.init or args.score or args.write_videos):
@@ -125,13 +139,15 @@ def main(argv=None):
                 for path in args.score]
         return _table(args, rows)
     variables = load_init_variables(args.init)
-    cal = [norm(train_frames[rng.choice(len(train_frames), 4, replace=False)]) for _ in range(4)]
-    variables, _ = recalibrate_batchnorm(model, variables, cal)
-    head_batches = [norm(train_frames[rng.choice(len(train_frames), 2, replace=False)])
-                    for _ in range(args.head_steps)]
-    variables, head_losses = fit_training_heads(model, variables, head_batches)
-    print(f"prepared in {time.time() - t0:.0f} s: head loss {np.mean(head_losses[:5]):.4f} -> "
-          f"{np.mean(head_losses[-5:]):.4f}", flush=True)
+    if not args.prepared:
+        cal = [norm(train_frames[rng.choice(len(train_frames), 4, replace=False)])
+               for _ in range(4)]
+        variables, _ = recalibrate_batchnorm(model, variables, cal)
+        head_batches = [norm(train_frames[rng.choice(len(train_frames), 2, replace=False)])
+                        for _ in range(args.head_steps)]
+        variables, head_losses = fit_training_heads(model, variables, head_batches)
+        print(f"prepared in {time.time() - t0:.0f} s: head loss "
+              f"{np.mean(head_losses[:5]):.4f} -> {np.mean(head_losses[-5:]):.4f}", flush=True)
     if args.save_prepared:
         from modnet_jax.checkpointing import save_variables
 
@@ -145,6 +161,9 @@ def main(argv=None):
     for name in [v for v in args.variants.split(",") if v]:
         opt, lr, refresh, order = VARIANTS[name]
         tx = optax.adam(lr, b1=0.9, b2=0.99) if opt == "adam" else optax.sgd(lr, momentum=0.9)
+        if name == "bn_affine_frozen":
+            tx = optax.chain(optax.masked(optax.set_to_zero(), lambda p: jax.tree.map(
+                lambda keep: not keep, _not_batchnorm_affine(p))), tx)
         st = parallel.replicate(state_lib.create_train_state(soc_model, variables, tx), devices)
         frozen = parallel.replicate(variables, devices)
         pool = clips[0]["frames"] if order == "one_clip" else train_frames
