@@ -159,3 +159,15 @@ def test_head_distillation_changes_only_the_training_heads():
     assert changed == {("lr_branch", "conv_lr"), ("hr_branch", "conv_hr_0"),
                        ("hr_branch", "conv_hr_1")}
     assert new["batch_stats"] is variables["batch_stats"]
+
+
+def test_recalibrate_cli_user_errors_are_one_line(tmp_path, capsys):
+    from modnet_jax import recalibrate as cli
+
+    args = ["--init", str(tmp_path / "none.onnx"), "--data", str(tmp_path / "missing"),
+            "--output", str(tmp_path / "out")]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "missing" in err
+    with pytest.raises(SystemExit):
+        cli.parse_args(args + ["--size", "100"])  # not a multiple of 32
