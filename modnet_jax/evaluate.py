@@ -10,8 +10,14 @@ and are compared at the ground truth's full resolution, alpha in [0, 1] (see
 and means to the trimap's unknown band: the dataset's own trimap when it has one
 (``trimap/x.png``), otherwise one made from the ground truth (``--band-radius`` pixels).
 
+Images are used upright: a JPEG's EXIF orientation is applied to it and to its matte and
+trimap, which are taken to be in the image's stored pixel order (the training data's rule).
+The model's architecture comes from the checkpoint.
+
 Writes ``DIR/per_image.csv`` (one row per image and region), ``DIR/summary.json`` (means,
-counts, skipped files) and prints a table. Python API: ``find_samples`` + ``evaluate_samples``.
+counts, skipped files) and prints a table; DIR is created only then, so a failed run leaves
+nothing. Exit status: 0, 1 when images were skipped, 2 when the run could not start.
+Python API: ``find_samples`` + ``evaluate_samples``.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from modnet_jax import metrics
-from modnet_jax.inference.cli import UserError, add_model_args, ensure_output_dir, finish
-from modnet_jax.inference.cli import engine_from_args, read_checked, run_main
-from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8
+from modnet_jax.cliutil import add_version, dashed
+from modnet_jax.inference.cli import UserError, add_model_args, check_output_dir, finish
+from modnet_jax.inference.cli import engine_from_args, make_parent, read_checked, run_main
+from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8, orientation_of
 from modnet_jax.inference.images import read_matte, write_image
 from modnet_jax.inference.pipeline import prefetch
 from modnet_jax.progress import Progress
@@ -35,9 +42,10 @@ from modnet_jax.progress import Progress
 # layout -> (image folders tried in order, matte folders, trimap folders), relative to ROOT.
 LAYOUTS = {
     "ppm100": (("image",), ("matte",), ("trimap",)),
-    "p3m": (("blurred_image", "original_image"), ("mask",), ("trimap",)),
+    "p3m10k": (("blurred_image", "original_image"), ("mask",), ("trimap",)),
     "am2k": (("original",), ("mask",), ("trimap",)),
 }
+LAYOUT_ALIASES = {"p3m": "p3m10k"}  # the name this command used before training's
 REGIONS = ("image", "unknown")
 
 
@@ -93,12 +101,14 @@ def find_samples(root: str, layout: str = "ppm100", image_dir: Optional[str] = N
     return samples
 
 
-def region_mask(region: str, gt, trimap_path: Optional[str], band_radius: int):
-    """(mask or None, source) for ``region``: the whole image, or the trimap's unknown band."""
+def region_mask(region: str, gt, trimap_path: Optional[str], band_radius: int,
+                orientation: int = 1):
+    """(mask or None, source) for ``region``: the whole image, or the trimap's unknown band
+    (a trimap file is turned by its image's EXIF ``orientation``, like the matte)."""
     if region == "image":
         return None, "-"
     if trimap_path:
-        trimap = read_matte(trimap_path)
+        trimap = read_matte(trimap_path, orientation)
         if trimap.shape != gt.shape:
             raise InputError(f"{trimap_path}: trimap size {trimap.shape} differs from the "
                              f"matte's {gt.shape}")
@@ -137,15 +147,17 @@ def evaluate_samples(engine, samples: Sequence[Sample], regions: Sequence[str] =
         for name, pred in _mattes(engine, reader, failures, bar):
             s = by_name[name]
             try:
-                gt = read_matte(s.matte)
+                turn = orientation_of(s.image)  # the matte is in its image's stored pixel order
+                gt = read_matte(s.matte, turn)
                 if gt.shape != pred.shape:
                     raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
                                      f"{pred.shape}")
                 if save_dir:
-                    write_image(os.path.join(save_dir, f"{name}.png"), matte_to_uint8(pred))
+                    write_image(make_parent(os.path.join(save_dir, f"{name}.png")),
+                                matte_to_uint8(pred))
                 mine = []
                 for region in regions:
-                    mask, source = region_mask(region, gt, s.trimap, band_radius)
+                    mask, source = region_mask(region, gt, s.trimap, band_radius, turn)
                     mine.append({"name": name, "region": region, "trimap": source,
                                  **metrics.compute_metrics(pred, gt, mask)})
                 rows.extend(mine)
@@ -190,6 +202,7 @@ def write_reports(out_dir: str, rows: List[dict], summary: Dict,
     json_path = os.path.join(out_dir, "summary.json")
     fields = ["name", "region", "trimap", *metrics.METRIC_NAMES]
     try:
+        os.makedirs(out_dir, exist_ok=True)
         with open(csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
@@ -209,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     d = p.add_argument_group("dataset")
     d.add_argument("--data", required=True, metavar="ROOT", help="dataset folder")
-    d.add_argument("--layout", choices=sorted(LAYOUTS), default="ppm100",
-                   help="folder names: ppm100 = image/ + matte/ (+ trimap/); p3m = "
+    d.add_argument("--layout", type=lambda v: LAYOUT_ALIASES.get(v, v), choices=sorted(LAYOUTS),
+                   default="ppm100",
+                   help="folder names (as training's data.layout): ppm100 = image/ + matte/ "
+                        "(+ trimap/); p3m10k = "
                         "blurred_image|original_image/ + mask/ + trimap/; am2k = original/ + "
                         "mask/ + trimap/ (default: %(default)s)")
     d.add_argument("--image-dir", help="image folder under ROOT (overrides the layout)")
@@ -229,17 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--save-mattes", action="store_true",
                    help="also write the predicted mattes to DIR/mattes/")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+    return add_version(p)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(dashed(argv))
     root = os.path.abspath(os.path.expanduser(args.data))
     samples = find_samples(root, args.layout, args.image_dir, args.matte_dir, args.trimap_dir)
     if args.limit is not None:
         samples = samples[:max(0, args.limit)]
-    out_dir = ensure_output_dir(args.output or f"eval_{os.path.basename(root.rstrip(os.sep))}")
-    save_dir = ensure_output_dir(os.path.join(out_dir, "mattes")) if args.save_mattes else None
+    # Checked now, created when the results are written: a failed run leaves no folder.
+    out_dir = check_output_dir(args.output or f"eval_{os.path.basename(root.rstrip(os.sep))}")
+    save_dir = os.path.join(out_dir, "mattes") if args.save_mattes else None
     regions = REGIONS if args.region == "both" else (args.region,)
     engine = engine_from_args(args)
     rows, summary, failures = evaluate_samples(engine, samples, regions, args.band_radius,

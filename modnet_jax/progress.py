@@ -6,8 +6,9 @@
         bar.update()
     bar.close()          # final line with the count, elapsed time and average rate
 
-Redraws at most every ``min_interval`` seconds. ``total=None`` (unknown length) shows the count
-and rate without a bar. ``enabled=False`` draws nothing, but ``rate`` and ``elapsed`` still work.
+Redraws at most every ``min_interval`` seconds; ``bar.postfix = "..."`` adds text to the line.
+``total=None`` (unknown length) shows the count and rate without a bar. ``enabled=False`` draws
+nothing, but ``rate`` and ``elapsed`` still work.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Progress:
         self.width = width
         self.min_interval = min_interval
         self.count = 0
+        self.postfix = ""  # appended to the line, e.g. live latency figures
         self.start = time.perf_counter()
         self._last_draw = 0.0
         self._last_len = 0
@@ -52,6 +54,10 @@ class Progress:
         return self.count / elapsed if elapsed > 0 else 0.0
 
     def line(self) -> str:
+        text = self._line()
+        return f"{text}, {self.postfix}" if self.postfix else text
+
+    def _line(self) -> str:
         rate = self.rate
         head = f"{self.desc}: " if self.desc else ""
         if self.total:

@@ -16,7 +16,7 @@ frame), read like SOC's unlabelled data, random crops of ``--size``.
    else changing (``modnet_jax/training/heads.py``).
 
 Writes a model-only checkpoint for ``--config.init_from``. Supervised fine-tuning
-(``configs/finetune.py``) does step 1 by itself (``recalibrate_batches``); SOC needs step 2.
+(``--config finetune``) does step 1 by itself (``recalibrate_batches``); SOC needs step 2.
 """
 
 from __future__ import annotations

@@ -173,8 +173,11 @@ class ForegroundAlphaSource:
                 alpha_head = images.header_from_bytes(alpha_path, alpha_data)
                 if alpha_head is None or (alpha_head.height, alpha_head.width) != full_size:
                     reduce = 1  # matte size unknown before decoding, or a mismatch (raised below)
-        colour = images.decode_rgb(colour_path, reduce, colour_data)
-        alpha = images.decode_alpha(alpha_path, reduce, alpha_data)
+        if colour_data is None and images.extension(colour_path) in images.JPEG_EXTENSIONS:
+            colour_data = images.read_file(colour_path)
+        colour = images.decode_rgb(colour_path, reduce, colour_data)  # upright (EXIF)
+        alpha = images.decode_alpha(alpha_path, reduce, alpha_data,
+                                    images.file_orientation(colour_path, colour_data))
         if colour.shape[:2] != alpha.shape:
             # Formats without a probed header only show a size mismatch here.
             raise UnusableFile(alpha_path, f"matte is {alpha.shape[1]}x{alpha.shape[0]} but "

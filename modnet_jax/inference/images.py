@@ -12,6 +12,9 @@ from typing import Optional, Tuple, Union
 import cv2
 import numpy as np
 
+from modnet_jax.data.images import file_orientation, orient
+from modnet_jax.data.report import UnusableFile
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 NAMED_COLOURS = {
@@ -37,6 +40,14 @@ def _imread(path: str, flags: int, what: str) -> np.ndarray:
     return data
 
 
+def orientation_of(path: str) -> int:
+    """The EXIF orientation of an image file (1 when it has none or cannot be read)."""
+    try:
+        return file_orientation(path)
+    except UnusableFile:
+        return 1
+
+
 def image_size(path: str) -> Optional[Tuple[int, int]]:
     """(height, width) from the file's header without decoding it, or None if unknown."""
     try:
@@ -49,17 +60,21 @@ def image_size(path: str) -> Optional[Tuple[int, int]]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """[H, W, 3] uint8 RGB (gray is repeated, alpha dropped). Raises ``InputError``."""
-    return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
+    """[H, W, 3] uint8 RGB (gray is repeated, alpha dropped), upright: a JPEG's EXIF
+    orientation is applied (the training data's rule). Raises ``InputError``."""
+    image = _imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION, "image")
+    return orient(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), orientation_of(path))
 
 
-def read_matte(path: str) -> np.ndarray:
-    """[H, W] float64 alpha in [0, 1] from an 8- or 16-bit gray (or colour: first channel) file."""
+def read_matte(path: str, orientation: int = 1) -> np.ndarray:
+    """[H, W] float64 alpha in [0, 1] from an 8- or 16-bit gray (or colour: first channel) file,
+    turned by ``orientation``: the EXIF orientation of its image (``orientation_of``), since
+    a matte is in its image's stored pixel order."""
     m = _imread(path, cv2.IMREAD_UNCHANGED, "matte")
     if m.ndim == 3:
         m = m[:, :, 0]
     scale = 65535.0 if m.dtype == np.uint16 else 255.0
-    return m.astype(np.float64) / scale
+    return orient(m.astype(np.float64) / scale, orientation)
 
 
 def write_image(path: str, image: np.ndarray) -> None:
