@@ -5,7 +5,8 @@ is built with ``enabled=False`` and every call is a no-op, so callers never bran
 
 Files in the workdir:
   metrics.jsonl             one JSON object per logged step ({"step", "split", ...})
-  tensorboard/              event files (scalars ``train/*``, ``val/*``; images ``val/grid``)
+  tensorboard/              event files written by tensorboardX (scalars ``train/*``,
+                            ``val/*``; images ``val/grid``)
   samples/step_XXXXXXX.png  input | predicted matte | ground truth, one row per sample
 """
 
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Dict, Optional
 
 import cv2
 import numpy as np
 
+from tensorboardX import SummaryWriter
+
 from modnet_jax.progress import Progress
-from modnet_jax.training.tensorboard import EventWriter
 
 
 def matte_grid(images: np.ndarray, pred: np.ndarray, alpha: Optional[np.ndarray]) -> np.ndarray:
@@ -48,10 +49,10 @@ class Reporter:
         os.makedirs(workdir, exist_ok=True)
         self.workdir = workdir
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-        self._events = EventWriter(os.path.join(workdir, "tensorboard"))
+        self._events = SummaryWriter(os.path.join(workdir, "tensorboard"))
         self._bar = Progress(total=total_steps, desc="train", unit="steps", enabled=progress)
-        self._bar.count = start_step
-        self._bar_start_count = start_step
+        self._bar.restart(start_step)
+        self._timed_from = start_step  # the step after which rates are measured
         self._first_step = True
 
     def step_done(self, step: int, loss: float) -> None:
@@ -60,10 +61,10 @@ class Reporter:
             return
         if self._first_step:  # rates and ETA from the first finished step: compile excluded
             self._first_step = False
-            self._bar.start = time.perf_counter()
-            self._bar.count = self._bar_start_count = step
+            self._bar.restart(step)
+            self._timed_from = step
             return
-        done = self._bar.count - self._bar_start_count + 1
+        done = step - self._timed_from
         img_s = done * self.batch_size / max(self._bar.elapsed, 1e-9)
         self._bar.desc = f"train loss {loss:.4f} {img_s:.1f} img/s"
         self._bar.update()
@@ -78,7 +79,8 @@ class Reporter:
         self._jsonl.flush()
         numeric = {f"{split}/{k}": float(v) for k, v in values.items()
                    if isinstance(v, (int, float, np.floating, np.integer))}
-        self._events.scalars(step, numeric)
+        for tag, value in numeric.items():
+            self._events.add_scalar(tag, value, int(step))
         self._events.flush()
 
     def grid(self, step: int, images, pred, alpha) -> Optional[str]:
@@ -90,7 +92,7 @@ class Reporter:
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"step_{int(step):07d}.png")
         cv2.imwrite(path, grid[..., ::-1])
-        self._events.image(step, "val/grid", grid)
+        self._events.add_image("val/grid", grid, int(step), dataformats="HWC")
         self._events.flush()
         return path
 
