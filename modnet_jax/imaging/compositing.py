@@ -16,8 +16,13 @@ test_data_compositing.py checks all 2^24 (fg, bg, alpha) triples against it).
 
 from __future__ import annotations
 
+from typing import Tuple, Union
+
 import cv2
 import numpy as np
+
+# A background: a flat RGB colour, or an RGB image (resized to the picture's size).
+Background = Union[Tuple[int, int, int], np.ndarray]
 
 
 def composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -30,6 +35,25 @@ def composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
                          "must be uint8 of one shape")
     weight = alpha.reshape(fg.shape[:2]).astype(np.float32)
     return cv2.blendLinear(fg, bg, weight, 255.0 - weight)
+
+
+def background_for(background: Background, height: int, width: int) -> np.ndarray:
+    """[H, W, 3] float32 background: a flat colour, or an RGB image resized (area) to fit."""
+    if isinstance(background, np.ndarray):
+        if background.shape[:2] != (height, width):
+            background = cv2.resize(background, (width, height), interpolation=cv2.INTER_AREA)
+        return background.astype(np.float32)
+    return np.broadcast_to(np.asarray(background, np.float32), (height, width, 3))
+
+
+def composite_over(image: np.ndarray, matte: np.ndarray, background: Background) -> np.ndarray:
+    """round(image * a + background * (1 - a)), uint8 RGB [H, W, 3], for a float matte
+    a [H, W] in [0, 1] (a predicted one) over a colour or an image."""
+    h, w = image.shape[:2]
+    a = np.asarray(matte, np.float32)[:, :, None]
+    bg = background_for(background, h, w)
+    out = image[:, :, :3].astype(np.float32) * a + bg * (1.0 - a)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray, radius: int = 0,
