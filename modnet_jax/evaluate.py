@@ -26,9 +26,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from modnet_jax import metrics
 from modnet_jax.inference.cli import UserError, add_model_args, ensure_output_dir, finish
-from modnet_jax.inference.cli import predictor_from_args, run_main
-from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8, read_image
+from modnet_jax.inference.cli import engine_from_args, read_checked, run_main
+from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8
 from modnet_jax.inference.images import read_matte, write_image
+from modnet_jax.inference.pipeline import prefetch
 from modnet_jax.progress import Progress
 
 # layout -> (image folders tried in order, matte folders, trimap folders), relative to ROOT.
@@ -105,12 +106,13 @@ def region_mask(region: str, gt, trimap_path: Optional[str], band_radius: int):
     return metrics.unknown_mask(metrics.trimap_from_alpha(gt, band_radius)), "generated"
 
 
-def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str] = ("image",),
+def evaluate_samples(engine, samples: Sequence[Sample], regions: Sequence[str] = ("image",),
                      band_radius: int = 10, save_dir: Optional[str] = None,
                      progress: bool = False) -> Tuple[List[dict], Dict, List[Tuple[str, str]]]:
     """(rows, summary, failures). Rows: {name, region, trimap, mse, mad, sad, grad, conn}.
 
     ``summary[region]`` holds the metric means and ``count``; failures are (file, message).
+    Mattes come from ``engine`` (a ``MattingEngine``) while a reader thread decodes ahead.
     """
     failures: List[Tuple[str, str]] = []
     by_name = {s.name: s for s in samples}
@@ -124,32 +126,33 @@ def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str
                 bar.update()
                 continue
             try:
-                yield s.name, read_image(s.image)
+                yield s.name, read_checked(engine, s.image)
             except InputError as exc:
                 failures.append((s.image, str(exc)))
                 bar.note(f"error: {exc}")
                 bar.update()
 
     rows: List[dict] = []
-    for name, pred in predictor.predict_stream(readable()):
-        s = by_name[name]
-        try:
-            gt = read_matte(s.matte)
-            if gt.shape != pred.shape:
-                raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
-                                 f"{pred.shape}")
-            if save_dir:
-                write_image(os.path.join(save_dir, f"{name}.png"), matte_to_uint8(pred))
-            mine = []
-            for region in regions:
-                mask, source = region_mask(region, gt, s.trimap, band_radius)
-                mine.append({"name": name, "region": region, "trimap": source,
-                             **metrics.compute_metrics(pred, gt, mask)})
-            rows.extend(mine)
-        except InputError as exc:
-            failures.append((s.matte, str(exc)))
-            bar.note(f"error: {exc}")
-        bar.update()
+    with prefetch(readable(), depth=2 * engine.batch_size) as reader:
+        for name, pred in _mattes(engine, reader, failures, bar):
+            s = by_name[name]
+            try:
+                gt = read_matte(s.matte)
+                if gt.shape != pred.shape:
+                    raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
+                                     f"{pred.shape}")
+                if save_dir:
+                    write_image(os.path.join(save_dir, f"{name}.png"), matte_to_uint8(pred))
+                mine = []
+                for region in regions:
+                    mask, source = region_mask(region, gt, s.trimap, band_radius)
+                    mine.append({"name": name, "region": region, "trimap": source,
+                                 **metrics.compute_metrics(pred, gt, mask)})
+                rows.extend(mine)
+            except InputError as exc:
+                failures.append((s.matte, str(exc)))
+                bar.note(f"error: {exc}")
+            bar.update()
     bar.close()
     rows.sort(key=lambda r: (r["name"], REGIONS.index(r["region"])))
     summary = {}
@@ -157,6 +160,17 @@ def evaluate_samples(predictor, samples: Sequence[Sample], regions: Sequence[str
         mine = [r for r in rows if r["region"] == region]
         summary[region] = {**metrics.average_metrics(mine), "count": len(mine)}
     return rows, summary, failures
+
+
+def _mattes(engine, reader, failures, bar):
+    """(name, float matte) pairs from the engine; its per-image refusals become failures."""
+    for name, result in engine.images(reader):
+        if isinstance(result, Exception):
+            failures.append((name, str(result)))
+            bar.note(f"error: {result}")
+            bar.update()
+            continue
+        yield name, result.matte
 
 
 def format_table(summary: Dict) -> str:
@@ -227,14 +241,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir = ensure_output_dir(args.output or f"eval_{os.path.basename(root.rstrip(os.sep))}")
     save_dir = ensure_output_dir(os.path.join(out_dir, "mattes")) if args.save_mattes else None
     regions = REGIONS if args.region == "both" else (args.region,)
-    predictor = predictor_from_args(args)
-    rows, summary, failures = evaluate_samples(predictor, samples, regions, args.band_radius,
+    engine = engine_from_args(args)
+    rows, summary, failures = evaluate_samples(engine, samples, regions, args.band_radius,
                                                save_dir, progress=not args.quiet)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root,
             "layout": args.layout, "ref_size": args.ref_size, "images": len(samples)}
     csv_path, json_path = write_reports(out_dir, rows, summary, failures, info)
     print(format_table(summary))
     print(f"wrote {csv_path} and {json_path}", file=sys.stderr)
+    print(f"compile: {engine.compile_summary()}", file=sys.stderr)
     return finish(failures, len(samples), "images")
 
 

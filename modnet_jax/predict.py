@@ -2,8 +2,10 @@
 
     python -m modnet_jax.predict --checkpoint CKPT INPUT [INPUT ...] --output DIR
         [--cutout] [--composite green|#rrggbb|r,g,b|BACKGROUND.jpg] [--no-matte]
-        [--no-ofd] [--ofd-threshold 0.1] [--video-format mp4|avi]
-        [--ref-size 512] [--batch-size 4] [--lr-branch se|easpp] [--quiet]
+        [--clean-colours] [--no-ofd] [--ofd-threshold 0.1] [--video-format mp4|avi]
+        [--ref-size 512] [--batch-size 4] [--max-long-side 2048] [--max-pixels 2097152]
+        [--max-image-pixels 120000000] [--compile-cache DIR|none] [--lr-branch se|easpp]
+        [--quiet]
 
 For an image ``x.jpg`` it writes ``DIR/x_matte.png`` (8-bit alpha), with ``--cutout``
 ``DIR/x_cutout.png`` (RGBA) and with ``--composite`` ``DIR/x_composite.png``. For a video
@@ -12,6 +14,12 @@ count and frame rate; One-Frame Delay on unless ``--no-ofd``). A folder is read 
 video files (not recursively). A bad file is reported on one line and skipped; the run then
 ends with a list of skipped files and exit status 1. Fatal problems (checkpoint, output folder,
 options) end it at once with exit status 2.
+
+All files go through one ``MattingEngine`` (``modnet_jax.inference.engine``): a reader thread
+decodes ahead, the device resizes, runs the model, resizes back, applies One-Frame Delay and
+composites, and a writer thread encodes; the queues between them are bounded. The end-of-run
+line says how many programs were compiled (and how long that took) or loaded from the
+persistent compile cache.
 """
 
 from __future__ import annotations
@@ -26,22 +34,22 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # keep ffmpeg's own noise
 from modnet_jax.inference.cli import (  # noqa: E402
     UserError,
     add_model_args,
+    engine_from_args,
     ensure_output_dir,
     finish,
-    predictor_from_args,
+    read_checked,
     run_main,
 )
+from modnet_jax.inference.foreground import clean_outputs  # noqa: E402
 from modnet_jax.inference.images import (  # noqa: E402
     InputError,
-    composite,
-    cutout,
     is_image_path,
-    matte_to_uint8,
     parse_colour,
     read_image,
     write_image,
 )
 from modnet_jax.inference.ofd import OFD_THRESHOLD  # noqa: E402
+from modnet_jax.inference.pipeline import BackgroundWriter, prefetch  # noqa: E402
 from modnet_jax.inference.video import is_video_path, process_video  # noqa: E402
 from modnet_jax.progress import Progress  # noqa: E402
 
@@ -73,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--composite", metavar="BG",
                    help="also composite onto BG: a colour (green, #00ff00, 0,255,0) or an "
                         "image file; for videos this writes a composite video")
+    o.add_argument("--clean-colours", action="store_true",
+                   help="estimate the true foreground colours in the matte's soft band for "
+                        "--cutout and --composite (pymatting's estimate_foreground_ml), so "
+                        "hair does not carry the old background along; on the CPU, about a "
+                        "second per megapixel")
     v = p.add_argument_group("video")
     v.add_argument("--no-ofd", action="store_true",
                    help="turn One-Frame Delay off (on by default: each matte is corrected "
@@ -153,39 +166,45 @@ def main(argv: Optional[List[str]] = None) -> int:
         failures.append((path, message))
     if not images and not videos:
         raise UserError("no image or video files among the inputs")
-    predictor = predictor_from_args(args)
+    engine = engine_from_args(args)
     names = OutputNames(out_dir)
     bar = Progress(len(images), desc="images", unit="images",
                    enabled=not args.quiet and bool(images))
+    written = 0
+    clean = args.clean_colours and (args.cutout or background is not None)
 
-    def report(path: str, exc: Exception) -> None:
-        bar.note(f"error: {exc}")
-        failures.append((path, str(exc)))
-
-    def readable():
+    def decoded():
         for path in images:
             try:
-                yield path, read_image(path)
+                yield path, read_checked(engine, path)
             except InputError as exc:
-                report(path, exc)
-                bar.update()
+                yield path, exc
 
-    written = 0
-    for path, matte in predictor.predict_stream(readable()):
+    def write(item) -> None:
+        nonlocal written
+        path, result = item
         try:
+            if isinstance(result, Exception):
+                raise result
+            if clean:
+                result = clean_outputs(result, background, cutout=args.cutout)
             if not args.no_matte:
-                write_image(names.path(path, "matte", ".png"), matte_to_uint8(matte))
-            if args.cutout or background is not None:
-                image = read_image(path)
-                if args.cutout:
-                    write_image(names.path(path, "cutout", ".png"), cutout(image, matte))
-                if background is not None:
-                    write_image(names.path(path, "composite", ".png"),
-                                composite(image, matte, background))
+                write_image(names.path(path, "matte", ".png"), result.matte_uint8)
+            if args.cutout:
+                write_image(names.path(path, "cutout", ".png"), result.cutout)
+            if background is not None:
+                write_image(names.path(path, "composite", ".png"), result.composite)
             written += 1
         except InputError as exc:
-            report(path, exc)
+            bar.note(f"error: {exc}")
+            failures.append((path, str(exc)))
         bar.update()
+
+    depth = 2 * args.batch_size
+    with prefetch(decoded(), depth) as source, BackgroundWriter(write, depth) as writer:
+        for item in engine.images(source, cutout=args.cutout and not clean,
+                                  background=None if clean else background, with_image=clean):
+            writer.put(item)
     if images:
         bar.close()
 
@@ -193,12 +212,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     for path in videos:
         try:
             result = process_video(
-                predictor, path,
+                engine, path,
                 matte_path=None if args.no_matte else names.path(path, "matte", ext),
                 composite_path=(None if background is None
                                 else names.path(path, "composite", ext)),
                 background=(0, 255, 0) if background is None else background,
-                ofd=not args.no_ofd, ofd_threshold=args.ofd_threshold, progress=not args.quiet)
+                ofd=not args.no_ofd, clean=args.clean_colours, progress=not args.quiet)
             written += 1
             print(f"{path}: {result.frames} frames at {result.fps:g} fps, "
                   f"{result.rate:.1f} frames/s", file=sys.stderr)
@@ -207,8 +226,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             failures.append((path, str(exc)))
 
     total = len(images) + len(videos) + len(missing)
-    print(f"done: {written} of {total} inputs written to {out_dir} "
-          f"({predictor.compile_count} compiled shapes)", file=sys.stderr)
+    print(f"done: {written} of {total} inputs written to {out_dir}", file=sys.stderr)
+    print(f"compile: {engine.compile_summary()}", file=sys.stderr)
     return finish(failures, total, "inputs")
 
 

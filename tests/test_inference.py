@@ -19,14 +19,15 @@ from modnet_jax import evaluate, predict
 from modnet_jax.checkpointing import save_variables
 from modnet_jax.inference import (
     CheckpointError,
-    Predictor,
+    MattingEngine,
     area_resize,
     check_variables,
     count_frames,
     model_input_size,
     process_video,
 )
-from modnet_jax.inference.predictor import padded_batch
+from modnet_jax.inference.engine import padded_batch
+from modnet_jax.inference.preprocess import postprocess, preprocess
 from modnet_jax.models import create_model
 from modnet_jax.progress import Progress
 
@@ -114,34 +115,48 @@ def untrained(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def predictor(untrained):
+def engine(untrained):
     model, variables, _ = untrained
-    return Predictor(model, variables, ref_size=REF, batch_size=4)
+    return MattingEngine(model, variables, ref_size=REF, batch_size=4)
 
 
-def test_mixed_size_folder_compiles_each_bucket_once(predictor):
+def reference_mattes(model, variables, images):
+    """The host path the engine replaces: numpy pre-processing, the model on the batch of all
+    ``images`` (equal model sizes), numpy resize back."""
+    x = np.stack([preprocess(im, REF) for im in images])
+    out = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False, inference=True)[2])(
+        variables, x))[..., 0]
+    return [postprocess(m, *im.shape[:2]) for m, im in zip(out, images)]
+
+
+def test_mixed_size_folder_equals_host_path_and_compiles_each_bucket_once(untrained, engine):
+    model, variables, _ = untrained
     rng = np.random.default_rng(0)
     sizes = [(64, 80), (64, 100), (70, 90), (66, 99), (64, 64)]  # buckets 64x64 (3), 64x96 (2)
     items = [(i, portrait(rng, h, w)[0]) for i, (h, w) in enumerate(sizes)]
-    before = predictor.compile_count
-    out = dict(predictor.predict_stream(items))
-    assert predictor.compiled_shapes[before:] == [(4, 64, 64), (2, 64, 96)]
+    out = {k: r.matte for k, r in engine.images(items)}
+    assert engine.model_shapes == [(4, 64, 64), (2, 64, 96)]
+    compiled = len(engine.programs.compiled) + len(engine.programs.loaded)
     for i, (h, w) in enumerate(sizes):
         assert out[i].shape == (h, w) and out[i].dtype == np.float32
         assert 0.0 <= out[i].min() and out[i].max() <= 1.0
-    again = dict(predictor.predict_stream(items))
-    assert predictor.compile_count == before + 2  # cached: nothing recompiles
+    # Same batches as the engine: [0, 2, 4] padded to 4 (the last repeated), [1, 3].
+    ref = reference_mattes(model, variables, [items[i][1] for i in (0, 2, 4, 4)])
+    ref += reference_mattes(model, variables, [items[i][1] for i in (1, 3)])
+    for i, want in zip((0, 2, 4, 4, 1, 3), ref):
+        np.testing.assert_allclose(out[i], want, rtol=0, atol=1e-6)
+    again = {k: r.matte for k, r in engine.images(items)}
+    assert len(engine.programs.compiled) + len(engine.programs.loaded) == compiled
     for i in out:
-        np.testing.assert_allclose(again[i], out[i], atol=1e-6)
-    np.testing.assert_allclose(predictor.predict(items[2][1]), out[2], atol=1e-5)
+        np.testing.assert_array_equal(again[i], out[i])
 
 
 @pytest.mark.parametrize("ofd", [True, False])
-def test_video_round_trip_keeps_frame_count_and_rate(predictor, tmp_path, ofd):
+def test_video_round_trip_keeps_frame_count_and_rate(engine, tmp_path, ofd):
     rng = np.random.default_rng(1)
     src = tmp_path / "clip.avi"
     write_video(src, [portrait(rng, 64, 80)[0] for _ in range(10)])
-    result = process_video(predictor, str(src), matte_path=str(tmp_path / "m.mp4"),
+    result = process_video(engine, str(src), matte_path=str(tmp_path / "m.mp4"),
                            composite_path=str(tmp_path / "c.avi"), ofd=ofd, progress=False)
     assert result.frames == 10 and result.fps == pytest.approx(12.5)
     for out in ("m.mp4", "c.avi"):
@@ -266,7 +281,7 @@ def train_tiny(model, variables, steps=40, batch=4, seed=0):
     return {"params": {**heads, **frozen}, "batch_stats": batch_stats}, losses
 
 
-def test_trained_tiny_checkpoint_beats_untrained(untrained, predictor, tmp_path, capsys):
+def test_trained_tiny_checkpoint_beats_untrained(untrained, engine, tmp_path, capsys):
     model, variables, _ = untrained
     trained, losses = train_tiny(model, variables)
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
@@ -281,9 +296,9 @@ def test_trained_tiny_checkpoint_beats_untrained(untrained, predictor, tmp_path,
         write_rgb(root / "image" / f"p{i}.jpg", rgb)
         cv2.imwrite(str(root / "matte" / f"p{i}.png"), np.rint(alpha * 255).astype(np.uint8))
 
-    # Untrained: the Python API (the module's predictor is already compiled for 4x64x64).
+    # Untrained: the Python API (the module's engine is already compiled for 4x64x64).
     rows, summary, failures = evaluate.evaluate_samples(
-        predictor, evaluate.find_samples(str(root), "ppm100"), regions=("image", "unknown"))
+        engine, evaluate.find_samples(str(root), "ppm100"), regions=("image", "unknown"))
     assert failures == [] and len(rows) == 6 and summary["unknown"]["count"] == 3
     mad_untrained = summary["image"]["mad"]
 

@@ -1,5 +1,18 @@
-"""Inference: the release's pre-processing, a jit-cached ``Predictor``, One-Frame Delay, video."""
+"""Inference: ``MattingEngine`` (photos, folders, video on the device), the release's resize rule,
+One-Frame Delay, image / video files, the persistent compile cache.
 
+``preprocess.preprocess`` / ``postprocess`` and ``ofd.OneFrameDelay`` are the host (numpy)
+definitions of the release's pre-processing and of OFD; the engine computes the same on the
+device and is tested against them.
+"""
+
+from modnet_jax.inference.checkpoint import (
+    CheckpointError,
+    check_variables,
+    load_checked_variables,
+)
+from modnet_jax.inference.compile_cache import default_cache_dir, setup_compile_cache
+from modnet_jax.inference.engine import MattingEngine, Matted
 from modnet_jax.inference.images import (
     InputError,
     composite,
@@ -10,12 +23,6 @@ from modnet_jax.inference.images import (
     write_image,
 )
 from modnet_jax.inference.ofd import OneFrameDelay, one_frame_delay
-from modnet_jax.inference.predictor import (
-    CheckpointError,
-    Predictor,
-    check_variables,
-    load_checked_variables,
-)
 from modnet_jax.inference.preprocess import (
     area_resize,
     model_input_size,
@@ -27,13 +34,15 @@ from modnet_jax.inference.video import count_frames, process_video
 __all__ = [
     "CheckpointError",
     "InputError",
+    "Matted",
+    "MattingEngine",
     "OneFrameDelay",
-    "Predictor",
     "area_resize",
     "check_variables",
     "composite",
     "count_frames",
     "cutout",
+    "default_cache_dir",
     "load_checked_variables",
     "model_input_size",
     "one_frame_delay",
@@ -43,5 +52,6 @@ __all__ = [
     "process_video",
     "read_image",
     "read_matte",
+    "setup_compile_cache",
     "write_image",
 ]

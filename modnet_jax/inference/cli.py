@@ -8,9 +8,12 @@ import sys
 import tempfile
 from typing import List, Optional, Tuple
 
-from modnet_jax.inference.images import InputError
-from modnet_jax.inference.predictor import CheckpointError, Predictor
-from modnet_jax.inference.preprocess import REF_SIZE
+from modnet_jax.inference.checkpoint import CheckpointError
+from modnet_jax.inference.compile_cache import ENV_VAR, default_cache_dir, setup_compile_cache
+from modnet_jax.inference.engine import MAX_IMAGE_PIXELS, MattingEngine
+from modnet_jax.inference.images import InputError, image_size, read_image
+from modnet_jax.inference.ofd import OFD_THRESHOLD
+from modnet_jax.inference.preprocess import MAX_LONG_SIDE, MAX_PIXELS, REF_SIZE
 from modnet_jax.models import MODEL_DEFAULTS
 
 
@@ -39,17 +42,53 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resize-back", choices=("area", "bilinear"), default="area",
                    help="how the matte returns to the image size (default: %(default)s, as "
                         "the release)")
+    m = parser.add_argument_group(
+        "memory and compilation",
+        "The model input follows the release's rule (short side to --ref-size, sides floored "
+        "to multiples of 32), scaled down when it would exceed --max-long-side or "
+        "--max-pixels (extreme aspect ratios such as a 300x1 image); images above "
+        "--max-image-pixels are skipped with an error line. Compiled programs are kept in a "
+        "persistent cache, so a second run with the same sizes compiles nothing.")
+    m.add_argument("--max-long-side", type=int, default=MAX_LONG_SIDE,
+                   help="cap on the model input's long side (default: %(default)s)")
+    m.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="cap on the model input's pixel count (default: %(default)s)")
+    m.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                   help="larger images are refused, per file (default: %(default)s)")
+    m.add_argument("--compile-cache", metavar="DIR", default=None,
+                   help=f"persistent compilation cache folder, or 'none' to turn it off "
+                        f"(default: ${ENV_VAR} if set, else {default_cache_dir()})")
 
 
-def predictor_from_args(args: argparse.Namespace) -> Predictor:
+def engine_from_args(args: argparse.Namespace) -> MattingEngine:
+    """A ``MattingEngine`` for the model options (and the compile cache turned on)."""
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.ref_size < 32:
         raise UserError(f"--ref-size must be >= 32, got {args.ref_size}")
+    for name in ("max_long_side", "max_pixels", "max_image_pixels"):
+        if getattr(args, name) < (32 if name == "max_long_side" else 1024):
+            raise UserError(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
+    setup_compile_cache(args.compile_cache)
     cfg = {"lr_branch": args.lr_branch, "hr_channels": args.hr_channels}
-    return Predictor.from_checkpoint(args.checkpoint, cfg, step=args.step,
-                                     ref_size=args.ref_size, batch_size=args.batch_size,
-                                     resize_back=args.resize_back)
+    return MattingEngine.from_checkpoint(
+        args.checkpoint, cfg, step=args.step, ref_size=args.ref_size,
+        batch_size=args.batch_size, resize_back=args.resize_back,
+        max_long_side=args.max_long_side, max_pixels=args.max_pixels,
+        max_image_pixels=args.max_image_pixels,
+        ofd_threshold=getattr(args, "ofd_threshold", OFD_THRESHOLD))
+
+
+def read_checked(engine: MattingEngine, path: str):
+    """``read_image(path)``, refusing (InputError) an image above the engine's pixel limit
+    from its header, before it is decoded."""
+    size = image_size(path)
+    if size is not None:
+        try:
+            engine.check_size(*size)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+    return read_image(path)
 
 
 def ensure_output_dir(path: str) -> str:

@@ -7,7 +7,7 @@ float [H, W] in [0, 1].
 from __future__ import annotations
 
 import os
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -35,6 +35,17 @@ def _imread(path: str, flags: int, what: str) -> np.ndarray:
     if data is None or data.size == 0:
         raise InputError(f"{path}: cannot read {what} (not an image, corrupt or unsupported)")
     return data
+
+
+def image_size(path: str) -> Optional[Tuple[int, int]]:
+    """(height, width) from the file's header without decoding it, or None if unknown."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception:  # noqa: BLE001 - not readable by Pillow: read_image will say why
+        return None
 
 
 def read_image(path: str) -> np.ndarray:

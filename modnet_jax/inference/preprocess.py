@@ -6,23 +6,49 @@ The release's rule (MODNET_FACTS section 6, as its demo scripts apply it):
    is ``ref_size`` (the long side becomes ``int(long / short * ref_size)``); an image whose
    sides straddle ``ref_size`` keeps its size.
 2. Floor both sides to multiples of 32 (we never go below 32, where the release would fail).
+   Bounded memory (our addition): when the result's long side exceeds ``max_long_side`` or its
+   area ``max_pixels``, both sides are scaled down by one factor until both caps hold (still
+   multiples of 32, at least 32). The release's rule asks for 153,600 x 512 on a 300 x 1
+   image; capped (defaults 2048 / 2,097,152) it runs at 2048 x 32. Images the rule keeps
+   under the caps (every usual photo or video frame) are not affected.
 3. Resize with PyTorch's "area" interpolation (adaptive average pooling, implemented here).
 4. After prediction, resize the matte back to the original size, "area" again (or bilinear).
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+import math
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
 REF_SIZE = 512
 MULTIPLE = 32
+MAX_LONG_SIDE = 2048
+MAX_PIXELS = 2048 * 1024
 
 
-def model_input_size(height: int, width: int, ref_size: int = REF_SIZE) -> Tuple[int, int]:
-    """(rh, rw) the model runs at for an image of ``height`` x ``width`` pixels."""
+def _cap(rh: int, rw: int, max_long_side: Optional[int], max_pixels: Optional[int]
+         ) -> Tuple[int, int]:
+    scale = 1.0
+    if max_long_side and max(rh, rw) > max_long_side:
+        scale = max_long_side / max(rh, rw)
+    if max_pixels and rh * rw * scale * scale > max_pixels:
+        scale = min(scale, math.sqrt(max_pixels / (rh * rw)))
+    if scale >= 1.0:
+        return rh, rw
+    h, w = int(rh * scale), int(rw * scale)
+    return max(MULTIPLE, h - h % MULTIPLE), max(MULTIPLE, w - w % MULTIPLE)
+
+
+def model_input_size(height: int, width: int, ref_size: int = REF_SIZE,
+                     max_long_side: Optional[int] = None, max_pixels: Optional[int] = None
+                     ) -> Tuple[int, int]:
+    """(rh, rw) the model runs at for an image of ``height`` x ``width`` pixels.
+
+    ``max_long_side`` / ``max_pixels`` (None: no cap) bound the result as the module says.
+    """
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     rh, rw = height, width
@@ -33,7 +59,7 @@ def model_input_size(height: int, width: int, ref_size: int = REF_SIZE) -> Tuple
             rh, rw = int(height / width * ref_size), ref_size
     rh = max(MULTIPLE, rh - rh % MULTIPLE)
     rw = max(MULTIPLE, rw - rw % MULTIPLE)
-    return rh, rw
+    return _cap(rh, rw, max_long_side, max_pixels)
 
 
 def _area_axis(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Video matting with OpenCV I/O: a matte video and/or a composite video, same frames and rate.
 
-Frames are decoded with ``cv2.VideoCapture``, batched through a ``Predictor`` (all frames of a
-video share one input size, so one compiled shape), de-flickered with One-Frame Delay
-(``ofd.OneFrameDelay``: the output lags one frame and the last frame is flushed at the end),
-and written with ``cv2.VideoWriter`` (mp4 -> 'mp4v', avi -> 'MJPG').
+Frames are decoded with ``cv2.VideoCapture`` on a reader thread, matted by
+``MattingEngine.video`` (batches of frames, One-Frame Delay and the composite on the device),
+and encoded with ``cv2.VideoWriter`` (mp4 -> 'mp4v', avi -> 'MJPG') on a writer thread; the
+queues between them hold a few batches at most.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, Optional
 
 import cv2
 import numpy as np
 
-from modnet_jax.inference.images import Background, InputError, background_for, composite
-from modnet_jax.inference.images import matte_to_uint8
-from modnet_jax.inference.ofd import OFD_THRESHOLD, OneFrameDelay
-from modnet_jax.inference.preprocess import postprocess, preprocess
+from modnet_jax.inference.foreground import clean_outputs
+from modnet_jax.inference.images import Background, InputError
+from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
 from modnet_jax.progress import Progress
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -95,59 +94,63 @@ def open_writer(path: str, fps: float, width: int, height: int) -> cv2.VideoWrit
     return writer
 
 
-def process_video(predictor, path: str, matte_path: Optional[str] = None,
+def read_frames(cap) -> Iterator[np.ndarray]:
+    """RGB frames of an opened ``cv2.VideoCapture`` until it ends."""
+    while True:
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            return
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def process_video(engine, path: str, matte_path: Optional[str] = None,
                   composite_path: Optional[str] = None, background: Background = (0, 255, 0),
-                  ofd: bool = True, ofd_threshold: float = OFD_THRESHOLD,
-                  progress: bool = True) -> VideoResult:
-    """Matte every frame of ``path``; write ``matte_path`` and/or ``composite_path``.
+                  ofd: bool = True, clean: bool = False, progress: bool = True,
+                  queue_depth: int = 2) -> VideoResult:
+    """Matte every frame of ``path`` with ``engine``; write ``matte_path`` and/or ``composite_path``.
 
     The outputs keep the input's frame count and frame rate (DEFAULT_FPS if it reports none).
-    Raises ``InputError`` for a video that cannot be opened, has no decodable frame, or whose
-    outputs cannot be created; output files are only created once a first frame decoded.
+    ``clean`` re-estimates the foreground colours before compositing (``foreground.py``; on
+    the host, slow). Raises ``InputError`` for a video that cannot be opened, has no decodable
+    frame, or whose outputs cannot be created; output files are only created once a first
+    frame decoded.
     """
     cap, info = open_video(path)
     writers: Dict[str, cv2.VideoWriter] = {}
     try:
-        ok, frame = cap.read()
-        if not ok or frame is None:
+        frames = read_frames(cap)
+        first = next(frames, None)
+        if first is None:
             raise InputError(f"{path}: video has no frames (empty, or its codec cannot be "
                              f"decoded)")
-        height, width = frame.shape[:2]
+        height, width = first.shape[:2]
         fps = info.fps or DEFAULT_FPS
         targets = {"matte": matte_path, "composite": composite_path}
         for name, out in targets.items():
             if out:
                 writers[name] = open_writer(out, fps, width, height)
-        bg = background_for(background, height, width) if composite_path else None
-        stream = OneFrameDelay(ofd_threshold, enabled=ofd)
         bar = Progress(info.frame_count or None, desc=os.path.basename(path), unit="frames",
                        enabled=progress)
 
-        def emit(pairs) -> None:
-            for matte, rgb in pairs:
-                if "matte" in writers:
-                    gray = matte_to_uint8(matte)
-                    writers["matte"].write(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
-                if "composite" in writers:
-                    comp = composite(rgb, matte, bg)
-                    writers["composite"].write(cv2.cvtColor(comp, cv2.COLOR_RGB2BGR))
-                bar.update()
+        def write(result) -> None:
+            if clean and composite_path:
+                result = clean_outputs(result, background=background)
+            if "matte" in writers:
+                writers["matte"].write(cv2.cvtColor(result.matte_uint8, cv2.COLOR_GRAY2BGR))
+            if "composite" in writers:
+                writers["composite"].write(cv2.cvtColor(result.composite, cv2.COLOR_RGB2BGR))
+            bar.update()
 
-        def run(batch: List[np.ndarray]) -> None:
-            x = np.stack([preprocess(f, predictor.ref_size) for f in batch])
-            for rgb, m in zip(batch, predictor.run_inputs(x)):
-                emit(stream.push(postprocess(m, height, width, predictor.resize_back), rgb))
+        def all_frames():
+            yield first
+            yield from frames
 
-        batch: List[np.ndarray] = []
-        while ok:
-            batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            if len(batch) == predictor.batch_size:
-                run(batch)
-                batch = []
-            ok, frame = cap.read()
-        if batch:
-            run(batch)
-        emit(stream.flush())
+        on_device_bg = None if (clean or not composite_path) else background
+        depth = queue_depth * engine.batch_size
+        with prefetch(all_frames(), depth) as source, BackgroundWriter(write, depth) as writer:
+            for result in engine.video(source, ofd=ofd, background=on_device_bg,
+                                       with_image=clean and bool(composite_path)):
+                writer.put(result)
         bar.close()
         return VideoResult(frames=bar.count, fps=fps, seconds=bar.elapsed,
                            outputs={k: v for k, v in targets.items() if v})
