@@ -27,17 +27,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from modnet_jax import metrics
 from modnet_jax.inference.cli import UserError, add_model_args, ensure_output_dir, finish
 from modnet_jax.inference.cli import engine_from_args, read_checked, run_main
-from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8
+from modnet_jax.imaging import layouts
+from modnet_jax.imaging.files import list_files
+from modnet_jax.inference.images import InputError, matte_to_uint8
 from modnet_jax.inference.images import read_matte, write_image
 from modnet_jax.inference.pipeline import prefetch
 from modnet_jax.progress import Progress
 
-# layout -> (image folders tried in order, matte folders, trimap folders), relative to ROOT.
-LAYOUTS = {
-    "ppm100": (("image",), ("matte",), ("trimap",)),
-    "p3m": (("blurred_image", "original_image"), ("mask",), ("trimap",)),
-    "am2k": (("original",), ("mask",), ("trimap",)),
-}
+# The photo + matte layouts of the shared registry (imaging/layouts.py), plus their aliases
+# (`p3m` = `p3m10k`, the name this tool used before training and evaluation shared one).
+LAYOUTS = tuple(sorted(layouts.IMAGE_MATTE_LAYOUTS + tuple(layouts.ALIASES)))
 REGIONS = ("image", "unknown")
 
 
@@ -50,14 +49,7 @@ class Sample:
 
 
 def _by_stem(folder: Optional[str]) -> Dict[str, str]:
-    if not folder or not os.path.isdir(folder):
-        return {}
-    out = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in IMAGE_EXTS and stem not in out:
-            out[stem] = os.path.join(folder, name)
-    return out
+    return list_files(folder) if folder and os.path.isdir(folder) else {}
 
 
 def _first_dir(root: str, names: Sequence[str]) -> Optional[str]:
@@ -77,15 +69,18 @@ def find_samples(root: str, layout: str = "ppm100", image_dir: Optional[str] = N
     """
     if not os.path.isdir(root):
         raise UserError(f"{root}: dataset folder does not exist")
-    images_try, mattes_try, trimaps_try = LAYOUTS[layout]
-    if image_dir:
-        images_try = (image_dir,)
+    spec = layouts.layout_spec(layout)
+    images_try = (image_dir,) if image_dir else tuple(dict.fromkeys(a for a, _ in spec.subdirs))
     images = _first_dir(root, images_try)
     if images is None:
         raise UserError(f"{root}: no image folder (looked for {'/, '.join(images_try)}/; "
                         f"is --layout {layout} right?)")
-    mattes = _by_stem(_first_dir(root, (matte_dir,) if matte_dir else mattes_try))
-    trimaps = _by_stem(_first_dir(root, (trimap_dir,) if trimap_dir else trimaps_try))
+    # The matte folder paired with the image folder found, then the layout's others.
+    partner = [m for a, m in spec.subdirs if os.path.join(root, a) == images]
+    mattes_try = (matte_dir,) if matte_dir else tuple(dict.fromkeys(
+        partner + [m for _, m in spec.subdirs]))
+    mattes = _by_stem(_first_dir(root, mattes_try))
+    trimaps = _by_stem(_first_dir(root, (trimap_dir,) if trimap_dir else spec.trimaps))
     samples = [Sample(stem, path, mattes.get(stem), trimaps.get(stem))
                for stem, path in _by_stem(images).items()]
     if not samples:
@@ -209,10 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     d = p.add_argument_group("dataset")
     d.add_argument("--data", required=True, metavar="ROOT", help="dataset folder")
-    d.add_argument("--layout", choices=sorted(LAYOUTS), default="ppm100",
-                   help="folder names: ppm100 = image/ + matte/ (+ trimap/); p3m = "
-                        "blurred_image|original_image/ + mask/ + trimap/; am2k = original/ + "
-                        "mask/ + trimap/ (default: %(default)s)")
+    d.add_argument("--layout", choices=LAYOUTS, default="ppm100",
+                   help="folder names, as training's data.layout: ppm100 = image/ + matte/ "
+                        "(+ trimap/); p3m10k (alias p3m) = blurred_image|original_image/ + "
+                        "mask/ + trimap/; am2k = original/ + mask/ + trimap/; image_matte = "
+                        "any of those pairs (default: %(default)s)")
     d.add_argument("--image-dir", help="image folder under ROOT (overrides the layout)")
     d.add_argument("--matte-dir", help="ground-truth matte folder under ROOT")
     d.add_argument("--trimap-dir", help="trimap folder under ROOT (for --region unknown)")
@@ -245,7 +241,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows, summary, failures = evaluate_samples(engine, samples, regions, args.band_radius,
                                                save_dir, progress=not args.quiet)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root,
-            "layout": args.layout, "ref_size": args.ref_size, "images": len(samples)}
+            "layout": layouts.canonical_layout(args.layout), "ref_size": args.ref_size,
+            "images": len(samples)}
     csv_path, json_path = write_reports(out_dir, rows, summary, failures, info)
     print(format_table(summary))
     print(f"wrote {csv_path} and {json_path}", file=sys.stderr)

@@ -26,6 +26,8 @@ from typing import Dict, Tuple
 import numpy as np
 from scipy import ndimage
 
+from modnet_jax.imaging import trimap
+
 METRIC_NAMES = ("mse", "mad", "sad", "grad", "conn")
 GRAD_SIGMA = 1.4
 CONN_STEP = 0.1
@@ -72,21 +74,14 @@ def unknown_mask(trimap) -> np.ndarray:
     return (t > 0.0) & (t < 1.0)
 
 
-def trimap_from_alpha(gt, radius: int = 10) -> np.ndarray:
-    """A float trimap [H, W] in {0, 0.5, 1} from a ground-truth matte (deterministic).
-
-    fg = alpha == 1, not_bg = alpha > 0; unknown where dilate(not_bg) and not erode(fg), with a
-    square window of side ``2 * radius + 1`` pixels. Used when a dataset ships no trimaps.
+def trimap_from_alpha(gt, radius: int = 10,
+                      fg_threshold: float = trimap.FG_THRESHOLD) -> np.ndarray:
+    """A float trimap [H, W] in {0, 0.5, 1} from a ground-truth matte (deterministic), for
+    datasets that ship no trimaps: the training recipe's trimap (``imaging.trimap``: fg =
+    alpha >= 0.9, not_bg = alpha > 0, band of ``radius`` pixels, square window of side
+    ``2 * radius + 1``), so training and evaluation agree on what "unknown" means.
     """
-    g = as_alpha(gt)
-    size = 2 * int(radius) + 1
-    window = np.ones((size, size), dtype=bool)
-    fg = ndimage.binary_erosion(g >= 1.0, structure=window, border_value=1)
-    not_bg = ndimage.binary_dilation(g > 0.0, structure=window)
-    trimap = np.full(g.shape, 0.5)
-    trimap[~not_bg] = 0.0
-    trimap[fg] = 1.0
-    return trimap
+    return trimap.trimap_from_float(as_alpha(gt), radius, fg_threshold)
 
 
 def mse(pred, gt, mask=None) -> float:

@@ -77,3 +77,49 @@ def test_composite_over_by_hand():
     np.testing.assert_array_equal(out, [[[50, 125, 241], [200, 200, 200]]])
     bg = np.zeros((4, 4, 3), np.uint8)  # an image background is resized to fit
     assert compositing.composite_over(image, matte, bg)[0, 0].tolist() == [50, 50, 50]
+
+
+def test_inference_readers_use_the_shared_policy(tmp_path):
+    from modnet_jax.inference.images import InputError, read_image, read_matte
+
+    bgra = np.zeros((2, 2, 4), np.uint8)
+    bgra[..., 0] = 255  # blue: the first channel in OpenCV's order, not the matte
+    bgra[..., 3] = [[0, 255], [51, 255]]
+    assert cv2.imwrite(str(tmp_path / "cut.png"), bgra)
+    np.testing.assert_allclose(read_matte(str(tmp_path / "cut.png")), [[0, 1], [0.2, 1]])
+    ok, data = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "cut.jpg").write_bytes(data.tobytes()[:-40])
+    with pytest.raises(InputError, match=r"cut\.jpg: truncated JPEG"):
+        read_image(str(tmp_path / "cut.jpg"))
+    with pytest.raises(InputError, match="no such file"):
+        read_image(str(tmp_path / "missing.png"))
+
+
+def test_exif_orientation_applied_for_inference_only(tmp_path):
+    from PIL import Image
+
+    from modnet_jax.inference.images import read_image
+
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[0, 0] = 255  # a white corner marks the stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = str(tmp_path / "phone.jpg")
+    Image.fromarray(rgb).save(path, quality=100, exif=exif)
+    assert decode.decode_rgb(path).shape == (4, 6, 3)  # training / evaluation: as stored
+    shown = read_image(path)
+    assert shown.shape == (6, 4, 3)  # inference: as a viewer shows it
+    assert shown[0, -1].min() > 200  # the stored top-left is now the top-right
+
+
+def test_evaluate_accepts_p3m_and_p3m10k(tmp_path):
+    from modnet_jax.evaluate import LAYOUTS, find_samples
+
+    for folder in ("original_image", "mask", "trimap"):
+        (tmp_path / folder).mkdir()
+        for stem in ("a", "b"):
+            cv2.imwrite(str(tmp_path / folder / f"{stem}.png"), np.zeros((4, 4), np.uint8))
+    assert "p3m" in LAYOUTS and "p3m10k" in LAYOUTS
+    old, new = find_samples(str(tmp_path), "p3m"), find_samples(str(tmp_path), "p3m10k")
+    assert old == new and [s.name for s in new] == ["a", "b"]
+    assert new[0].matte.endswith("mask/a.png") and new[0].trimap.endswith("trimap/a.png")

@@ -197,6 +197,19 @@ def load_raw(path: str, channels: int) -> np.ndarray:
     return array.reshape((head.height, head.width, 3) if channels == 3 else shape[:2])
 
 
+def image_size(path: str) -> tuple[int, int] | None:
+    """(height, width) from the file's header without decoding it (any format imagesize
+    reads: JPEG, PNG, BMP, TIFF, WebP, PPM/PGM...; raw .npy too), or None when unknown."""
+    try:
+        if extension(path) == RAW_EXTENSION:
+            head = _raw_header(path)
+            return head.height, head.width
+        width, height = imagesize.get(path)
+    except (OSError, ValueError, struct.error, IndexError, UnusableFile):
+        return None
+    return (int(height), int(width)) if width > 0 and height > 0 else None
+
+
 def header_from_bytes(path: str, data: bytes) -> HeaderInfo | None:
     """`probe_header` for a file already in memory (no truncation check); None if not PNG/JPEG."""
     if extension(path) not in (".png",) + JPEG_EXTENSIONS:
@@ -246,18 +259,24 @@ def _shrink(image: np.ndarray, reduce: int) -> np.ndarray:
     return out.reshape((rows, cols) + image.shape[2:])
 
 
-def decode_rgb(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndarray:
+def decode_rgb(path: str, reduce: int = 1, data: bytes | None = None,
+               orientation: bool = False) -> np.ndarray:
     """Decodes a colour image to uint8 RGB [H, W, 3].
 
     `reduce` in {1, 2, 4, 8} decodes at 1/reduce size, `reduced_shape` (a JPEG decodes that
     way for less work; other formats are decoded in full and shrunk). `data`: the file's
-    bytes when the caller has read them already (`read_file`).
+    bytes when the caller has read them already (`read_file`). `orientation=True` applies
+    the EXIF orientation (a photo as a viewer shows it: inference); the default ignores it,
+    so a photo and its matte line up (training, evaluation).
     """
     if extension(path) == RAW_EXTENSION:
         image = load_raw(path, 3)
         return _shrink(np.asarray(image), reduce) if reduce > 1 else image
     reduced = reduce > 1 and extension(path) in JPEG_EXTENSIONS
-    image = cv2.imdecode(_read_bytes(path, data), _REDUCED_FLAGS[reduce if reduced else 1])
+    flags = _REDUCED_FLAGS[reduce if reduced else 1]
+    if orientation:
+        flags &= ~cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(_read_bytes(path, data), flags)
     if image is None:
         raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
     if reduce > 1 and not reduced:

@@ -28,8 +28,14 @@ IMAGE_EXTENSIONS = JPEG_EXTENSIONS + (".png", ".bmp", ".webp", ".tif", ".tiff", 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
-class UnusableFile(Exception):
-    """One file that cannot be used; carries the path and a human-readable reason."""
+class InputError(Exception):
+    """A user-facing problem with one file (unreadable, unwritable, empty...): a one-line
+    message that starts with the file's path. Command-line tools print it as `error: ...`."""
+
+
+class UnusableFile(InputError):
+    """One file that cannot be used; carries the path and a human-readable reason (training
+    data skips such a file; inference and evaluation report it as an `InputError`)."""
 
     def __init__(self, path: str, reason: str):
         super().__init__(f"{path}: {reason}")
