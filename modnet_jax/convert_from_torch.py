@@ -4,12 +4,20 @@
         --input modnet_photographic_portrait_matting.ckpt --output ckpt/modnet_photographic
     python -m modnet_jax.convert_from_torch --input mobilenetv2_human_seg.ckpt \\
         --output ckpt/init_human_seg    # backbone only; the rest gets the release's init
+    python -m modnet_jax.convert_from_torch \\
+        --input modnet_photographic_portrait_matting.onnx --output ckpt/modnet_onnx
 
 Accepts the full model's state_dict with or without the ``module.`` prefix, or a bare
 MobileNetV2 ``features.*`` state_dict (then only the backbone comes from the file). The file is
 read with ``torch.load(weights_only=True)``: files carrying pickled code are refused. Missing,
 unexpected and misshapen keys are all reported by name. The output is a model-only Orbax
 checkpoint (``<output>/<step>/state``) usable as ``--checkpoint`` or ``config.init_from``.
+
+A ``.onnx`` input is read as the official ONNX export (needs only ``onnx``, not torch): its
+folded Conv+BatchNorm pairs become conv + BatchNorm(gamma 1, beta b, mean 0, var 1 - eps), the
+same eval-mode function; the training-only semantic/detail heads, absent from the export, get
+the release's initialisation (``--seed``). Before training such a model, give its BatchNorms
+real statistics: ``python -m modnet_jax.recalibrate`` (train mode is otherwise far off).
 Needs the optional extra: pip install "modnet_jax[torch]".
 """
 
@@ -22,17 +30,19 @@ import sys
 import jax
 
 from modnet_jax.checkpointing import save_variables
-from modnet_jax.interop import keys, torch_io
+from modnet_jax.interop import keys, onnx_import, torch_io
 from modnet_jax.models import create_model, model_from_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = torch_io.cli_parser("modnet_jax.convert_from_torch", __doc__)
-    p.add_argument("--input", required=True, help="the .ckpt/.pth state_dict file")
+    p.add_argument("--input", required=True,
+                   help="the .ckpt/.pth state_dict file, or the official .onnx export")
     p.add_argument("--output", required=True, help="Orbax checkpoint directory to write")
     p.add_argument("--step", type=int, default=0, help="step number to save under (default 0)")
     p.add_argument("--seed", type=int, default=0,
-                   help="init seed for the parts a backbone-only file does not cover")
+                   help="init seed for the parts the file does not cover (a backbone-only "
+                        "file: the heads; an ONNX export: the training-only heads)")
     return p.parse_args(argv)
 
 
@@ -41,11 +51,28 @@ def _shapes(tree) -> dict:
     return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in leaves}
 
 
-def convert(args: argparse.Namespace) -> None:
-    torch_io.require_torch()
+def _check_output(args: argparse.Namespace) -> None:
     if os.path.isdir(os.path.join(args.output, str(args.step))):
         raise FileExistsError(f"{args.output} already holds step {args.step}; choose another "
                               f"--output or --step")
+
+
+def convert_onnx(args: argparse.Namespace) -> None:
+    onnx_import.require_onnx()
+    _check_output(args)
+    state_dict, filled = onnx_import.onnx_to_state_dict(args.input, args.seed)
+    variables, _ = keys.torch_to_flax(state_dict)
+    step_dir = save_variables(args.output, variables, args.step)
+    print(f"read the official ONNX export {args.input} (folded BatchNorms: run "
+          f"python -m modnet_jax.recalibrate before training); {len(filled)} training-only "
+          f"head tensors initialised with seed {args.seed}; wrote {step_dir}")
+
+
+def convert(args: argparse.Namespace) -> None:
+    if onnx_import.is_onnx_file(args.input):
+        return convert_onnx(args)
+    torch_io.require_torch()
+    _check_output(args)
     state_dict = torch_io.load_state_dict_file(args.input)
     variables, kind = keys.torch_to_flax(state_dict)
     if kind == "backbone":

@@ -27,15 +27,22 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip()
 
 
-def require_torch():
-    """``import torch``, or an :class:`InteropError` that says how to install it."""
+def require_optional(module: str, what: str):
+    """``import module`` (an optional extra), or an :class:`InteropError` saying ``what`` needs
+    it and how to install it."""
+    import importlib
+
     try:
-        import torch
+        return importlib.import_module(module)
     except ImportError as exc:
-        raise InteropError(f"PyTorch is needed for this command but cannot be imported "
+        raise InteropError(f"{what} needs {module}, which cannot be imported "
                            f"({_first_line(exc)}); install the optional extra: "
                            f"{INSTALL_HINT}") from None
-    return torch
+
+
+def require_torch():
+    """``import torch``, or an :class:`InteropError` that says how to install it."""
+    return require_optional("torch", "this command (PyTorch interop)")
 
 
 def _unpickling_reason(exc: BaseException) -> Tuple[bool, str]:

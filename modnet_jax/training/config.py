@@ -10,7 +10,8 @@ Run fields (``config.X``):
   num_train_steps   > 0 overrides num_epochs
   steps_per_epoch   > 0 overrides the dataset-derived epoch length (lr decay is per epoch)
   num_devices       local devices to use (-1: all)
-  init_from         checkpoint to start from (workdir / manager dir / step dir; required for SOC)
+  init_from         checkpoint to start from (workdir / manager dir / step dir, or the official
+                    ONNX export *.onnx; required for SOC)
   log_every, eval_every, checkpoint_every   in steps (eval_every 0: only at the end, -1: never)
   eval_batch_size, num_eval_batches (-1: the whole validation split), eval_at_start
   keep_checkpoints (newest N kept), keep_best (best N by validation MAD kept), async_checkpoint

@@ -36,7 +36,7 @@ from modnet_jax.data import (
     validate_dataset,
 )
 from modnet_jax.models import init_variables, model_from_config
-from modnet_jax.training.pretrained import merge_pretrained
+from modnet_jax.training.pretrained import load_init_variables, merge_pretrained
 from modnet_jax.training.reporting import Reporter
 
 LOGGER = logging.getLogger(__name__)
@@ -170,8 +170,7 @@ def train(config, workdir: str) -> Dict[str, Any]:
     model = model_from_config(config.model, axis_name=parallel.AXIS)
     variables = init_variables(model_from_config(config.model), jax.random.key(seed))
     if config.init_from:
-        variables, report = merge_pretrained(variables,
-                                             checkpointing.load_variables(config.init_from))
+        variables, report = merge_pretrained(variables, load_init_variables(config.init_from))
         LOGGER.info("initialised from %s: %s", config.init_from, report)
     elif mode == "soc":
         raise ValueError("SOC adapts a trained model: set config.init_from to a supervised "

@@ -9,6 +9,24 @@ import numpy as np
 from flax import traverse_util
 
 
+def load_init_variables(path: str) -> dict:
+    """Variables to start from: a checkpoint (workdir / manager dir / step dir) or the official
+    ONNX export (``*.onnx``; needs the optional ``onnx`` package)."""
+    from modnet_jax.interop.onnx_import import is_onnx_file
+
+    if is_onnx_file(path):
+        from modnet_jax.interop.onnx_import import load_onnx_variables
+        from modnet_jax.interop.torch_io import InteropError
+
+        try:
+            return load_onnx_variables(path)[0]
+        except InteropError as err:  # onnx missing, unreadable file: a one-line error
+            raise ValueError(f"init_from: {err}") from None
+    from modnet_jax import checkpointing
+
+    return checkpointing.load_variables(path)
+
+
 def merge_pretrained(fresh: Any, loaded: Any) -> Tuple[dict, str]:
     """Variables shaped like ``fresh`` taking every leaf ``loaded`` has at the same path.
 
