@@ -38,7 +38,6 @@ import math
 import mmap
 import os
 import struct
-import threading
 from dataclasses import dataclass
 
 import cv2

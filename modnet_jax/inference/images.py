@@ -17,10 +17,14 @@ import cv2
 import numpy as np
 
 from modnet_jax.imaging import decode
-from modnet_jax.imaging.compositing import Background, background_for  # noqa: F401
-from modnet_jax.imaging.compositing import composite_over as composite  # noqa: F401
-from modnet_jax.imaging.files import IMAGE_EXTENSIONS as IMAGE_EXTS  # noqa: F401
-from modnet_jax.imaging.files import InputError, is_image_path  # noqa: F401
+from modnet_jax.imaging.compositing import Background, background_for
+from modnet_jax.imaging.compositing import composite_over as composite
+from modnet_jax.imaging.files import IMAGE_EXTENSIONS as IMAGE_EXTS
+from modnet_jax.imaging.files import InputError, is_image_path
+
+__all__ = ["IMAGE_EXTS", "NAMED_COLOURS", "Background", "InputError", "background_for",
+           "composite", "cutout", "image_size", "is_image_path", "matte_to_uint8",
+           "parse_colour", "read_image", "read_matte", "write_image"]
 
 NAMED_COLOURS = {
     "green": (0, 255, 0), "blue": (0, 0, 255), "red": (255, 0, 0), "white": (255, 255, 255),

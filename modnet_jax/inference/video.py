@@ -15,13 +15,18 @@ from typing import Dict, Optional
 import cv2
 
 from modnet_jax.imaging.compositing import Background
-from modnet_jax.imaging.files import VIDEO_EXTENSIONS as VIDEO_EXTS  # noqa: F401 (public name)
-from modnet_jax.imaging.files import InputError, is_video_path  # noqa: F401 (public names)
-from modnet_jax.imaging.video import DEFAULT_FPS, count_frames, open_video, open_writer  # noqa: F401
+from modnet_jax.imaging.files import VIDEO_EXTENSIONS as VIDEO_EXTS
+from modnet_jax.imaging.files import InputError, is_video_path
+from modnet_jax.imaging.video import DEFAULT_FPS, count_frames, open_video, open_writer
 from modnet_jax.imaging.video import read_frames
 from modnet_jax.inference.foreground import clean_outputs
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
 from modnet_jax.progress import Progress
+
+
+# Video file helpers live in imaging.video / imaging.files; these names stay importable here.
+__all__ = ["DEFAULT_FPS", "VIDEO_EXTS", "InputError", "VideoResult", "count_frames",
+           "is_video_path", "open_video", "open_writer", "process_video"]
 
 
 @dataclass
