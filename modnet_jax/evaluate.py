@@ -10,8 +10,20 @@ and are compared at the ground truth's full resolution, alpha in [0, 1] (see
 and means to the trimap's unknown band: the dataset's own trimap when it has one
 (``trimap/x.png``), otherwise one made from the ground truth (``--band-radius`` pixels).
 
+Scores use 8-bit mattes by default, as the reference evaluation code does with PNG files
+(``--precision float`` scores the float output). Images are decoded ahead and scored by a
+thread pool while the model runs.
+
 Writes ``DIR/per_image.csv`` (one row per image and region), ``DIR/summary.json`` (means,
-counts, skipped files) and prints a table. Python API: ``find_samples`` + ``evaluate_samples``.
+counts, precision, skipped files) and prints a table. Python API: ``find_samples`` +
+``evaluate_samples``.
+
+    python -m modnet_jax.evaluate --checkpoint CKPT --data ROOT --layout video [--no-ofd]
+
+evaluates clips (``ROOT/video/x.mp4`` or ``ROOT/video/x/`` frames, ground truth
+``ROOT/matte/x.mp4`` or ``ROOT/matte/x/``): per-frame MSE/MAD, dtSSD and MESSDdt, and the
+flicker score (which needs no ground truth): ``per_clip.csv``, ``per_frame.csv``,
+``summary.json``; see ``modnet_jax.video_eval``.
 """
 
 from __future__ import annotations
@@ -21,16 +33,19 @@ import csv
 import json
 import os
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from modnet_jax import metrics
+from modnet_jax import metrics, video_eval
 from modnet_jax.inference.cli import UserError, add_model_args, ensure_output_dir, finish
 from modnet_jax.inference.cli import engine_from_args, read_checked, run_main
 from modnet_jax.imaging import layouts
 from modnet_jax.imaging.files import list_files
 from modnet_jax.inference.images import InputError, matte_to_uint8
 from modnet_jax.inference.images import read_matte, write_image
+from modnet_jax.inference.ofd import OFD_THRESHOLD
 from modnet_jax.inference.pipeline import prefetch
 from modnet_jax.progress import Progress
 
@@ -93,22 +108,50 @@ def region_mask(region: str, gt, trimap_path: Optional[str], band_radius: int):
     if region == "image":
         return None, "-"
     if trimap_path:
-        trimap = read_matte(trimap_path)
+        trimap = read_matte(trimap_path, keep_uint8=True)
         if trimap.shape != gt.shape:
             raise InputError(f"{trimap_path}: trimap size {trimap.shape} differs from the "
                              f"matte's {gt.shape}")
         return metrics.unknown_mask(trimap), "file"
-    return metrics.unknown_mask(metrics.trimap_from_alpha(gt, band_radius)), "generated"
+    return metrics.unknown_band(gt, band_radius), "generated"
+
+
+def score_sample(s: Sample, pred, regions: Sequence[str], band_radius: int, precision: str,
+                 save_dir: Optional[str]) -> List[dict]:
+    """Rows of one predicted matte against its ground truth (one per region). InputError on a
+    bad ground-truth or trimap file."""
+    gt = read_matte(s.matte, keep_uint8=True)  # 8-bit files stay uint8 (exact, 8x smaller)
+    if gt.shape != pred.shape:
+        raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
+                         f"{pred.shape}")
+    if save_dir:
+        write_image(os.path.join(save_dir, f"{s.name}.png"), matte_to_uint8(pred))
+    masks = [region_mask(region, gt, s.trimap, band_radius) for region in regions]
+    scores = metrics.compute_metrics_masks(pred, gt, [m for m, _ in masks], precision)
+    return [{"name": s.name, "region": region, "trimap": source, "precision": precision,
+             **score} for region, (_, source), score in zip(regions, masks, scores)]
+
+
+def default_workers() -> int:
+    """Scoring threads: the CPU count (OpenCV and numpy release the GIL), at least 2."""
+    return max(2, os.cpu_count() or 1)
 
 
 def evaluate_samples(engine, samples: Sequence[Sample], regions: Sequence[str] = ("image",),
                      band_radius: int = 10, save_dir: Optional[str] = None,
-                     progress: bool = False) -> Tuple[List[dict], Dict, List[Tuple[str, str]]]:
-    """(rows, summary, failures). Rows: {name, region, trimap, mse, mad, sad, grad, conn}.
+                     progress: bool = False, precision: str = "8bit",
+                     workers: Optional[int] = None
+                     ) -> Tuple[List[dict], Dict, List[Tuple[str, str]]]:
+    """(rows, summary, failures). Rows: {name, region, trimap, precision, mse, ..., conn}.
 
+    Mattes come from ``engine`` (a ``MattingEngine``) while a reader thread decodes ahead and a
+    pool of ``workers`` threads scores finished mattes; at most 2 x ``engine.batch_size``
+    decoded images and ``workers`` + 1 unscored mattes are held at once.
     ``summary[region]`` holds the metric means and ``count``; failures are (file, message).
-    Mattes come from ``engine`` (a ``MattingEngine``) while a reader thread decodes ahead.
     """
+    if precision not in metrics.PRECISIONS:
+        raise ValueError(f"precision must be one of {metrics.PRECISIONS}, got {precision!r}")
+    workers = workers or default_workers()
     failures: List[Tuple[str, str]] = []
     by_name = {s.name: s for s in samples}
     bar = Progress(len(samples), desc="evaluate", unit="images", enabled=progress)
@@ -128,26 +171,29 @@ def evaluate_samples(engine, samples: Sequence[Sample], regions: Sequence[str] =
                 bar.update()
 
     rows: List[dict] = []
-    with prefetch(readable(), depth=2 * engine.batch_size) as reader:
-        for name, pred in _mattes(engine, reader, failures, bar):
-            s = by_name[name]
+    scoring: "deque" = deque()
+
+    def collect(block: bool) -> None:
+        while scoring and (block or scoring[0][1].done()):
+            s, future = scoring.popleft()
             try:
-                gt = read_matte(s.matte)
-                if gt.shape != pred.shape:
-                    raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
-                                     f"{pred.shape}")
-                if save_dir:
-                    write_image(os.path.join(save_dir, f"{name}.png"), matte_to_uint8(pred))
-                mine = []
-                for region in regions:
-                    mask, source = region_mask(region, gt, s.trimap, band_radius)
-                    mine.append({"name": name, "region": region, "trimap": source,
-                                 **metrics.compute_metrics(pred, gt, mask)})
-                rows.extend(mine)
+                rows.extend(future.result())
             except InputError as exc:
                 failures.append((s.matte, str(exc)))
                 bar.note(f"error: {exc}")
             bar.update()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="score") as pool, \
+            prefetch(readable(), depth=2 * engine.batch_size) as reader:
+        for name, pred in _mattes(engine, reader, failures, bar):
+            s = by_name[name]
+            scoring.append((s, pool.submit(score_sample, s, pred, regions, band_radius,
+                                           precision, save_dir)))
+            collect(block=False)
+            while len(scoring) > workers:  # bound the mattes waiting for a scorer
+                wait([scoring[0][1]])
+                collect(block=False)
+        collect(block=True)
     bar.close()
     rows.sort(key=lambda r: (r["name"], REGIONS.index(r["region"])))
     summary = {}
@@ -175,44 +221,62 @@ def format_table(summary: Dict) -> str:
     for region, values in summary.items():
         cells = "".join(f"{values[m]:>12.6g}" for m in metrics.METRIC_NAMES)
         lines.append(f"{region:<9}{values['count']:>6}{cells}")
-    lines.append("MSE, MAD: means over pixels (alpha in [0,1]); SAD, Grad, Conn: sums / 1000.")
+    lines.append("MSE, MAD: means over pixels (alpha in [0,1]); SAD, Grad, Conn: sums / 1000 "
+                 "(Grad and Conn on the DIM evaluation's scale).")
     return "\n".join(lines)
 
 
-def write_reports(out_dir: str, rows: List[dict], summary: Dict,
-                  failures: List[Tuple[str, str]], info: Dict) -> Tuple[str, str]:
-    csv_path = os.path.join(out_dir, "per_image.csv")
-    json_path = os.path.join(out_dir, "summary.json")
-    fields = ["name", "region", "trimap", *metrics.METRIC_NAMES]
+IMAGE_FIELDS = ("name", "region", "trimap", "precision", *metrics.METRIC_NAMES)
+
+
+def write_reports(out_dir: str, tables: Dict[str, Tuple[Sequence[str], List[dict]]],
+                  summary: Dict, failures: List[Tuple[str, str]], info: Dict) -> List[str]:
+    """Write each ``tables[file name] = (columns, rows)`` as CSV and ``summary.json``."""
+    paths = []
     try:
-        with open(csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        with open(json_path, "w") as f:
+        for file_name, (fields, rows) in tables.items():
+            paths.append(os.path.join(out_dir, file_name))
+            with open(paths[-1], "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+        paths.append(os.path.join(out_dir, "summary.json"))
+        with open(paths[-1], "w") as f:
             json.dump({**info, "metrics": summary,
                        "skipped": [{"file": p, "error": m} for p, m in failures]}, f, indent=2)
     except OSError as exc:
         raise UserError(f"{exc.filename}: cannot write ({exc.strerror})") from None
-    return csv_path, json_path
+    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m modnet_jax.evaluate",
-        description="Matting errors (MSE, MAD, SAD, Grad, Conn) of a checkpoint on a dataset.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Matting errors of a checkpoint on a dataset.\n\n"
+                    "images: MSE, MAD, SAD, Grad, Conn per image (per_image.csv) and means\n"
+                    "videos (--layout video): per-frame MSE, MAD, dtSSD, MESSDdt against "
+                    "ground-truth\n  mattes (per_frame.csv), their clip means and the "
+                    "ground-truth-free flicker\n  score (per_clip.csv)\n"
+                    "Conventions (DIM evaluation / PaddleSeg / RVM): see modnet_jax/metrics.py "
+                    "and\nmodnet_jax/temporal.py.")
     add_model_args(p)
     d = p.add_argument_group("dataset")
-    d.add_argument("--data", required=True, metavar="ROOT", help="dataset folder")
-    d.add_argument("--layout", choices=LAYOUTS, default="ppm100",
+    d.add_argument("--data", required=True, metavar="ROOT",
+                   help="dataset folder; with --layout video also one video file or one "
+                        "folder of frames (flicker score only)")
+    d.add_argument("--layout", choices=LAYOUTS + ("video",), default="ppm100",
                    help="folder names, as training's data.layout: ppm100 = image/ + matte/ "
                         "(+ trimap/); p3m10k (alias p3m) = blurred_image|original_image/ + "
                         "mask/ + trimap/; am2k = original/ + mask/ + trimap/; image_matte = "
-                        "any of those pairs (default: %(default)s)")
-    d.add_argument("--image-dir", help="image folder under ROOT (overrides the layout)")
+                        "any of those pairs; video = video/ (video files or frame folders) + "
+                        "matte/ (matte videos or folders, same names) (default: %(default)s)")
+    d.add_argument("--image-dir", help="image (or video) folder under ROOT (overrides the "
+                                       "layout)")
     d.add_argument("--matte-dir", help="ground-truth matte folder under ROOT")
     d.add_argument("--trimap-dir", help="trimap folder under ROOT (for --region unknown)")
-    d.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    d.add_argument("--limit", type=int, default=None,
+                   help="evaluate only the first N images (clips)")
     e = p.add_argument_group("evaluation")
     e.add_argument("--region", choices=("image", "unknown", "both"), default="image",
                    help="whole image, the trimap's unknown band, or both (default: %(default)s)")
@@ -224,13 +288,60 @@ def build_parser() -> argparse.ArgumentParser:
                         "./eval_<name of ROOT>)")
     e.add_argument("--save-mattes", action="store_true",
                    help="also write the predicted mattes to DIR/mattes/")
+    e.add_argument("--precision", choices=metrics.PRECISIONS, default="8bit",
+                   help="8bit: round both mattes to 8 bits before scoring, as the reference "
+                        "evaluation code does with PNG files (published tables); float: score "
+                        "the model's float output (default: %(default)s)")
+    e.add_argument("--workers", type=int, default=None,
+                   help="threads that score mattes while the model runs "
+                        "(default: the CPU count, at least 2)")
+    v = p.add_argument_group("video (--layout video)")
+    v.add_argument("--no-ofd", action="store_true",
+                   help="score the raw mattes (One-Frame Delay is on by default, as in predict)")
+    v.add_argument("--ofd-threshold", type=float, default=OFD_THRESHOLD,
+                   help="OFD flicker threshold on alpha in [0,1] (default: %(default)s)")
+    v.add_argument("--no-messddt", action="store_true",
+                   help="skip MESSDdt (its optical flow is the slowest part)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
+def main_video(args, root: str, out_dir: str) -> int:
+    try:
+        clips = video_eval.find_clips(root, args.image_dir or "video", args.matte_dir or "matte")
+    except InputError as exc:
+        raise UserError(str(exc)) from None
+    if args.limit is not None:
+        clips = clips[:max(0, args.limit)]
+    if not 0.0 <= args.ofd_threshold <= 1.0:
+        raise UserError(f"--ofd-threshold must be in [0, 1], got {args.ofd_threshold}")
+    engine = engine_from_args(args)  # its OFD threshold: --ofd-threshold
+    clip_rows, frame_rows, summary, failures = video_eval.evaluate_clips(
+        engine, clips, ofd=not args.no_ofd, precision=args.precision,
+        messddt=not args.no_messddt, progress=not args.quiet)
+    info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root, "layout": "video",
+            "ref_size": args.ref_size, "clips": len(clips), "precision": args.precision,
+            "ofd": not args.no_ofd, "ofd_threshold": args.ofd_threshold}
+    clip_fields = ("name", "frames", "ground_truth", "precision", "ofd", *video_eval.CLIP_FIELDS)
+    paths = write_reports(out_dir, {
+        "per_clip.csv": (clip_fields, clip_rows),
+        "per_frame.csv": (("name", "frame", *video_eval.FRAME_FIELDS), frame_rows)},
+        summary, failures, info)
+    print(video_eval.format_table(clip_rows, summary))
+    print(f"wrote {', '.join(paths)}", file=sys.stderr)
+    print(f"compile: {engine.compile_summary()}", file=sys.stderr)
+    return finish(failures, len(clips), "clips")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
     root = os.path.abspath(os.path.expanduser(args.data))
+    if args.layout == "video":
+        out_dir = ensure_output_dir(
+            args.output or f"eval_{os.path.splitext(os.path.basename(root.rstrip(os.sep)))[0]}")
+        return main_video(args, root, out_dir)
     samples = find_samples(root, args.layout, args.image_dir, args.matte_dir, args.trimap_dir)
     if args.limit is not None:
         samples = samples[:max(0, args.limit)]
@@ -239,13 +350,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     regions = REGIONS if args.region == "both" else (args.region,)
     engine = engine_from_args(args)
     rows, summary, failures = evaluate_samples(engine, samples, regions, args.band_radius,
-                                               save_dir, progress=not args.quiet)
+                                               save_dir, progress=not args.quiet,
+                                               precision=args.precision, workers=args.workers)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root,
             "layout": layouts.canonical_layout(args.layout), "ref_size": args.ref_size,
-            "images": len(samples)}
-    csv_path, json_path = write_reports(out_dir, rows, summary, failures, info)
+            "images": len(samples), "precision": args.precision}
+    paths = write_reports(out_dir, {"per_image.csv": (IMAGE_FIELDS, rows)}, summary, failures,
+                          info)
     print(format_table(summary))
-    print(f"wrote {csv_path} and {json_path}", file=sys.stderr)
+    print(f"wrote {' and '.join(paths)}", file=sys.stderr)
     print(f"compile: {engine.compile_summary()}", file=sys.stderr)
     return finish(failures, len(samples), "images")
 

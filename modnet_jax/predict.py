@@ -50,6 +50,7 @@ from modnet_jax.inference.images import (  # noqa: E402
 )
 from modnet_jax.inference.ofd import OFD_THRESHOLD  # noqa: E402
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch  # noqa: E402
+from modnet_jax.inference.stream_cli import add_stream_args, stream_main  # noqa: E402
 from modnet_jax.inference.video import is_video_path, process_video  # noqa: E402
 from modnet_jax.progress import Progress  # noqa: E402
 
@@ -69,9 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "checkpoint,\noutput folder or option stops the run (exit status 2).",
         epilog="example: python -m modnet_jax.predict --checkpoint runs/ppm/checkpoints "
                "photos/ clip.mp4 --output out/ --cutout --composite '#00ff00'")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image files, video files or folders of them")
-    p.add_argument("--output", required=True, metavar="DIR", help="folder for the results")
+    p.add_argument("--output", metavar="DIR",
+                   help="folder for the results (required, except with --stream and a "
+                        "preview window)")
     add_model_args(p)
     o = p.add_argument_group("outputs")
     o.add_argument("--no-matte", action="store_true",
@@ -95,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--video-format", choices=("mp4", "avi"), default="mp4",
                    help="container of output videos: mp4 (mp4v) or avi (MJPG) "
                         "(default: %(default)s)")
+    add_stream_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -153,9 +157,26 @@ def parse_background(text: Optional[str]):
         raise UserError(f"--composite: {exc}, and no image file of that name") from None
 
 
+def stream_matte_fn(args):
+    """frames -> mattes for the live path: the engine, one frame per call (lowest latency)."""
+    return engine_from_args(args).matte
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     background = parse_background(args.composite)
+    if args.stream is not None:
+        if args.inputs:
+            raise UserError("--stream takes its source instead of INPUT files; give one or "
+                            "the other")
+        if args.clean_colours or args.cutout:
+            raise UserError("--clean-colours and --cutout are for files, not --stream")
+        out = ensure_output_dir(args.output) if args.output else None
+        return stream_main(args, lambda: stream_matte_fn(args), background, out)
+    if not args.inputs:
+        raise UserError("no INPUT given (image/video files or folders, or --stream SOURCE)")
+    if not args.output:
+        raise UserError("--output DIR is required")
     if args.no_matte and not args.cutout and background is None:
         raise UserError("nothing to write: --no-matte without --cutout or --composite")
     out_dir = ensure_output_dir(args.output)

@@ -6,7 +6,8 @@
         bar.update()
     bar.close()          # final line with the count, elapsed time and average rate
 
-``total=None`` (unknown length) shows the count and rate without a bar. ``enabled=False``
+``total=None`` (unknown length) shows the count and rate without a bar;
+``bar.postfix = "..."`` adds text to the line (e.g. live latency figures). ``enabled=False``
 draws nothing, but ``count``, ``rate`` and ``elapsed`` still work (callers report them).
 While a bar is open, records of the standard ``logging`` console handlers and ``note()``
 lines are printed above it (tqdm clears the bar, writes the line, and redraws), so log
@@ -24,8 +25,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 # "desc: 40%|#####     | 4/10 frames 2.31frames/s [00:01<00:02]"; without a total, no bar.
-_FORMAT = "{l_bar}{bar:%d}| {n_fmt}/{total_fmt} %s {rate_fmt} [{elapsed}<{remaining}]"
-_FORMAT_NO_TOTAL = "{desc}: {n_fmt} %s {rate_fmt} [{elapsed}]"
+_FORMAT = "{l_bar}{bar:%d}| {n_fmt}/{total_fmt} %s {rate_fmt} [{elapsed}<{remaining}]{postfix}"
+_FORMAT_NO_TOTAL = "{desc}: {n_fmt} %s {rate_fmt} [{elapsed}]{postfix}"
 
 
 class Progress:
@@ -39,6 +40,7 @@ class Progress:
         self.start = time.perf_counter()
         self.stream = stream if stream is not None else sys.stderr
         self._base = 0
+        self._postfix = ""
         self._closed = False
         self._logs = contextlib.ExitStack()
         self._bar = None
@@ -57,6 +59,16 @@ class Progress:
     def desc(self, text: str) -> None:
         if self._bar is not None:
             self._bar.set_description_str(text, refresh=False)
+
+    @property
+    def postfix(self) -> str:
+        return self._postfix
+
+    @postfix.setter
+    def postfix(self, text: str) -> None:
+        self._postfix = str(text or "")
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix, refresh=False)
 
     @property
     def elapsed(self) -> float:

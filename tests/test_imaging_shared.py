@@ -54,8 +54,9 @@ def test_alpha_float_keeps_16_bit_precision(tmp_path):
     values = np.array([[0, 1, 257, 32768, 65535]], np.uint16)
     path = str(tmp_path / "a16.png")
     assert cv2.imwrite(path, values)
-    got = decode.decode_alpha_float(path)
+    got = decode.decode_alpha_native(path)
     np.testing.assert_array_equal(got, values / 65535.0)
+    assert decode.decode_alpha_native(path, keep_uint8=True).dtype == np.float64  # 16-bit
     # The 8-bit reader rounds the same values to 0..255.
     np.testing.assert_array_equal(decode.decode_alpha(path), [[0, 0, 1, 128, 255]])
 
@@ -66,7 +67,9 @@ def test_alpha_float_uses_the_rgba_alpha_channel(tmp_path):
     bgra[..., 3] = [0, 51, 255]
     path = str(tmp_path / "cutout.png")
     assert cv2.imwrite(path, bgra)
-    np.testing.assert_allclose(decode.decode_alpha_float(path), [[0.0, 0.2, 1.0]])
+    np.testing.assert_allclose(decode.decode_alpha_native(path), [[0.0, 0.2, 1.0]])
+    native = decode.decode_alpha_native(path, keep_uint8=True)
+    np.testing.assert_array_equal(native, [[0, 51, 255]])
 
 
 def test_composite_over_by_hand():

@@ -311,7 +311,8 @@ def test_trained_tiny_checkpoint_beats_untrained(untrained, engine, tmp_path, ca
     report = json.loads((out / "summary.json").read_text())
     assert report["images"] == 3 and report["skipped"] == []
     rows = (out / "per_image.csv").read_text().strip().splitlines()
-    assert rows[0] == "name,region,trimap,mse,mad,sad,grad,conn" and len(rows) == 1 + 6
+    assert rows[0] == "name,region,trimap,precision,mse,mad,sad,grad,conn" and len(rows) == 1 + 6
+    assert report["precision"] == "8bit" and rows[1].split(",")[3] == "8bit"
     mad_trained = report["metrics"]["image"]["mad"]
     print(f"MAD untrained {mad_untrained:.4f} -> trained {mad_trained:.4f}")
     assert mad_trained < 0.5 * mad_untrained

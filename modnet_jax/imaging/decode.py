@@ -365,13 +365,17 @@ def decode_alpha(path: str, reduce: int = 1, data: bytes | None = None) -> np.nd
     return _matte_plane(path, _to_uint8(path, _decode_unchanged(path, data)))
 
 
-def decode_alpha_float(path: str) -> np.ndarray:
-    """A matte as float64 [H, W] in [0, 1] at the file's own precision (a 16-bit file keeps
-    its 65536 levels: evaluation scores against it), same channel policy as `decode_alpha`."""
+def decode_alpha_native(path: str, keep_uint8: bool = False) -> np.ndarray:
+    """A matte at the file's own precision, same channel policy as `decode_alpha`: float64
+    [H, W] in [0, 1] (a 16-bit file keeps its 65536 levels: evaluation scores against it),
+    or with `keep_uint8` an 8-bit file's uint8 values (0..255) as they are."""
     if extension(path) == RAW_EXTENSION:
-        return load_raw(path, 1).astype(np.float64) / 255.0
-    raw = _decode_unchanged(path, read_file(path))
-    if raw.dtype.kind not in "uif":
-        raise UnusableFile(path, f"unsupported alpha sample type {raw.dtype}")
-    plane = _matte_plane(path, raw)
+        plane = np.asarray(load_raw(path, 1))
+    else:
+        raw = _decode_unchanged(path, read_file(path))
+        if raw.dtype.kind not in "uif":
+            raise UnusableFile(path, f"unsupported alpha sample type {raw.dtype}")
+        plane = _matte_plane(path, raw)
+    if keep_uint8 and plane.dtype == np.uint8:
+        return np.ascontiguousarray(plane)
     return np.clip(plane.astype(np.float64) / _full_scale(plane), 0.0, 1.0)

@@ -33,18 +33,32 @@ FG_THRESHOLD = 0.9   # fg = alpha >= this (the authors' recipe; see the module d
 BG_THRESHOLD = 0.0   # not_bg = alpha > this
 
 
-def trimap_from_masks(fg: np.ndarray, not_bg: np.ndarray, radius: int) -> np.ndarray:
-    """uint8 trimap (0 / 128 / 255) from 2-D 0/1 uint8 masks: erode fg, dilate not_bg by a
-    (2 radius + 1) square; 255 where fg survives, else 128 inside the dilated not_bg, else 0."""
+def _threshold(alpha: np.ndarray, fg_threshold: float, bg_threshold: float) -> tuple:
+    """(fg, not_bg) 0/1 uint8 masks: alpha >= fg_threshold, alpha > bg_threshold (thresholds
+    on the [0, 1] scale; a uint8 matte is compared on its 0..255 integer scale, exactly)."""
+    plane = alpha.reshape(alpha.shape[:2])
+    if plane.dtype == np.uint8:
+        # a >= t  <=>  alpha >= ceil(255 t);  a > t  <=>  alpha > floor(255 t).
+        fg = plane >= int(np.ceil(fg_threshold * 255 - 1e-6))
+        not_bg = plane > int(np.floor(bg_threshold * 255 + 1e-6))
+    else:
+        fg, not_bg = plane >= fg_threshold, plane > bg_threshold
+    return fg.astype(np.uint8), not_bg.astype(np.uint8)
+
+
+def band_masks(alpha: np.ndarray, radius: int, fg_threshold: float = FG_THRESHOLD,
+               bg_threshold: float = BG_THRESHOLD) -> tuple:
+    """(definite foreground, not definite background) 0/1 uint8 masks [H, W] of the trimap
+    of `alpha` (uint8 0..255 or float [0, 1]): erode(fg) and dilate(not_bg) by a
+    (2 radius + 1) square. The unknown band is where not_bg is 1 and fg is 0."""
+    fg, not_bg = _threshold(np.asarray(alpha), fg_threshold, bg_threshold)
     if radius > 0:
         kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
         # Border value 1 for erosion: the image edge does not count as background, so a
         # subject cut by the crop keeps its definite-foreground core up to the edge.
         fg = cv2.erode(fg, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
         not_bg = cv2.dilate(not_bg, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    # 128 where not background, then 255 wherever foreground survives (fg wins, as in the
-    # recipe, even with thresholds that let the two sets disagree); masks are 0/1.
-    return cv2.max(not_bg * np.uint8(UNKNOWN), fg * np.uint8(255))
+    return fg, not_bg
 
 
 def make_trimap(alpha: np.ndarray, radius: int, fg_threshold: float = FG_THRESHOLD,
@@ -56,22 +70,18 @@ def make_trimap(alpha: np.ndarray, radius: int, fg_threshold: float = FG_THRESHO
     """
     if alpha.dtype != np.uint8:
         raise ValueError(f"make_trimap expects uint8 alpha, got {alpha.dtype}")
-    plane = alpha.reshape(alpha.shape[:2])
-    # Thresholds move to the 0..255 integer scale: a >= t  <=>  alpha >= ceil(255 t).
-    fg = (plane >= int(np.ceil(fg_threshold * 255 - 1e-6))).astype(np.uint8)
-    not_bg = (plane > int(np.floor(bg_threshold * 255 + 1e-6))).astype(np.uint8)
-    return trimap_from_masks(fg, not_bg, radius).reshape(alpha.shape)
+    fg, not_bg = band_masks(alpha, radius, fg_threshold, bg_threshold)
+    # 128 where not background, then 255 wherever foreground survives (fg wins, as in the
+    # recipe, even with thresholds that let the two sets disagree); masks are 0/1.
+    return cv2.max(not_bg * np.uint8(UNKNOWN), fg * np.uint8(255)).reshape(alpha.shape)
 
 
 def trimap_from_float(alpha: np.ndarray, radius: int, fg_threshold: float = FG_THRESHOLD,
                       bg_threshold: float = BG_THRESHOLD) -> np.ndarray:
-    """`make_trimap` for a float matte [H, W] in [0, 1] (a 16-bit ground truth keeps its
-    precision against the thresholds): float trimap in {0, 0.5, 1}."""
-    alpha = np.asarray(alpha, np.float64)
-    fg = (alpha >= fg_threshold).astype(np.uint8)
-    not_bg = (alpha > bg_threshold).astype(np.uint8)
-    trimap = trimap_from_masks(fg, not_bg, int(radius))
-    return np.where(trimap == 255, 1.0, np.where(trimap == UNKNOWN, 0.5, 0.0))
+    """The trimap of a matte as float {0, 0.5, 1} [H, W]; `alpha` float [0, 1] (a 16-bit
+    ground truth keeps its precision against the thresholds) or uint8 0..255."""
+    fg, not_bg = band_masks(alpha, int(radius), fg_threshold, bg_threshold)
+    return np.where(fg > 0, 1.0, np.where(not_bg > 0, 0.5, 0.0))
 
 
 def band_radius(image_size: int, scale: float) -> int:

@@ -82,6 +82,24 @@ def read_frames(cap) -> Iterator[np.ndarray]:
         yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
+def iter_video(path: str, grey: bool = False) -> Iterator[np.ndarray]:
+    """The frames of a video file in order, closing it at the end: uint8 RGB [H, W, 3], or
+    with `grey` the first channel [H, W] (matte videos, whose channels are equal).
+    InputError if it cannot be opened."""
+    cap, _ = open_video(path)
+    try:
+        if not grey:
+            yield from read_frames(cap)
+            return
+        while True:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                return
+            yield np.ascontiguousarray(frame[:, :, 0])
+    finally:
+        cap.release()
+
+
 
 def count_video_frames(path: str) -> int:
     """Frame count reported by the container (0 if OpenCV cannot open the video)."""

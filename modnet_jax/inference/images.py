@@ -49,10 +49,13 @@ def read_image(path: str) -> np.ndarray:
     return _read(path, lambda p: decode.decode_rgb(p, orientation=True))
 
 
-def read_matte(path: str) -> np.ndarray:
+def read_matte(path: str, keep_uint8: bool = False) -> np.ndarray:
     """[H, W] float64 alpha in [0, 1] at the file's precision (8/16-bit), with the shared matte
-    policy (grey, RGBA's alpha channel, equal colour channels). Raises ``InputError``."""
-    return _read(path, decode.decode_alpha_float)
+    policy (grey, RGBA's alpha channel, equal colour channels). Raises ``InputError``.
+
+    ``keep_uint8``: an 8-bit file comes back as its uint8 values (0..255) instead.
+    """
+    return _read(path, lambda p: decode.decode_alpha_native(p, keep_uint8))
 
 
 def write_image(path: str, image: np.ndarray) -> None:
