@@ -64,7 +64,7 @@ class Sample:
 
 
 def _by_stem(folder: Optional[str]) -> Dict[str, str]:
-    return list_files(folder) if folder and os.path.isdir(folder) else {}
+    return list_files(folder, recursive=False) if folder and os.path.isdir(folder) else {}
 
 
 def _first_dir(root: str, names: Sequence[str]) -> Optional[str]:

@@ -80,8 +80,8 @@ def find_clips(root: str, video_dir: str = "video", matte_dir: str = "matte") ->
 
 
 def _frame_files(folder: str) -> List[str]:
-    """The image files of a frame folder, sorted by name (imaging.files.list_files)."""
-    return list(list_files(folder).values())
+    """The image files of a frame folder (not its subfolders), sorted by name."""
+    return list(list_files(folder, recursive=False).values())
 
 
 def read_frames(path: str) -> Iterator[np.ndarray]:

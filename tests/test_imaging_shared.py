@@ -30,6 +30,7 @@ def test_one_extension_list(tmp_path):
     cv2.imwrite(str(tmp_path / "sub" / "a.pgm"), np.zeros((2, 2), np.uint8))
     (tmp_path / ".hidden.png").write_bytes(b"")
     assert list(files.list_files(str(tmp_path))) == ["b", "sub/a"]
+    assert list(files.list_files(str(tmp_path), recursive=False)) == ["b"]
 
 
 @pytest.mark.parametrize("radius", [0, 1, 3])

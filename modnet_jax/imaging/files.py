@@ -56,8 +56,10 @@ def is_video_path(path) -> bool:
     return extension(path) in VIDEO_EXTENSIONS
 
 
-def list_files(folder: str, extensions=IMAGE_EXTENSIONS) -> dict[str, str]:
-    """{stem: path} for files under `folder` (any depth), sorted by stem; hidden files skipped.
+def list_files(folder: str, extensions=IMAGE_EXTENSIONS, recursive: bool = True
+               ) -> dict[str, str]:
+    """{stem: path} for files under `folder` (any depth; only its own files with
+    `recursive=False`), sorted by stem; hidden files skipped.
 
     Two files with one stem (a.jpg and a.png, or a.npy from `prepare --format raw` next to an
     encoded copy): the first in sorted order is kept, and a warning names one such pair.
@@ -66,6 +68,8 @@ def list_files(folder: str, extensions=IMAGE_EXTENSIONS) -> dict[str, str]:
     shadowed: list[tuple[str, str]] = []  # (unused path, the path kept for its stem)
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
+        if not recursive:
+            dirnames.clear()
         for name in sorted(filenames):
             if name.startswith(".") or extension(name) not in extensions:
                 continue
