@@ -13,8 +13,8 @@ In one run on one machine, on inputs it generates (``e2e_inputs.py``):
 2. folder: ``--photos`` JPEG photos of 2-6 MP in 10 aspect ratios (10 model input sizes).
    Official: the image demo loop writing matte PNGs; ours: ``predict FOLDER`` writing matte
    PNGs, with an empty compilation cache (the first run on a machine).
-3. the same folder job again with the cache the first run left: its XLA compilations (the
-   goal is none) and time.
+3. both jobs again with the compilation cache the first run left (a second clip or folder
+   of the same sizes): their XLA compilations (the goal is none) and time.
 4. evaluate: ``python -m modnet_jax.evaluate`` on the same photos with their ground-truth
    mattes (all five metrics, 8-bit, whole image; an empty compilation cache) against the
    same official image demo run, which writes mattes only. Goal: no slower (>= 1.0x).
@@ -23,8 +23,8 @@ Every job runs in a fresh child process of this script (``--worker``), one after
 so the frameworks never share the CPU; the figures are the job's own time (from model load,
 after the imports) and, in brackets, the whole process (interpreter start to exit).
 Compilations are counted with ``jax.monitoring`` (backend compile events minus persistent
-cache hits). Same weights on both sides: ``--weights`` (a modnet_jax checkpoint folder or a
-PyTorch .ckpt/.pth state_dict), else the release init with calibrated BatchNorm statistics
+cache hits). Same weights on both sides: ``--weights`` (a modnet_jax checkpoint folder, a
+PyTorch .ckpt/.pth state_dict or the released ONNX export), else the release init with calibrated BatchNorm statistics
 (``common.shared_weights``; running stats 0/1 would make torch's CPU kernels slow on
 denormals). Goals on the 2-core CPU: video >= 2x, folder >= 1.5x, warm run 0 compilations,
 evaluate >= 1.0x.
@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ours-args", default="",
                    help="extra arguments for every predict run, e.g. '--no-ofd'")
     p.add_argument("--weights", default=None,
-                   help="modnet_jax checkpoint folder or PyTorch .ckpt/.pth (default: "
-                        "calibrated release init)")
+                   help="modnet_jax checkpoint folder, PyTorch .ckpt/.pth or the released "
+                        ".onnx (default: calibrated release init)")
     p.add_argument("--model-repeats", type=int, default=3,
                    help="also time the bare model at the video's model size, median of this "
                         "many calls per framework (0: skip; default %(default)s)")
@@ -228,7 +228,12 @@ def prepare_weights(args, workdir: str) -> Dict[str, str]:
         ckpt = args.weights
         torch_io.save_state_dict_file(keys.flax_to_torch(load_variables(args.weights)), pt)
         return {"checkpoint": ckpt, "torch_weights": pt}
-    if args.weights:
+    if args.weights and args.weights.lower().endswith(".onnx"):  # the released export
+        from modnet_jax.interop.onnx_import import load_onnx_variables
+
+        variables, _ = load_onnx_variables(args.weights)
+        state_dict = keys.flax_to_torch(variables)
+    elif args.weights:
         state_dict = torch_io.load_state_dict_file(args.weights)
         variables, kind = keys.torch_to_flax(state_dict)
         if kind != "modnet":
@@ -297,6 +302,8 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
     from benchmarks import e2e_inputs
 
     skip = set(filter(None, args.skip.split(",")))
+    for cache in ("cache_video", "cache_folder"):  # cold means cold, also in a kept --workdir
+        shutil.rmtree(os.path.join(workdir, cache), ignore_errors=True)
     weights = prepare_weights(args, workdir)
     ckpt = weights["checkpoint"]
     rows: List[Dict[str, Any]] = []
@@ -308,16 +315,19 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
               args.height, seed=args.seed)
         off = official_job("official-video", base, args, clip=clip,
                            out=os.path.join(workdir, "official.mp4"))
-        ours = ours_job(args, workdir, "ours_video", [clip], ckpt,
-                        ["--no-matte", "--composite", "white"], "cache_video")
-        rows.append(row("video", what, "frames", args.frames, off, ours, GOALS["video"]))
+        for run in ("cold", "warm"):
+            ours = ours_job(args, workdir, f"ours_video_{run}", [clip], ckpt,
+                            ["--no-matte", "--composite", "white"], "cache_video")
+            name = "video" if run == "cold" else "video, warm 2nd run"
+            rows.append(row(name, what, "frames", args.frames, off, ours, GOALS["video"],
+                            zero_compiles=run == "warm"))
         if args.model_repeats > 0:
             from benchmarks.official_demos import video_demo_size
 
             rh, rw = video_demo_size(args.height, args.width, args.ref_size)
             spec = {**base, "height": rh, "width": rw, "repeats": args.model_repeats,
                     "batch": args.batch_size or 4}
-            rows[-1]["model_alone_ms"] = {
+            rows[-2]["model_alone_ms"] = {
                 "size": f"{rh}x{rw}",
                 "torch": run_child("model-torch", spec, child_env(args, None)),
                 "jax": run_child("model-jax", spec, child_env(args, None))}
@@ -387,7 +397,7 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
     lines.append("/s: frames or photos per second of job time. Speed-up: official time / ours "
                  "(above 1: ours faster); in brackets with interpreter start and imports. "
                  "XLA compiles: backend compilations in our process that were not persistent-"
-                 "cache hits (seconds incl. cache loads); the warm row reuses the cold row's "
+                 "cache hits (seconds incl. cache loads); a warm row reuses the cold row's "
                  "cache. Same folder/clip and weights for both sides; torch "
                  "threads as in the header.")
     return "\n".join(lines)

@@ -1,15 +1,4 @@
-"""Supervised recipe on GPUs: bf16 compute (fp32 params and BN statistics), 8 data workers.
+"""The shipped config `supervised_gpu` (modnet_jax/configs/supervised_gpu.py, where its recipe and variants are
+documented): `--config configs/supervised_gpu.py[:VARIANT]` and `--config supervised_gpu[:VARIANT]` are the same."""
 
-  python -m modnet_jax.train --config configs/supervised_gpu.py --config.data.root=...
-Global batch stays 16 (the recipe); scale it with the device count and the lr linearly
-(see README, "Scaling out").
-"""
-
-from modnet_jax.training.config import supervised_config
-
-
-def get_config():
-    c = supervised_config()
-    c.model.dtype = "bfloat16"
-    c.data.num_workers = 8
-    return c
+from modnet_jax.configs.supervised_gpu import get_config  # noqa: F401

@@ -14,6 +14,12 @@ reads the checkpoint back on resume). Each process's own iterator state is first
 all processes (``process_allgather``) and stored under its process index; ``restore`` hands
 each process its own.
 
+Every step also records the model's settings (``config.model``: ``lr_branch``,
+``hr_channels``, ``easpp_rates``, ...) in Orbax's step metadata (``custom_metadata["model"]``
+of ``<dir>/<step>/_CHECKPOINT_METADATA``), so commands that load a checkpoint rebuild the
+right architecture without being told; ``model_metadata`` reads it (None for files written
+before it existed or by other tools).
+
 A training workdir keeps its manager directory in ``<workdir>/checkpoints``. Model-only
 checkpoints (``convert_from_torch``, exports) use the same layout with only the model variables
 in ``state``, so every command that takes ``--checkpoint`` accepts any of: a workdir, a manager
@@ -30,9 +36,46 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from modnet_jax.models.build import MODEL_DEFAULTS
+
 STATE_ITEM = "state"
 DATA_ITEM = "data"
 CHECKPOINT_SUBDIR = "checkpoints"
+MODEL_KEY = "model"
+# The model fields that change the parameter tree (the others change only the numerics).
+ARCH_FIELDS = ("lr_branch", "hr_channels", "easpp_rates")
+
+
+def _json_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def model_record(model_config: Any = None) -> dict:
+    """The JSON-able model settings saved with a checkpoint: every field of
+    ``MODEL_DEFAULTS``, from ``model_config`` (mapping / ConfigDict / None for the defaults)."""
+    given = dict(model_config) if model_config is not None else {}
+    return {k: _json_value(given.get(k, v)) for k, v in MODEL_DEFAULTS.items()}
+
+
+def arch_differences(saved: dict, wanted: dict) -> list:
+    """``["lr_branch 'se' -> 'easpp'", ...]`` for the architecture fields that differ."""
+    out = []
+    for key in ARCH_FIELDS:
+        if key in saved and _json_value(saved[key]) != _json_value(wanted.get(key)):
+            out.append(f"{key} {_json_value(saved[key])!r} -> {_json_value(wanted.get(key))!r}")
+    return out
+
+
+def model_metadata(path: str, step: Optional[int] = None) -> Optional[dict]:
+    """The model settings saved with a checkpoint (see ``model_record``), or None when the
+    checkpoint has none (older or foreign files). ``path`` as for ``resolve_checkpoint``."""
+    step_dir = resolve_checkpoint(path, step)
+    try:
+        meta = ocp.metadata.get_step_metadata(step_dir)
+    except (ValueError, OSError):
+        return None
+    record = (meta.custom_metadata or {}).get(MODEL_KEY)
+    return dict(record) if isinstance(record, dict) else None
 
 
 def _steps_in(directory: str) -> list:
@@ -94,8 +137,30 @@ def load_variables(path: str, step: Optional[int] = None) -> dict:
     return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
 
 
-def save_variables(directory: str, variables: Any, step: int = 0) -> str:
-    """Write a model-only checkpoint (params + batch_stats) as ``<directory>/<step>/state``.
+def model_config_for(path: str, step: Optional[int] = None, **given: Any) -> dict:
+    """The architecture fields to rebuild the model of a checkpoint: the ones it records;
+    ``given`` (command-line values, None = not given) fill in for a checkpoint without a
+    record (foreign or older files), the defaults for the rest. A given value that
+    contradicts the record raises ValueError (one line)."""
+    recorded = model_metadata(path, step) or {}
+    cfg = {k: _json_value(MODEL_DEFAULTS[k]) for k in ARCH_FIELDS}
+    cfg.update({k: recorded[k] for k in ARCH_FIELDS if k in recorded})
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in recorded and _json_value(recorded[key]) != _json_value(value):
+            raise ValueError(f"{path} records {key}={recorded[key]!r}, but "
+                             f"--{key.replace('_', '-')} {value} was given (leave it out: the "
+                             f"checkpoint knows its architecture)")
+        cfg[key] = value
+    return cfg
+
+
+def save_variables(directory: str, variables: Any, step: int = 0,
+                   model_config: Any = None) -> str:
+    """Write a model-only checkpoint (params + batch_stats) as ``<directory>/<step>/state``,
+    with the model settings ``model_config`` as metadata (None: none recorded; ``{}``: the
+    defaults, i.e. the release architecture).
 
     Returns the step directory. The result loads with ``load_variables`` and can initialise
     training (``config.init_from``).
@@ -109,7 +174,8 @@ def save_variables(directory: str, variables: Any, step: int = 0) -> str:
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
     with ocp.CheckpointManager(directory, options=options) as mgr:
         mgr.save(step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(tree)}),
-                 force=True)
+                 force=True, custom_metadata=({} if model_config is None else
+                                              {MODEL_KEY: model_record(model_config)}))
         mgr.wait_until_finished()
     return os.path.join(directory, str(step))
 
@@ -152,10 +218,12 @@ class TrainCheckpointer:
     validation MAD (steps saved with ``val_mad``); writes asynchronously (``wait`` blocks).
     ``save`` takes host (numpy) trees; every process calls it (Orbax coordinates the writes;
     the train state must be the same on all processes, the data state is each one's own).
+    ``model_config`` (the run's ``config.model``) is recorded with every step.
     """
 
     def __init__(self, directory: str, keep_last: int = 3, keep_best: int = 1,
-                 async_save: bool = True):
+                 async_save: bool = True, model_config: Any = None):
+        self._custom = {MODEL_KEY: model_record(model_config)}
         from orbax.checkpoint import checkpoint_managers as cm
 
         self.directory = os.path.abspath(os.path.expanduser(directory))
@@ -177,7 +245,8 @@ class TrainCheckpointer:
         if data_state is not None:
             items[DATA_ITEM] = ocp.args.JsonSave({PER_PROCESS: _gather_json(data_state)})
         metrics = None if val_mad is None else {"val_mad": float(val_mad)}
-        self._mgr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+        self._mgr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True,
+                       custom_metadata=self._custom)
 
     def restore(self, step: int, state_target: Any, with_data: bool = True):
         """(state tree shaped like ``state_target``, data-iterator state or None)."""

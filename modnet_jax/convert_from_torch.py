@@ -30,6 +30,7 @@ import sys
 import jax
 
 from modnet_jax.checkpointing import save_variables
+from modnet_jax.cliutil import dashed
 from modnet_jax.interop import keys, onnx_import, torch_io
 from modnet_jax.models import create_model, model_from_config
 
@@ -43,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0,
                    help="init seed for the parts the file does not cover (a backbone-only "
                         "file: the heads; an ONNX export: the training-only heads)")
-    return p.parse_args(argv)
+    return p.parse_args(dashed(argv))
 
 
 def _shapes(tree) -> dict:
@@ -62,7 +63,7 @@ def convert_onnx(args: argparse.Namespace) -> None:
     _check_output(args)
     state_dict, filled = onnx_import.onnx_to_state_dict(args.input, args.seed)
     variables, _ = keys.torch_to_flax(state_dict)
-    step_dir = save_variables(args.output, variables, args.step)
+    step_dir = save_variables(args.output, variables, args.step, model_config={})  # release
     print(f"read the official ONNX export {args.input} (folded BatchNorms: run "
           f"python -m modnet_jax.recalibrate before training); {len(filled)} training-only "
           f"head tensors initialised with seed {args.seed}; wrote {step_dir}")
@@ -85,7 +86,7 @@ def convert(args: argparse.Namespace) -> None:
         template = jax.eval_shape(model.init, jax.random.key(0), x)
         keys.check_names_and_shapes(_shapes(variables), _shapes(dict(template)),
                                     "converted variables do not fit the Flax MODNet")
-    step_dir = save_variables(args.output, variables, args.step)
+    step_dir = save_variables(args.output, variables, args.step, model_config={})  # release
     covered = "the MobileNetV2 backbone (the rest initialised with seed " \
               f"{args.seed})" if kind == "backbone" else "the whole model"
     print(f"read {len(state_dict)} tensors from {args.input} into {covered}; wrote {step_dir}")

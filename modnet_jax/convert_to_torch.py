@@ -17,7 +17,8 @@ import argparse
 import os
 import sys
 
-from modnet_jax.checkpointing import load_variables, resolve_checkpoint
+from modnet_jax.checkpointing import load_variables, model_metadata, resolve_checkpoint
+from modnet_jax.cliutil import dashed
 from modnet_jax.interop import keys, torch_io
 
 
@@ -36,12 +37,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also export img [B,3,H,W] -> matte [B,1,H,W] with dynamic batch, "
                         "height and width, checked against torch with onnxruntime")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    return p.parse_args(argv)
+    return p.parse_args(dashed(argv))
 
 
 def convert(args: argparse.Namespace) -> None:
     torch_io.require_torch()  # fail before the (slow) checkpoint restore
     step_dir = resolve_checkpoint(args.checkpoint, args.step)
+    saved = model_metadata(step_dir)  # the architecture, known before the (slow) restore
+    if saved is not None:
+        keys.check_release_architecture(saved.get("lr_branch"), saved.get("hr_channels"))
     variables = load_variables(step_dir)
     step = os.path.basename(step_dir)
     nbt = args.num_batches_tracked

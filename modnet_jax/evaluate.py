@@ -24,6 +24,15 @@ evaluates clips (``ROOT/video/x.mp4`` or ``ROOT/video/x/`` frames, ground truth
 ``ROOT/matte/x.mp4`` or ``ROOT/matte/x/``): per-frame MSE/MAD, dtSSD and MESSDdt, and the
 flicker score (which needs no ground truth): ``per_clip.csv``, ``per_frame.csv``,
 ``summary.json``; see ``modnet_jax.video_eval``.
+
+Images are used upright: a JPEG's EXIF orientation is applied to it and to its matte and
+trimap, which are taken to be in the image's stored pixel order (the training data's rule).
+The model's architecture comes from the checkpoint.
+
+Writes ``DIR/per_image.csv`` (one row per image and region), ``DIR/summary.json`` (means,
+counts, skipped files) and prints a table; DIR is created only then, so a failed run leaves
+nothing. Exit status: 0, 1 when images were skipped, 2 when the run could not start.
+Python API: ``find_samples`` + ``evaluate_samples``.
 """
 
 from __future__ import annotations
@@ -39,11 +48,12 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from modnet_jax import metrics, video_eval
-from modnet_jax.inference.cli import UserError, add_model_args, ensure_output_dir, finish
-from modnet_jax.inference.cli import engine_from_args, read_checked, run_main
+from modnet_jax.cliutil import add_version, dashed
 from modnet_jax.imaging import layouts
 from modnet_jax.imaging.files import list_files
-from modnet_jax.inference.images import InputError, matte_to_uint8
+from modnet_jax.inference.cli import UserError, add_model_args, check_output_dir, finish
+from modnet_jax.inference.cli import engine_from_args, make_parent, read_checked, run_main
+from modnet_jax.inference.images import InputError, matte_to_uint8, orientation_of
 from modnet_jax.inference.images import read_matte, write_image
 from modnet_jax.inference.ofd import OFD_THRESHOLD
 from modnet_jax.inference.pipeline import prefetch
@@ -103,12 +113,14 @@ def find_samples(root: str, layout: str = "ppm100", image_dir: Optional[str] = N
     return samples
 
 
-def region_mask(region: str, gt, trimap_path: Optional[str], band_radius: int):
-    """(mask or None, source) for ``region``: the whole image, or the trimap's unknown band."""
+def region_mask(region: str, gt, trimap_path: Optional[str], band_radius: int,
+                orientation: int = 1):
+    """(mask or None, source) for ``region``: the whole image, or the trimap's unknown band
+    (a trimap file is turned by its image's EXIF ``orientation``, like the matte)."""
     if region == "image":
         return None, "-"
     if trimap_path:
-        trimap = read_matte(trimap_path, keep_uint8=True)
+        trimap = read_matte(trimap_path, orientation, keep_uint8=True)
         if trimap.shape != gt.shape:
             raise InputError(f"{trimap_path}: trimap size {trimap.shape} differs from the "
                              f"matte's {gt.shape}")
@@ -120,13 +132,14 @@ def score_sample(s: Sample, pred, regions: Sequence[str], band_radius: int, prec
                  save_dir: Optional[str]) -> List[dict]:
     """Rows of one predicted matte against its ground truth (one per region). InputError on a
     bad ground-truth or trimap file."""
-    gt = read_matte(s.matte, keep_uint8=True)  # 8-bit files stay uint8 (exact, 8x smaller)
+    turn = orientation_of(s.image)  # the matte is in its image's stored pixel order
+    gt = read_matte(s.matte, turn, keep_uint8=True)  # 8-bit files stay uint8 (exact, 8x smaller)
     if gt.shape != pred.shape:
         raise InputError(f"{s.matte}: matte size {gt.shape} differs from the image's "
                          f"{pred.shape}")
     if save_dir:
-        write_image(os.path.join(save_dir, f"{s.name}.png"), matte_to_uint8(pred))
-    masks = [region_mask(region, gt, s.trimap, band_radius) for region in regions]
+        write_image(make_parent(os.path.join(save_dir, f"{s.name}.png")), matte_to_uint8(pred))
+    masks = [region_mask(region, gt, s.trimap, band_radius, turn) for region in regions]
     scores = metrics.compute_metrics_masks(pred, gt, [m for m, _ in masks], precision)
     return [{"name": s.name, "region": region, "trimap": source, "precision": precision,
              **score} for region, (_, source), score in zip(regions, masks, scores)]
@@ -234,6 +247,7 @@ def write_reports(out_dir: str, tables: Dict[str, Tuple[Sequence[str], List[dict
     """Write each ``tables[file name] = (columns, rows)`` as CSV and ``summary.json``."""
     paths = []
     try:
+        os.makedirs(out_dir, exist_ok=True)
         for file_name, (fields, rows) in tables.items():
             paths.append(os.path.join(out_dir, file_name))
             with open(paths[-1], "w", newline="") as f:
@@ -303,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-messddt", action="store_true",
                    help="skip MESSDdt (its optical flow is the slowest part)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+    return add_version(p)
 
 
 def main_video(args, root: str, out_dir: str) -> int:
@@ -334,19 +348,20 @@ def main_video(args, root: str, out_dir: str) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(dashed(argv))
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     root = os.path.abspath(os.path.expanduser(args.data))
     if args.layout == "video":
-        out_dir = ensure_output_dir(
+        out_dir = check_output_dir(
             args.output or f"eval_{os.path.splitext(os.path.basename(root.rstrip(os.sep)))[0]}")
         return main_video(args, root, out_dir)
     samples = find_samples(root, args.layout, args.image_dir, args.matte_dir, args.trimap_dir)
     if args.limit is not None:
         samples = samples[:max(0, args.limit)]
-    out_dir = ensure_output_dir(args.output or f"eval_{os.path.basename(root.rstrip(os.sep))}")
-    save_dir = ensure_output_dir(os.path.join(out_dir, "mattes")) if args.save_mattes else None
+    # Checked now, created when the results are written: a failed run leaves no folder.
+    out_dir = check_output_dir(args.output or f"eval_{os.path.basename(root.rstrip(os.sep))}")
+    save_dir = os.path.join(out_dir, "mattes") if args.save_mattes else None
     regions = REGIONS if args.region == "both" else (args.region,)
     engine = engine_from_args(args)
     rows, summary, failures = evaluate_samples(engine, samples, regions, args.band_radius,

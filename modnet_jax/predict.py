@@ -3,17 +3,21 @@
     python -m modnet_jax.predict --checkpoint CKPT INPUT [INPUT ...] --output DIR
         [--cutout] [--composite green|#rrggbb|r,g,b|BACKGROUND.jpg] [--no-matte]
         [--clean-colours] [--no-ofd] [--ofd-threshold 0.1] [--video-format mp4|avi]
-        [--ref-size 512] [--batch-size 4] [--max-long-side 2048] [--max-pixels 2097152]
-        [--max-image-pixels 120000000] [--compile-cache DIR|none] [--lr-branch se|easpp]
-        [--quiet]
+        [--recursive] [--ref-size 512] [--batch-size 4] [--max-long-side 2048]
+        [--max-pixels 2097152] [--max-image-pixels 120000000] [--compile-cache DIR|none]
+        [--quiet] [--version]
 
 For an image ``x.jpg`` it writes ``DIR/x_matte.png`` (8-bit alpha), with ``--cutout``
 ``DIR/x_cutout.png`` (RGBA) and with ``--composite`` ``DIR/x_composite.png``. For a video
 ``v.mp4``: ``DIR/v_matte.mp4`` and, with ``--composite``, ``DIR/v_composite.mp4`` (same frame
 count and frame rate; One-Frame Delay on unless ``--no-ofd``). A folder is read for image and
-video files (not recursively). A bad file is reported on one line and skipped; the run then
-ends with a list of skipped files and exit status 1. Fatal problems (checkpoint, output folder,
-options) end it at once with exit status 2.
+video files; its sub-folders only with ``--recursive``, the results then mirroring the folder
+structure (``photos/2024/a.jpg`` -> ``DIR/2024/a_matte.png``); without it they are listed as
+not read. Quoted patterns (``'photos/*.jpg'``) are expanded. Photos are used upright (EXIF
+orientation applied). A bad file is reported on one line and skipped; the run then ends with
+a list of skipped files and exit status 1. Fatal problems (checkpoint, output folder, options)
+end it at once with exit status 2, before anything is written (DIR is created only when there
+is something to write). The model's architecture comes from the checkpoint.
 
 All files go through one ``MattingEngine`` (``modnet_jax.inference.engine``): a reader thread
 decodes ahead, the device resizes, runs the model, resizes back, applies One-Frame Delay and
@@ -27,23 +31,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # keep ffmpeg's own noise off stderr
 
+from modnet_jax.cliutil import add_version, dashed  # noqa: E402
 from modnet_jax.inference.cli import (  # noqa: E402
     UserError,
     add_model_args,
+    check_output_dir,
     engine_from_args,
-    ensure_output_dir,
     finish,
+    make_parent,
     read_checked,
     run_main,
 )
 from modnet_jax.inference.foreground import clean_outputs  # noqa: E402
+from modnet_jax.inference.inputs import collect_inputs, output_path  # noqa: E402
 from modnet_jax.inference.images import (  # noqa: E402
     InputError,
-    is_image_path,
     parse_colour,
     read_image,
     write_image,
@@ -51,7 +57,7 @@ from modnet_jax.inference.images import (  # noqa: E402
 from modnet_jax.inference.ofd import OFD_THRESHOLD  # noqa: E402
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch  # noqa: E402
 from modnet_jax.inference.stream_cli import add_stream_args, stream_main  # noqa: E402
-from modnet_jax.inference.video import is_video_path, process_video  # noqa: E402
+from modnet_jax.inference.video import process_video  # noqa: E402
 from modnet_jax.progress import Progress  # noqa: E402
 
 
@@ -67,11 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "frame count\n  and frame rate, One-Frame Delay de-flickering unless "
                     "--no-ofd\n"
                     "Bad files are reported and skipped (exit status 1 at the end); a bad "
-                    "checkpoint,\noutput folder or option stops the run (exit status 2).",
+                    "checkpoint,\noutput folder or option stops the run (exit status 2).\n\n"
+                    "One matting engine runs resize, model, resize back, One-Frame Delay and "
+                    "composite\non the device while a reader thread decodes ahead and a writer "
+                    "thread encodes;\ncompiled programs are kept in a persistent cache (see "
+                    "--compile-cache), and the\nlast line says what was compiled.",
         epilog="example: python -m modnet_jax.predict --checkpoint runs/ppm/checkpoints "
                "photos/ clip.mp4 --output out/ --cutout --composite '#00ff00'")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="image files, video files or folders of them")
+                   help="image files, video files, folders of them, or quoted patterns "
+                        "('photos/*.jpg', 'clips/**/*.mp4')")
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="read sub-folders too; the outputs mirror the folder structure "
+                        "(without it, sub-folders are listed as not read)")
     p.add_argument("--output", metavar="DIR",
                    help="folder for the results (required, except with --stream and a "
                         "preview window)")
@@ -100,50 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     add_stream_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
-
-
-def collect_inputs(paths: List[str]) -> Tuple[List[str], List[str], List[Tuple[str, str]]]:
-    """(images, videos, [(path, error)]) from files and folders; other extensions: tried as image.
-
-    Folders are listed (not recursively) for image and video extensions; other files in them are
-    ignored.
-    """
-    images, videos, errors = [], [], []
-    for path in paths:
-        if os.path.isdir(path):
-            for name in sorted(os.listdir(path)):
-                full = os.path.join(path, name)
-                if not os.path.isfile(full):
-                    continue
-                if is_image_path(full):
-                    images.append(full)
-                elif is_video_path(full):
-                    videos.append(full)
-        elif not os.path.exists(path):
-            errors.append((path, f"{path}: no such file or folder"))
-        elif is_video_path(path):
-            videos.append(path)
-        else:
-            images.append(path)
-    return images, videos, errors
-
-
-class OutputNames:
-    """``DIR/<stem>_<kind>.<ext>``, with ``<stem>_2`` etc. when two inputs share a stem."""
-
-    def __init__(self, directory: str):
-        self.directory = directory
-        self._stems: Dict[str, str] = {}
-        self._used: Dict[str, int] = {}
-
-    def path(self, source: str, kind: str, ext: str) -> str:
-        if source not in self._stems:
-            stem = os.path.splitext(os.path.basename(source))[0]
-            n = self._used.get(stem, 0) + 1
-            self._used[stem] = n
-            self._stems[source] = stem if n == 1 else f"{stem}_{n}"
-        return os.path.join(self.directory, f"{self._stems[source]}_{kind}{ext}")
+    return add_version(p)
 
 
 def parse_background(text: Optional[str]):
@@ -163,7 +134,7 @@ def stream_matte_fn(args):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(dashed(argv))
     background = parse_background(args.composite)
     if args.stream is not None:
         if args.inputs:
@@ -171,7 +142,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             "the other")
         if args.clean_colours or args.cutout:
             raise UserError("--clean-colours and --cutout are for files, not --stream")
-        out = ensure_output_dir(args.output) if args.output else None
+        out = check_output_dir(args.output) if args.output else None
         return stream_main(args, lambda: stream_matte_fn(args), background, out)
     if not args.inputs:
         raise UserError("no INPUT given (image/video files or folders, or --stream SOURCE)")
@@ -179,16 +150,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise UserError("--output DIR is required")
     if args.no_matte and not args.cutout and background is None:
         raise UserError("nothing to write: --no-matte without --cutout or --composite")
-    out_dir = ensure_output_dir(args.output)
-    images, videos, missing = collect_inputs(args.inputs)
+    out_dir = check_output_dir(args.output)  # created when the first file is written
+    found = collect_inputs(args.inputs, args.recursive)
+    if found.skipped_dirs:
+        shown = ", ".join(found.skipped_dirs[:5])
+        more = f", ... {len(found.skipped_dirs) - 5} more" if len(found.skipped_dirs) > 5 else ""
+        print(f"warning: {len(found.skipped_dirs)} sub-folder(s) not read: {shown}{more} "
+              f"(--recursive reads them)", file=sys.stderr)
+    if not found.images and not found.videos:
+        detail = "; ".join(message for _, message in found.errors[:3])
+        raise UserError("no image or video files among the inputs" +
+                        (f" ({detail})" if detail else ""))
     failures: List[Tuple[str, str]] = []
-    for path, message in missing:
+    for path, message in found.errors:
         print(f"error: {message}", file=sys.stderr)
         failures.append((path, message))
-    if not images and not videos:
-        raise UserError("no image or video files among the inputs")
+    images = [path for path, _ in found.images]
+    videos = [path for path, _ in found.videos]
+    stems = dict(found.images + found.videos)
     engine = engine_from_args(args)
-    names = OutputNames(out_dir)
+
+    def out(path: str, kind: str, ext: str) -> str:
+        return make_parent(output_path(out_dir, stems[path], kind, ext))
+
     bar = Progress(len(images), desc="images", unit="images",
                    enabled=not args.quiet and bool(images))
     written = 0
@@ -210,11 +194,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             if clean:
                 result = clean_outputs(result, background, cutout=args.cutout)
             if not args.no_matte:
-                write_image(names.path(path, "matte", ".png"), result.matte_uint8)
+                write_image(out(path, "matte", ".png"), result.matte_uint8)
             if args.cutout:
-                write_image(names.path(path, "cutout", ".png"), result.cutout)
+                write_image(out(path, "cutout", ".png"), result.cutout)
             if background is not None:
-                write_image(names.path(path, "composite", ".png"), result.composite)
+                write_image(out(path, "composite", ".png"), result.composite)
             written += 1
         except InputError as exc:
             bar.note(f"error: {exc}")
@@ -234,9 +218,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             result = process_video(
                 engine, path,
-                matte_path=None if args.no_matte else names.path(path, "matte", ext),
+                matte_path=None if args.no_matte else out(path, "matte", ext),
                 composite_path=(None if background is None
-                                else names.path(path, "composite", ext)),
+                                else out(path, "composite", ext)),
                 background=(0, 255, 0) if background is None else background,
                 ofd=not args.no_ofd, clean=args.clean_colours, progress=not args.quiet)
             written += 1
@@ -246,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failures.append((path, str(exc)))
 
-    total = len(images) + len(videos) + len(missing)
+    total = found.total
     print(f"done: {written} of {total} inputs written to {out_dir}", file=sys.stderr)
     print(f"compile: {engine.compile_summary()}", file=sys.stderr)
     return finish(failures, total, "inputs")

@@ -1,18 +1,22 @@
 """Train MODNet (supervised) or adapt it with SOC.
 
-  python -m modnet_jax.train --config configs/supervised.py:quick
-  python -m modnet_jax.train --config configs/supervised.py --workdir runs/d646 \
+  python -m modnet_jax.train --config supervised:quick
+  python -m modnet_jax.train --config supervised --workdir runs/d646 \\
       --config.data.layout=adobe --config.data.root=/data/D646 --config.data.bg_root=/data/bg
-  python -m modnet_jax.train --config configs/soc.py --config.init_from=runs/d646 \
+  python -m modnet_jax.train --config soc --config.init_from=runs/d646 \\
       --config.data.root=/data/webcam_frames
 
-Any config field can be overridden with ``--config.FIELD=VALUE`` (see the config file's and
-``modnet_jax/training/config.py``'s docstrings). A run resumes automatically from the newest
-checkpoint in its workdir. The workdir (default ``./workdir/<config name>``) receives
-``checkpoints/``, ``metrics.jsonl``, ``tensorboard/`` and ``samples/*.png``.
-Multi-host: ``--distributed`` calls ``jax.distributed.initialize()`` (TPU VMs and SLURM need
-no more; elsewhere add ``--coordinator``, ``--num_processes``, ``--process_id``). The
-scripts in ``launch/`` do this for TPU pods, SLURM, one multi-GPU node and local CPU processes.
+--config names a shipped config (supervised, soc, supervised_gpu, supervised_tpu) or a config
+file (configs/supervised.py), optionally with a variant: supervised:quick, supervised:cpu,
+supervised:tiny, soc:tiny. Any config field can be overridden with --config.FIELD=VALUE (all
+fields: modnet_jax/training/config.py). Flag names take dashes or underscores.
+
+The workdir (default ./workdir/<config>[_<variant>]) receives config.json (the resolved
+config), checkpoints/, metrics.jsonl, tensorboard/ and samples/*.png. Rerunning the command
+resumes from the newest checkpoint; a resume with another model architecture is refused, other
+changed fields are listed as a warning. Multi-host: --distributed calls
+jax.distributed.initialize() (TPU VMs and SLURM need no more; elsewhere add --coordinator,
+--num-processes, --process-id); launch/ has scripts for TPU pods, SLURM, one multi-GPU node.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from modnet_jax.training import cli
+
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, optionally with a variant: configs/supervised.py:quick.",
-    lock_config=True)
+    "config", None, "a shipped config name or a config file, optionally with :VARIANT "
+    "(supervised:quick, configs/supervised.py:quick)", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Run directory (checkpoints, logs). Default: ./workdir/<config>.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
@@ -37,22 +43,64 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (mu
 _LOCAL_DEVICE_IDS = flags.DEFINE_list(
     "local_device_ids", None, "Devices this process drives (multi-host GPU). Under SLURM JAX "
     "defaults to one GPU per task (SLURM_LOCALID); with one task per node list them all: 0,1,..")
-flags.mark_flags_as_required(["config"])
+_OWN_FLAGS = ("config", "workdir", "distributed", "coordinator", "num_processes", "process_id",
+              "local_device_ids")
 
 
 def default_workdir(config_spec: str) -> str:
-    """./workdir/<file stem>[_<variant>] for ``configs/supervised.py:quick``."""
+    """./workdir/<stem>[_<variant>]: ``supervised:quick`` -> ./workdir/supervised_quick (the
+    same for ``configs/supervised.py:quick``)."""
     path, _, variant = config_spec.partition(":")
     stem = os.path.splitext(os.path.basename(path))[0]
     return os.path.join("workdir", stem + (f"_{variant}" if variant else ""))
 
 
+def parse_flags(argv):
+    """absl's flag parsing behind ``cli.preparse``: every mistake is one ``error:`` line."""
+    try:
+        argv = cli.preparse(argv, __doc__, flags.FLAGS, [flags.FLAGS[n] for n in _OWN_FLAGS])
+        sys.argv[:] = argv  # config_flags reads the override order from sys.argv
+        return flags.FLAGS(argv)
+    except cli.UsageError as err:
+        cli.fail(str(err))
+    except flags.Error as err:
+        cli.fail(" ".join(line.strip() for line in str(err).splitlines() if line.strip()))
+
+
+def _setup_logging() -> None:
+    """One line per record, routed around the progress line; JAX's backend probing
+    ("Unable to initialize backend 'tpu'") and Orbax's narration of every save are dropped
+    (their warnings are kept)."""
+    from modnet_jax.training.reporting import LogHandler
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # absl's own handler
+        root.removeHandler(handler)
+    handler = LogHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    # Orbax narrates every save through absl's logger; keep its warnings, drop the chatter.
-    logging.getLogger("absl").setLevel(logging.WARNING)
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
+    for name in ("absl", "jax"):  # Orbax's narration, JAX's backend probing: warnings only
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from modnet_jax.training import run_config
+
+    config = _CONFIG.value
+    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
+    try:
+        workdir = cli.check_workdir(workdir)
+        changed = run_config.check_resume(workdir, config)
+        run_config.check_init_from(config)
+    except (cli.UsageError, run_config.ResumeError) as err:
+        cli.fail(str(err))
+    _setup_logging()
+    if changed:
+        logging.warning("resuming %s with %d changed config field(s): %s", workdir,
+                        len(changed), "; ".join(changed))
     from modnet_jax.training import xla_cpu
 
     # Before anything starts JAX's backends (jax.distributed.initialize does not).
@@ -73,11 +121,10 @@ def main(argv):
     from modnet_jax.data import DatasetError
     from modnet_jax.training.loop import NonFiniteLossError, train
 
-    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     if jax.process_index() != 0:
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        result = train(_CONFIG.value, workdir)
+        result = train(config, workdir)
     except (DatasetError, NonFiniteLossError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
@@ -96,4 +143,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -1,7 +1,7 @@
 """Throughput paths give the samples of the plain paths: the decoded-sample cache and the
 packed 4-channel crop (bit-exact), raw .npy prepared copies (bit-exact where nothing is
 resized), and the trimap fast path (against the recipe written with numpy masks). The
-compositing fast path is checked on all inputs in test_data_compositing.py."""
+compositing fast path is checked on all inputs in test_imaging_compositing.py."""
 
 import pickle
 

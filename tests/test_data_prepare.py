@@ -108,8 +108,10 @@ def test_prepare_keeps_names_layout_pairing_and_shrinks(large, tmp_path, capsys)
     out = tmp_path / "out"
     argv = ["--layout", "adobe", "--root", str(root), "--output", str(out),
             "--max-short-side", "192", "--jobs", "1"]
-    assert prepare.main(argv) == 0
-    text = capsys.readouterr().out
+    assert prepare.main(argv) == 1  # written, but 2 inputs skipped: exit status 1
+    captured = capsys.readouterr()
+    text = captured.out
+    assert captured.err.startswith("error: skipped 2 input file(s): ")
     assert "3 pair(s) in the copy: 2 resized, 1 copied unchanged" in text
     assert "2 input file(s) skipped" in text
     assert sorted(sources.list_files(str(out / "fg"))) == ["nested/s0", "nested/s1", "small"]
@@ -125,7 +127,7 @@ def test_prepare_keeps_names_layout_pairing_and_shrinks(large, tmp_path, capsys)
     assert validate_dataset(dict(layout="adobe", root=str(out), val_fraction=0.0),
                             image_size=SIZE).num_samples == 3
 
-    assert prepare.main(argv) == 0  # a second run keeps what is there
+    assert prepare.main(argv) == 1  # a second run keeps what is there
     assert "0 resized, 0 copied unchanged (already small enough), 3 already present" in \
         capsys.readouterr().out
 

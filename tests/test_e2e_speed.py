@@ -79,9 +79,9 @@ def test_smoke_run_prints_the_table_and_writes_the_json(tmp_path):
     lines = proc.stdout.splitlines()
     header = [i for i, line in enumerate(lines) if line.startswith("| job |")]
     assert len(header) == 1
-    rows = lines[header[0] + 2:header[0] + 5]
-    assert [r.split("|")[1].strip() for r in rows] == ["video", "folder",
-                                                       "folder, warm 2nd run"]
+    rows = lines[header[0] + 2:header[0] + 6]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "video", "video, warm 2nd run", "folder", "folder, warm 2nd run"]
     data = json.loads(out.read_text())
     assert {"date", "cpu", "cores", "load_start", "load_end", "command"} <= set(data["info"])
     jobs = {r["job"]: r for r in data["rows"]}

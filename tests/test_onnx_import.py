@@ -59,7 +59,7 @@ def matte_fn(imported):
 
 def portrait(height, width, index=3):
     """A composited synthetic portrait, normalised to [-1, 1], [1, H, W, 3]."""
-    from modnet_jax.data.compositing import composite
+    from modnet_jax.imaging.compositing import composite
     from modnet_jax.data.synthetic import generate_background, generate_portrait
 
     s = generate_portrait(0, index, height, width)

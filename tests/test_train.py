@@ -70,6 +70,11 @@ def test_smoke_run_artefacts(straight):
     assert steps[-1] == N_STEPS and len(steps) <= 4
     variables = checkpointing.load_variables(workdir)
     _assert_same_tree(variables["params"], result["final_state"].params)
+    # The run remembers itself: its resolved config, and its model in every checkpoint.
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f) == json.loads(json.dumps(_tiny().to_dict()))
+    for step in steps:
+        assert checkpointing.model_metadata(workdir, step) == checkpointing.model_record(None)
     # PNG grids of input | prediction | truth.
     import cv2
 

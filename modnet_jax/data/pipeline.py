@@ -76,6 +76,9 @@ class _Plan:
     summary: DatasetSummary
 
 
+_LOGGED: set = set()  # dataset summaries already logged by this process
+
+
 def _held_out(count: int, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of the validation members among `count` sorted items (fixed by seed)."""
     mask = np.zeros(count, bool)
@@ -171,7 +174,9 @@ def _plan(cfg, split: str, image_size: int) -> _Plan:
         source = cache.cached(source, cfg.sample_cache_mb)
         backgrounds = cache.cached(backgrounds, cfg.bg_cache_mb)
     _probe(source, split)
-    LOGGER.info("%s", summary)
+    if str(summary) not in _LOGGED:  # once per process, not at every (re)build
+        _LOGGED.add(str(summary))
+        LOGGER.info("%s", summary)
     return _Plan(source, backgrounds, _options(cfg, image_size, image_only=image_only), summary)
 
 

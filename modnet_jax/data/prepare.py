@@ -22,9 +22,11 @@ What is written, under --output, mirroring the names under --root:
 
 Colour images whose short side exceeds --max-short-side are resized (area filter, aspect
 kept) and written as JPEG (quality 95) with the same stem; smaller ones are copied byte for
-byte. Mattes are always written as 8-bit grey PNG, converted exactly as the pipeline reads
-them (16-bit, RGBA, ...), with fast settings (zlib level 1, no row filter: several times
-faster to decode than a default PNG), resized to their image's new size. Files already
+byte, except JPEGs with an EXIF orientation tag, which (like every resized image) are
+written upright, with the matte turned the same way (the pipeline's EXIF rule). Mattes are
+always written as 8-bit grey PNG, converted exactly as the pipeline reads them (16-bit,
+RGBA, ...), with fast settings (zlib level 1, no row filter: several times faster to decode
+than a default PNG), resized to their image's new size. Files already
 present in --output are kept (so an interrupted run resumes) unless --overwrite is given;
 each file is written to a temporary name and renamed, so a killed run leaves no half file.
 
@@ -52,6 +54,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from modnet_jax.cliutil import EXIT_SKIPPED, EXIT_USAGE, add_version, dashed
 from modnet_jax.data import sources
 from modnet_jax.data.config import LAYOUTS, layout_spec
 from modnet_jax.data.report import DatasetError, UnusableFile
@@ -155,9 +158,10 @@ def _colour_output(src: str, out_stem: str, size, fmt: str = "encoded") -> str:
 
 
 def _write_colour(src: str, dst: str, size, fmt: str = "encoded") -> int:
-    """Writes the colour image `src` to `dst`: resized to `size` (when not None) as JPEG or
-    raw RGB array; an encoded file that needs no resizing is copied."""
-    if size is None and fmt != "raw":
+    """Writes the colour image `src` to `dst`: upright (EXIF orientation applied), resized to
+    `size` (when not None) as JPEG or raw RGB array; an encoded file that needs no resizing
+    or turning is copied."""
+    if size is None and fmt != "raw" and decode.file_orientation(src) == 1:
         return _copy_atomic(src, dst)
     rgb = decode.decode_rgb(src)
     if size is not None:
@@ -169,8 +173,9 @@ def _write_colour(src: str, dst: str, size, fmt: str = "encoded") -> int:
 
 
 def _write_matte(src: str, dst: str, size, expected: tuple[int, int] | None,
-                 fmt: str = "encoded") -> int:
-    alpha = decode.decode_alpha(src)
+                 fmt: str = "encoded", orientation: int = 1) -> int:
+    """Writes the matte `src`, turned like its photo (`orientation`), as 8-bit PNG or raw."""
+    alpha = decode.decode_alpha(src, orientation=orientation)
     if expected is not None and alpha.shape != expected:
         raise UnusableFile(src, f"matte is {alpha.shape[1]}x{alpha.shape[0]} but its image is "
                            f"{expected[1]}x{expected[0]}")
@@ -182,10 +187,12 @@ def _write_matte(src: str, dst: str, size, expected: tuple[int, int] | None,
 
 
 def _colour_size(path: str) -> tuple[int, int]:
-    """(rows, cols) of a colour image from its header (decoding only formats without one)."""
+    """(rows, cols) of a colour image, upright, from its header (decoding only formats
+    without one)."""
     head = decode.probe_header(path)
     if head is not None:
-        return head.height, head.width
+        turned = decode.file_orientation(path) in (5, 6, 7, 8)
+        return (head.width, head.height) if turned else (head.height, head.width)
     return decode.decode_rgb(path).shape[:2]
 
 
@@ -200,7 +207,8 @@ def prepare_pair(task: tuple) -> tuple:
         matte_dst = matte_stem + (RAW_EXTENSION if fmt == "raw" else ".png")
         if not overwrite and os.path.exists(colour_dst) and os.path.exists(matte_dst):
             return "present", (0, 0)
-        written = _write_matte(matte, matte_dst, size, (rows, cols), fmt)
+        written = _write_matte(matte, matte_dst, size, (rows, cols), fmt,
+                               decode.file_orientation(colour))
         written += _write_colour(colour, colour_dst, size, fmt)
         read = os.path.getsize(colour) + os.path.getsize(matte)
         return ("resized" if size is not None else "copied"), (read, written)
@@ -316,11 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="rewrite files already present in --output (default: keep them, "
                              "so an interrupted run resumes)")
-    return parser
+    return add_version(parser)
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit status (``modnet_jax.cliutil``): 0 every input written or present, 1 some skipped,
+    2 nothing could be done (bad options, missing or unusable dataset)."""
+    args = build_parser().parse_args(dashed(argv))
     start = time.perf_counter()
 
     def progress(done, total):
@@ -331,14 +341,19 @@ def main(argv=None) -> int:
                                args.jobs, args.overwrite, args.subdirs, progress, args.format)
     except (DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     for path, reason in report.skipped[report.scan_skipped:]:
         print(f"skipped {path}: {reason}")
     if report.scan_skipped:
         print(f"({report.scan_skipped} file(s) skipped by the folder scan: see the warnings above)")
     print(f"{args.output}: {report.summary(unit)} "
           f"(max short side {args.max_short_side}, {time.perf_counter() - start:.1f}s)")
-    return 0 if report.written + report.present else 1
+    if report.skipped:
+        paths = [path for path, _ in report.skipped]
+        print(f"error: skipped {len(paths)} input file(s): " + ", ".join(paths[:10])
+              + (f", ... {len(paths) - 10} more" if len(paths) > 10 else ""), file=sys.stderr)
+        return EXIT_SKIPPED
+    return 0
 
 
 if __name__ == "__main__":

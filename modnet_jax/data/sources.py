@@ -151,8 +151,11 @@ class ForegroundAlphaSource:
                 alpha_head = decode.header_from_bytes(alpha_path, alpha_data)
                 if alpha_head is None or (alpha_head.height, alpha_head.width) != full_size:
                     reduce = 1  # matte size unknown before decoding, or a mismatch (raised below)
-        colour = decode.decode_rgb(colour_path, reduce, colour_data)
-        alpha = decode.decode_alpha(alpha_path, reduce, alpha_data)
+        if colour_data is None and extension(colour_path) in JPEG_EXTENSIONS:
+            colour_data = decode.read_file(colour_path)
+        colour = decode.decode_rgb(colour_path, reduce, colour_data)  # upright (EXIF)
+        alpha = decode.decode_alpha(alpha_path, reduce, alpha_data,
+                                    decode.file_orientation(colour_path, colour_data))
         if colour.shape[:2] != alpha.shape:
             # Formats without a probed header only show a size mismatch here.
             raise UnusableFile(alpha_path, f"matte is {alpha.shape[1]}x{alpha.shape[0]} but "

@@ -11,7 +11,7 @@ held exactly in float32: OpenCV computes (fg * w1 + bg * w2) / (w1 + w2 + 1e-5) 
 The products and their sum (<= 255 * 255 < 2^24) are exact in float32, and the division
 (by 255 + 1e-5 and its float32 rounding) moves the quotient by less than 1e-4, far below
 the 1/510 margin, so the result equals the exact integer formula (tests/
-test_data_compositing.py checks all 2^24 (fg, bg, alpha) triples against it).
+test_imaging_compositing.py checks all 2^24 (fg, bg, alpha) triples against it).
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from typing import List, Optional, Tuple
 
+from modnet_jax.checkpointing import model_config_for
 from modnet_jax.inference.checkpoint import CheckpointError
 from modnet_jax.inference.compile_cache import ENV_VAR, default_cache_dir, setup_compile_cache
 from modnet_jax.inference.engine import MAX_IMAGE_PIXELS, MattingEngine
@@ -28,11 +28,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                         "one step folder")
     g.add_argument("--step", type=int, default=None,
                    help="checkpoint step to load (default: the newest)")
-    g.add_argument("--lr-branch", choices=("se", "easpp"), default=MODEL_DEFAULTS["lr_branch"],
-                   help="semantic branch the checkpoint was trained with (default: %(default)s)")
-    g.add_argument("--hr-channels", type=int, default=MODEL_DEFAULTS["hr_channels"],
-                   help="detail-branch width the checkpoint was trained with "
-                        "(default: %(default)s)")
+    g.add_argument("--lr-branch", choices=("se", "easpp"), default=None,
+                   help="semantic branch of a checkpoint that does not record its model "
+                        "(foreign or older files; modnet_jax checkpoints know it). Default: the "
+                        f"checkpoint's record, else {MODEL_DEFAULTS['lr_branch']}")
+    g.add_argument("--hr-channels", type=int, default=None,
+                   help="detail-branch width, likewise (default: the checkpoint's record, "
+                        f"else {MODEL_DEFAULTS['hr_channels']})")
     g.add_argument("--ref-size", type=int, default=REF_SIZE,
                    help="reference short side of the release's resize rule (default: "
                         "%(default)s; sides are then floored to multiples of 32)")
@@ -70,7 +72,11 @@ def engine_from_args(args: argparse.Namespace) -> MattingEngine:
         if getattr(args, name) < (32 if name == "max_long_side" else 1024):
             raise UserError(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
     setup_compile_cache(args.compile_cache)
-    cfg = {"lr_branch": args.lr_branch, "hr_channels": args.hr_channels}
+    try:
+        cfg = model_config_for(args.checkpoint, args.step, lr_branch=args.lr_branch,
+                               hr_channels=args.hr_channels)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CheckpointError(str(exc)) from None
     return MattingEngine.from_checkpoint(
         args.checkpoint, cfg, step=args.step, ref_size=args.ref_size,
         batch_size=args.batch_size, resize_back=args.resize_back,
@@ -91,22 +97,35 @@ def read_checked(engine: MattingEngine, path: str):
     return read_image(path)
 
 
-def ensure_output_dir(path: str) -> str:
-    """Create ``path`` if needed and check that files can be written in it (UserError if not)."""
+def check_output_dir(path: str) -> str:
+    """The absolute output folder, checked but not created (``make_parent`` creates folders
+    when the first file is written, so a run that writes nothing leaves nothing): UserError
+    if it is a file or cannot be created or written."""
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{path}: output path exists and is not a folder")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"{path}: cannot create the output folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: cannot write to output folder ({existing} is not writable)")
+    return path
+
+
+def make_parent(path: str) -> str:
+    """Create the folder of the file ``path`` (InputError if that fails); returns ``path``."""
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_"):
-            pass
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     except OSError as exc:
-        raise UserError(f"{path}: cannot write to output folder ({exc.strerror or exc})") from None
+        raise InputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
     return path
 
 
 def finish(failures: List[Tuple[str, str]], total: int, noun: str) -> int:
-    """Exit status of a run: 0, or 1 after one line listing the skipped files."""
+    """Exit status of a run (``modnet_jax.cliutil``): 0, or 1 after one line listing the
+    skipped files."""
     if not failures:
         return 0
     print(f"error: skipped {len(failures)} of {total} {noun}: "

@@ -26,7 +26,6 @@ _DISABLED = ("none", "off", "0", "")
 
 _lock = threading.Lock()
 _hits = 0
-_listening = False
 
 
 def default_cache_dir() -> str:
@@ -46,12 +45,11 @@ def cache_hits() -> int:
     return _hits
 
 
+jax.monitoring.register_event_listener(_on_event)
+
+
 def setup_compile_cache(cache_dir: Optional[str] = None) -> Optional[str]:
     """Turn the persistent cache on; returns the folder in use, or None when it is off."""
-    global _listening
-    if not _listening:
-        jax.monitoring.register_event_listener(_on_event)
-        _listening = True
     explicit = cache_dir is not None
     choice = cache_dir if explicit else os.environ.get(ENV_VAR)
     current = jax.config.jax_compilation_cache_dir

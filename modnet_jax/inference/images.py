@@ -20,10 +20,11 @@ from modnet_jax.imaging import decode
 from modnet_jax.imaging.compositing import Background, background_for
 from modnet_jax.imaging.compositing import composite_over as composite
 from modnet_jax.imaging.files import IMAGE_EXTENSIONS as IMAGE_EXTS
-from modnet_jax.imaging.files import InputError, is_image_path
+from modnet_jax.imaging.decode import file_orientation, orient
+from modnet_jax.imaging.files import InputError, UnusableFile, is_image_path
 
 __all__ = ["IMAGE_EXTS", "NAMED_COLOURS", "Background", "InputError", "background_for",
-           "composite", "cutout", "image_size", "is_image_path", "matte_to_uint8",
+           "composite", "cutout", "image_size", "is_image_path", "matte_to_uint8", "orientation_of",
            "parse_colour", "read_image", "read_matte", "write_image"]
 
 NAMED_COLOURS = {
@@ -38,24 +39,34 @@ def _read(path: str, decoder: Callable[[str], np.ndarray]) -> np.ndarray:
     return decoder(path)  # UnusableFile is an InputError: "path: reason"
 
 
+def orientation_of(path: str) -> int:
+    """The EXIF orientation of an image file (1 when it has none or cannot be read)."""
+    try:
+        return file_orientation(path)
+    except UnusableFile:
+        return 1
+
+
 def image_size(path: str) -> Optional[Tuple[int, int]]:
     """(height, width) from the file's header without decoding it, or None if unknown."""
     return decode.image_size(path)
 
 
 def read_image(path: str) -> np.ndarray:
-    """[H, W, 3] uint8 RGB (grey is repeated, alpha dropped; EXIF orientation applied, as a
-    photo viewer shows it). Raises ``InputError``."""
-    return _read(path, lambda p: decode.decode_rgb(p, orientation=True))
+    """[H, W, 3] uint8 RGB (grey is repeated, alpha dropped), upright: a JPEG's EXIF
+    orientation is applied (the training data's rule). Raises ``InputError``."""
+    return _read(path, decode.decode_rgb)
 
 
-def read_matte(path: str, keep_uint8: bool = False) -> np.ndarray:
+def read_matte(path: str, orientation: int = 1, keep_uint8: bool = False) -> np.ndarray:
     """[H, W] float64 alpha in [0, 1] at the file's precision (8/16-bit), with the shared matte
-    policy (grey, RGBA's alpha channel, equal colour channels). Raises ``InputError``.
+    policy (grey, RGBA's alpha channel, equal colour channels), turned by ``orientation``:
+    the EXIF orientation of its image (``orientation_of``), since a matte is in its image's
+    stored pixel order. Raises ``InputError``.
 
     ``keep_uint8``: an 8-bit file comes back as its uint8 values (0..255) instead.
     """
-    return _read(path, lambda p: decode.decode_alpha_native(p, keep_uint8))
+    return orient(_read(path, lambda p: decode.decode_alpha_native(p, keep_uint8)), orientation)
 
 
 def write_image(path: str, image: np.ndarray) -> None:

@@ -185,6 +185,7 @@ class VideoFileSink:
         if self.writer is None:
             from modnet_jax.inference.video import open_writer
 
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self.writer = open_writer(self.path, self.fps, image.shape[1], image.shape[0])
             self._start = captured
         due = int(round((captured - self._start) * self.fps)) + 1

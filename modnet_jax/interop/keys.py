@@ -234,21 +234,27 @@ def strip_dataparallel(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------- directions
 
 
+def check_release_architecture(lr_branch: Any, hr_channels: Any) -> None:
+    """UnsupportedVariant unless the model is the release architecture (se, hr_channels 32)."""
+    if lr_branch not in (None, "se"):
+        raise UnsupportedVariant(
+            f"this checkpoint uses lr_branch={lr_branch!r} (the paper's e-ASPP), which has no "
+            "counterpart in the PyTorch release; only lr_branch='se' models can be converted")
+    if hr_channels is not None and int(hr_channels) != HR_CHANNELS:
+        raise UnsupportedVariant(
+            f"this checkpoint has hr_channels={hr_channels}; the release architecture only "
+            f"runs with hr_channels={HR_CHANNELS} (its conv_hr4x input width is written as "
+            f"3 * hr_channels + 3), so only that width can be converted")
+
+
 def flax_to_torch(variables: Mapping[str, Any], num_batches_tracked: int = 0,
                   dataparallel: bool = False) -> Dict[str, np.ndarray]:
     """``{"params", "batch_stats"}`` -> the release's ``state_dict`` as numpy arrays (ordered).
 
     Float tensors are float32 and C-contiguous; ``num_batches_tracked`` is an int64 scalar.
     """
-    if _get(variables, ("params", "lr_branch", "easpp")) is not None:
-        raise UnsupportedVariant(
-            "this checkpoint uses lr_branch='easpp' (the paper's e-ASPP), which has no "
-            "counterpart in the PyTorch release; only lr_branch='se' models can be converted")
-    if hr_channels_of_flax(variables) != HR_CHANNELS:
-        raise UnsupportedVariant(
-            f"this checkpoint has hr_channels={hr_channels_of_flax(variables)}; the release "
-            f"architecture only runs with hr_channels={HR_CHANNELS} (its conv_hr4x input width "
-            f"is written as 3 * hr_channels + 3), so only that width can be converted")
+    easpp = _get(variables, ("params", "lr_branch", "easpp")) is not None
+    check_release_architecture("easpp" if easpp else "se", hr_channels_of_flax(variables))
     entries = [e for e in modnet_entries() if e.flax_path]
     expected = {"/".join((e.collection,) + e.flax_path): e.flax_shape
                 for e in entries if not e.alias}

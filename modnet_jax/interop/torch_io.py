@@ -165,8 +165,11 @@ def cli_parser(module: str, doc: str):
     """An argparse parser for ``python -m <module>`` showing the module docstring as help."""
     import argparse
 
-    return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    from modnet_jax.cliutil import add_version
+
+    return add_version(argparse.ArgumentParser(
+        prog=f"python -m {module}", description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
 def run_cli(main_fn, argv=None) -> int:

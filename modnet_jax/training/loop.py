@@ -1,6 +1,7 @@
 """The training loop: supervised MODNet training and SOC adaptation (``config.mode``).
 
-``train(config, workdir)`` does, in order: validate the dataset (before any compile), build
+``train(config, workdir)`` does, in order: validate the dataset (before any compile), save
+the resolved config as ``<workdir>/config.json`` (``run_config.py``), build
 the model, optimiser and state (optionally initialised from ``config.init_from``), resume from
 ``<workdir>/checkpoints`` if a checkpoint exists, then run the device-parallel step until
 ``total_steps``, with periodic validation, checkpoints (train state + data-iterator state in
@@ -38,6 +39,7 @@ from modnet_jax.data import (
 from modnet_jax.models import init_variables, model_from_config
 from modnet_jax.training.pretrained import load_init_variables, merge_pretrained
 from modnet_jax.training.reporting import Reporter
+from modnet_jax.training.run_config import save_run_config
 
 LOGGER = logging.getLogger(__name__)
 MODES = ("supervised", "soc")
@@ -157,10 +159,11 @@ def train(config, workdir: str) -> Dict[str, Any]:
 
     # Data first: an empty or unusable dataset stops here, before anything compiles.
     split = "unlabelled" if mode == "soc" else "train"
-    summary = validate_dataset(config.data, image_size=size, split=split)
-    LOGGER.info("%s", summary)
+    summary = validate_dataset(config.data, image_size=size, split=split)  # logs its summary
     if do_eval:
-        LOGGER.info("%s", validate_dataset(config.data, image_size=size, split="val"))
+        validate_dataset(config.data, image_size=size, split="val")
+    if chief:
+        save_run_config(workdir, config)
     parallel.connect(devices)  # several processes: all here, device collectives connected
     make_iter = make_unlabelled_iterator if mode == "soc" else make_train_iterator
     train_iter = make_iter(config.data, batch_size=per_host, seed=seed, image_size=size,
@@ -181,7 +184,7 @@ def train(config, workdir: str) -> Dict[str, Any]:
 
     ckpt = checkpointing.TrainCheckpointer(
         os.path.join(workdir, checkpointing.CHECKPOINT_SUBDIR), int(config.keep_checkpoints),
-        int(config.keep_best), bool(config.async_checkpoint))
+        int(config.keep_best), bool(config.async_checkpoint), model_config=config.model)
     start = ckpt.latest_step()
     if start is not None:
         target = {"train": jax.device_get(state)}

@@ -13,7 +13,9 @@ Files in the workdir:
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from typing import Dict, Optional
 
 import cv2
@@ -37,6 +39,30 @@ def matte_grid(images: np.ndarray, pred: np.ndarray, alpha: Optional[np.ndarray]
     return np.concatenate(rows, axis=0)
 
 
+_DRAWING: list = []  # enabled reporters whose progress line is on screen, newest last
+
+
+class LogHandler(logging.StreamHandler):
+    """Writes log records to stderr on their own lines, clearing and redrawing the training
+    progress line around them (a plain StreamHandler would write into the middle of it). It
+    is a console StreamHandler, so a progress bar that redirects console logging itself
+    (tqdm's ``logging_redirect_tqdm``) may replace it while the bar is drawn."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            if _DRAWING:
+                _DRAWING[-1].note(message)
+            else:
+                sys.stderr.write(message + "\n")
+                sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 class Reporter:
     def __init__(self, workdir: str, total_steps: int, start_step: int, batch_size: int,
                  enabled: bool = True, progress: bool = True):
@@ -54,6 +80,8 @@ class Reporter:
         self._bar.restart(start_step)
         self._timed_from = start_step  # the step after which rates are measured
         self._first_step = True
+        if progress:
+            _DRAWING.append(self)
 
     def step_done(self, step: int, loss: float) -> None:
         """Advance the progress line (step, loss, img/s, ETA)."""
@@ -103,6 +131,8 @@ class Reporter:
     def close(self) -> None:
         if not self.enabled:
             return
+        if self in _DRAWING:
+            _DRAWING.remove(self)
         self._bar.close()
         self._jsonl.close()
         self._events.close()

@@ -1,0 +1,42 @@
+"""Conventions shared by the argparse commands (predict, evaluate, prepare, conversions).
+
+* Flag names take dashes or underscores: ``--max_short_side`` is ``--max-short-side``
+  (``dashed`` rewrites the names, never the values, before argparse sees them; ``train``,
+  which uses absl flags, accepts both spellings too).
+* ``--version`` prints ``modnet_jax <version>``.
+* Exit status: 0 when every input was used; 1 when the run finished but skipped some inputs
+  (each reported on its own ``error:`` line, then one line listing them) or failed on its
+  data; 2 when it could not run at all (a usage mistake, a missing checkpoint or dataset:
+  one ``error:`` line). The conversions (``interop/torch_io.run_cli``) use 1 for every
+  failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from modnet_jax import __version__
+
+EXIT_SKIPPED = 1
+EXIT_USAGE = 2
+
+
+def dashed(argv: Optional[List[str]]) -> List[str]:
+    """``argv`` (default ``sys.argv[1:]``) with ``--a_b[=v]`` flag names spelled ``--a-b``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[i:]
+        if arg.startswith("--") and "_" in arg.partition("=")[0]:
+            name, eq, value = arg.partition("=")
+            arg = name.replace("_", "-") + eq + value
+        out.append(arg)
+    return out
+
+
+def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--version", action="version", version=f"modnet_jax {__version__}")
+    return parser

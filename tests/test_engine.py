@@ -1,0 +1,225 @@
+"""MattingEngine: device resizes equal the host's, OFD across batch seams equals the streaming
+host OFD, capped model inputs, per-file refusals, the compile cache, the reader/writer threads,
+and clean cut-outs.
+
+Model shapes are kept few (64x64 model inputs at ``ref_size=64``, batch 4) since every new one is
+a multi-second XLA compile on CPU.
+"""
+
+import threading
+import time
+
+import cv2
+import jax
+import numpy as np
+import pytest
+
+from modnet_jax import predict
+from modnet_jax.checkpointing import save_variables
+from modnet_jax.inference import MattingEngine, OneFrameDelay, model_input_size
+from modnet_jax.inference import programs
+from modnet_jax.inference.foreground import clean_outputs
+from modnet_jax.inference.engine import Matted
+from modnet_jax.inference.images import InputError, composite
+from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
+from modnet_jax.inference.preprocess import area_resize, postprocess, preprocess
+from modnet_jax.inference.resize import make_taps, resize_hw
+from modnet_jax.models import create_model
+
+REF = 64
+
+
+# ---------------------------------------------------------------- no model
+
+@pytest.mark.parametrize("hw, out", [((70, 90), (64, 64)), ((300, 1), (288, 32)),
+                                     ((45, 64), (64, 96))])
+def test_device_area_resize_is_bit_equal_to_host(hw, out):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+    rows, cols = make_taps(hw[0], out[0]), make_taps(hw[1], out[1])
+    got = np.asarray(jax.jit(programs.prepare)(img[None], rows, cols))[0]
+    want = area_resize(img, *out) / 127.5 - 1.0
+    np.testing.assert_array_equal(got, want)
+    # And back (float mattes, up or down), as postprocess: within float32 rounding.
+    matte = rng.uniform(0, 1, out).astype(np.float32)
+    back = jax.jit(programs.restore)(matte[None], make_taps(out[0], hw[0]),
+                                     make_taps(out[1], hw[1]))
+    np.testing.assert_allclose(np.asarray(back)[0], postprocess(matte, *hw), rtol=0, atol=1e-6)
+
+
+def test_device_bilinear_matches_opencv():
+    rng = np.random.default_rng(1)
+    matte = rng.uniform(0, 1, (1, 32, 48)).astype(np.float32)
+    for h, w in ((75, 50), (20, 100)):
+        rows, cols = make_taps(32, h, "bilinear"), make_taps(48, w, "bilinear")
+        got = np.asarray(jax.jit(resize_hw)(matte, rows, cols))[0]
+        want = cv2.resize(matte[0], (w, h), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(got, want, rtol=0, atol=3e-6)  # OpenCV's float rounding
+
+
+def test_model_input_caps():
+    caps = dict(ref_size=512, max_long_side=2048, max_pixels=2048 * 1024)
+    assert model_input_size(300, 1, ref_size=512) == (153600, 512)  # the release's rule
+    assert model_input_size(300, 1, **caps) == (2048, 32)
+    assert model_input_size(1, 300, **caps) == (32, 2048)
+    assert model_input_size(500, 20000, **caps) == (32, 2048)  # straddles 512: kept, then capped
+    # 8660 x 5773 (50 MP): short side to 512 -> 768 x 512, under the caps, untouched.
+    assert model_input_size(8660, 5773, **caps) == model_input_size(8660, 5773) == (768, 512)
+    # max_pixels: 1000 x 4000 straddles ref 2048 -> kept -> scaled by sqrt(2^21 / 4e6).
+    h, w = model_input_size(1000, 4000, ref_size=2048, max_long_side=10**6, max_pixels=2 ** 21)
+    assert (h, w) == (704, 2880) and h * w <= 2 ** 21 and h % 32 == w % 32 == 0
+    for hw in ((300, 1), (1, 300), (7, 99999), (99999, 99999)):
+        rh, rw = model_input_size(*hw, **caps)
+        assert 32 <= min(rh, rw) and max(rh, rw) <= 2048 and rh * rw <= 2048 * 1024
+
+
+def test_prefetch_is_bounded_and_raises_in_the_consumer():
+    produced = []
+
+    def source():
+        for i in range(100):
+            produced.append(i)
+            yield i
+        raise ValueError("bad input")
+
+    with prefetch(source(), depth=3) as items:
+        it = iter(items)
+        assert next(it) == 0
+        time.sleep(0.3)
+        assert len(produced) <= 1 + 3 + 1  # taken + queued + one blocked in put
+        with pytest.raises(ValueError, match="bad input"):
+            list(it)
+
+    with prefetch(iter(range(10**6)), depth=2):
+        pass  # closing early stops the reader instead of leaving it blocked
+    assert not any(t.name == "modnet-reader" and t.is_alive() for t in threading.enumerate())
+
+
+def test_background_writer_keeps_order_and_reports_errors():
+    seen = []
+    with BackgroundWriter(seen.append, depth=2) as w:
+        for i in range(20):
+            w.put(i)
+    assert seen == list(range(20))
+
+    def fail(item):
+        raise OSError(f"disk full at {item}")
+
+    w = BackgroundWriter(fail, depth=2)
+    w.put(0)
+    with pytest.raises(OSError, match="disk full at 0"):
+        time.sleep(0.1)
+        w.put(1)
+        w.close()
+
+
+def test_clean_colours_recomposite_beats_raw_colours():
+    """A known foreground on green, matte known: re-composited onto blue with the estimated
+    foreground colours, the error in the soft band is far below that of the image's colours."""
+    h, w = 64, 96
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    fg = np.stack([128 + 100 * np.sin(xx / 7), 128 + 90 * np.cos(yy / 9),
+                   np.full_like(xx, 200)], -1)
+    alpha = np.clip((xx - 30) / 36, 0, 1)  # a 36-pixel soft band
+    old_bg, new_bg = np.array([0, 255, 0], np.float32), (0, 0, 255)
+    image = np.rint(fg * alpha[..., None] + old_bg * (1 - alpha[..., None])).astype(np.uint8)
+    want = fg * alpha[..., None] + np.float32(new_bg) * (1 - alpha[..., None])
+    raw = composite(image, alpha, new_bg).astype(np.float32)
+    clean = clean_outputs(Matted(matte=alpha.astype(np.float32), image=image), new_bg,
+                          cutout=True)
+    band = (alpha > 0.05) & (alpha < 0.95)
+    err_raw = np.abs(raw - want)[band].mean()
+    err_clean = np.abs(clean.composite.astype(np.float32) - want)[band].mean()
+    print(f"soft-band mean abs error on the new background: raw colours {err_raw:.2f}, "
+          f"estimated foreground {err_clean:.2f} (0..255)")
+    assert err_clean < 0.25 * err_raw
+    assert clean.cutout.shape == (h, w, 4)
+    np.testing.assert_array_equal(clean.cutout[..., 3], np.rint(alpha * 255).astype(np.uint8))
+
+
+# ---------------------------------------------------------------- with the model
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    model, variables = create_model()
+    ckpt = save_variables(str(tmp_path_factory.mktemp("untrained")), variables)
+    return model, variables, ckpt
+
+
+@pytest.fixture(scope="module")
+def engine(untrained):
+    model, variables, _ = untrained
+    return MattingEngine(model, variables, ref_size=REF, batch_size=4)
+
+
+def _host_video(model, variables, frames, batch, ofd):
+    """Today's host path: numpy pre-processing, the model on batches of ``batch`` frames (the
+    last padded with copies of its last frame, as the engine runs it), numpy resize back,
+    streaming ``OneFrameDelay``."""
+    apply = jax.jit(lambda v, x: model.apply(v, x, train=False, inference=True)[2][..., 0])
+    raw = []
+    for s in range(0, len(frames), batch):
+        chunk = frames[s:s + batch]
+        chunk = chunk + [chunk[-1]] * (batch - len(chunk))
+        out = np.asarray(apply(variables, np.stack([preprocess(f, REF) for f in chunk])))
+        raw += [postprocess(m, *frames[0].shape[:2]) for m in out][:len(frames) - s]
+    stream = OneFrameDelay(enabled=ofd)
+    pairs = [p for m, f in zip(raw, frames) for p in stream.push(m, f)] + stream.flush()
+    return raw, pairs
+
+
+@pytest.mark.parametrize("ofd", [True, False])
+def test_video_equals_host_path_across_batch_seams(untrained, engine, ofd):
+    model, variables, _ = untrained
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 256, (2, 64, 80, 3), dtype=np.uint8)
+    frames = [a if t % 3 else b for t in range(9)]  # b at 0, 3, 6: flicker at the seams 3|4
+    raw, pairs = _host_video(model, variables, frames, 4, ofd)
+    for n in ((1, 4, 5, 9) if ofd else (5, 9)):  # one batch, full, full + 1, a padded tail
+        out = list(engine.video(frames[:n], ofd=ofd, background=(255, 255, 255)))
+        want = _host_video(model, variables, frames[:n], 4, ofd)[1] if n < 9 else pairs
+        assert len(out) == n
+        for t, (res, (m, f)) in enumerate(zip(out, want)):
+            np.testing.assert_allclose(res.matte, m, rtol=0, atol=1e-6, err_msg=f"n={n} t={t}")
+            diff = np.abs(res.composite.astype(int) - composite(f, m, (255, 255, 255)))
+            assert diff.max() <= 1
+    if ofd:  # OFD did act, across the seam between batches 0 and 1 too
+        assert np.abs(pairs[3][0] - raw[3]).max() > 0.1
+        assert np.abs(out[3].matte - raw[3]).max() > 0.1
+
+
+def test_second_engine_loads_programs_from_the_persistent_cache(untrained, engine):
+    model, variables, _ = untrained
+    rng = np.random.default_rng(4)
+    items = [(i, rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)) for i in range(3)]
+    first = {k: r.matte for k, r in engine.images(items)}
+    fresh = MattingEngine(model, variables, ref_size=REF, batch_size=4)
+    second = {k: r.matte for k, r in fresh.images(items)}
+    assert fresh.programs.compiled == [] and len(fresh.programs.loaded) == 3
+    assert "0 programs compiled, 3 loaded" in fresh.compile_summary()
+    for k in first:
+        np.testing.assert_array_equal(second[k], first[k])
+
+
+def test_folder_with_extreme_and_oversized_images_writes_every_good_file(untrained, tmp_path,
+                                                                        capsys):
+    _, _, ckpt = untrained
+    rng = np.random.default_rng(5)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, shape in (("good", (64, 80)), ("tall", (300, 1)), ("wide", (1, 300)),
+                        ("huge", (400, 500))):
+        assert cv2.imwrite(str(src / f"{name}.png"), rng.integers(0, 256, (*shape, 3),
+                                                                  dtype=np.uint8))
+    out = tmp_path / "out"
+    rc = predict.cli(["--checkpoint", ckpt, str(src), "--output", str(out), "--ref-size",
+                      str(REF), "--batch-size", "1", "--max-long-side", "96",
+                      "--max-image-pixels", "100000", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "huge" in line][0].startswith(
+        f"error: {src / 'huge.png'}: 500x400 image (0 MP) is above the limit of 0.1 MP")
+    for name, shape in (("good", (64, 80)), ("tall", (300, 1)), ("wide", (1, 300))):
+        assert cv2.imread(str(out / f"{name}_matte.png"), cv2.IMREAD_UNCHANGED).shape == shape
+    assert not (out / "huge_matte.png").exists()
+    assert "error: skipped 1 of 4 inputs" in err and "compile: " in err
