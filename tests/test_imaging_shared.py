@@ -99,7 +99,7 @@ def test_inference_readers_use_the_shared_policy(tmp_path):
         read_image(str(tmp_path / "missing.png"))
 
 
-def test_exif_orientation_applied_for_inference_only(tmp_path):
+def test_exif_orientation_is_applied_by_every_reader(tmp_path):
     from PIL import Image
 
     from modnet_jax.inference.images import read_image
@@ -110,10 +110,9 @@ def test_exif_orientation_applied_for_inference_only(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     path = str(tmp_path / "phone.jpg")
     Image.fromarray(rgb).save(path, quality=100, exif=exif)
-    assert decode.decode_rgb(path).shape == (4, 6, 3)  # training / evaluation: as stored
-    shown = read_image(path)
-    assert shown.shape == (6, 4, 3)  # inference: as a viewer shows it
-    assert shown[0, -1].min() > 200  # the stored top-left is now the top-right
+    for shown in (decode.decode_rgb(path), read_image(path)):  # training and inference alike
+        assert shown.shape == (6, 4, 3)  # as a viewer shows it
+        assert shown[0, -1].min() > 200  # the stored top-left is now the top-right
 
 
 def test_evaluate_accepts_p3m_and_p3m10k(tmp_path):
