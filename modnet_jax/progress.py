@@ -98,6 +98,11 @@ class Progress:
             self._bar.initial = self._bar.n = self._bar.last_print_n = self.count
             self._bar.refresh()
 
+    def refresh(self) -> None:
+        """Draws the line now (updates draw at most every ``min_interval`` seconds)."""
+        if self._bar is not None and not self._closed:
+            self._bar.refresh()
+
     def update(self, n: int = 1) -> None:
         self.count += n
         if self._bar is not None:

@@ -236,7 +236,7 @@ def test_log_lines_go_around_the_progress_line(tmp_path, capsys):
     try:
         for step in (1, 2):
             reporter.step_done(step, 0.5)
-        reporter._bar._draw()
+        reporter.refresh()
         logger.warning("a message")
     finally:
         logger.removeHandler(handler)

@@ -124,6 +124,11 @@ class Reporter:
         self._events.flush()
         return path
 
+    def refresh(self) -> None:
+        """Redraws the progress line now."""
+        if self.enabled:
+            self._bar.refresh()
+
     def note(self, message: str) -> None:
         if self.enabled:
             self._bar.note(message)
