@@ -30,12 +30,20 @@ A per-stage CPU timing of single samples follows, for the 1080p files, the prepa
 and the raw copy with a warm fg cache, to show where the time goes. Results are recorded in
 benchmarks/RESULTS.md ("Data pipeline").
 
+Feeding an accelerator: after the rows, a summary gives samples/s per core for each data path
+(JPEG files, the prepared JPEG copy, the raw copy with the fg cache) at the chosen image size,
+in-process and with worker processes, and how many cores ``--target-rate`` samples/s (a GPU's
+training step rate, default 1000) needs on each: ceil(target / per-core rate with workers),
+plus one core for the training process itself (batch hand-off, JAX dispatch).
+
     python benchmarks/data_pipeline.py [--seconds 12] [--workers 0,1,2] [--count 24] [--rows a,b]
+        [--target-rate 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -184,6 +192,38 @@ def mean_sizes(root: str) -> str:
     return ", ".join(f"{k} {v:.0f} KiB" for k, v in sizes.items())
 
 
+FEED_PATHS = (("JPEG files (1080p)", "1080p"), ("prepared JPEG copy ({side})", "prepared {side}"),
+              ("raw copy ({side}) + fg cache", "raw {side} + fg cache"))
+
+
+def cores_needed(target_rate: float, per_core: float) -> int:
+    """Data cores for ``target_rate`` samples/s at ``per_core`` each, plus one for the
+    training process (batch hand-off, JAX dispatch)."""
+    return math.ceil(target_rate / per_core) + 1
+
+
+def print_feeding(per_core: dict, side: int, image_size: int, target_rate: float) -> None:
+    """samples/s per core of each data path (rows measured above) and the cores
+    ``target_rate`` needs: with workers when measured (how a GPU host runs the pipeline,
+    20-30% dearer per core than in-process), else in-process."""
+    print(f"\nfeeding an accelerator: {image_size}x{image_size} samples per core (= per "
+          f"CPU-second) and cores for {target_rate:.0f} samples/s")
+    print(f"{'data path':>30} | {'in-process':>10} | {'with workers':>12} | {'cores needed':>12}")
+    print("-" * 75)
+    for label, row in FEED_PATHS:
+        label, row = label.format(side=side), row.format(side=side)
+        alone = per_core.get((row, 0))
+        workers = [v for (name, count), v in per_core.items() if name == row and count > 0]
+        with_workers = min(workers) if workers else None
+        basis = with_workers or alone
+        if basis is None:
+            continue
+        print(f"{label:>30} | {alone or float('nan'):>10.1f} | "
+              f"{with_workers or float('nan'):>12.1f} | {cores_needed(target_rate, basis):>12d}")
+    print("(cores needed = ceil(target / per-core rate, with workers when measured) + 1 for the "
+          "training process)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="/tmp/modnet_jax_bench_1080p")
@@ -191,7 +231,8 @@ def main() -> None:
     parser.add_argument("--prepared-dir", default="/tmp/modnet_jax_bench_1080p_prepared768")
     parser.add_argument("--raw-dir", default="/tmp/modnet_jax_bench_1080p_raw768")
     parser.add_argument("--rows", default="",
-                        help="comma-separated substrings: run only the rows whose name has one")
+                        help="comma-separated substrings: run only the rows whose name has one "
+                             "(=NAME: exactly that row)")
     parser.add_argument("--count", type=int, default=24, help="files written (1080p)")
     parser.add_argument("--large-count", type=int, default=12, help="files written (2160p)")
     parser.add_argument("--image-size", type=int, default=512)
@@ -199,16 +240,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0, help="timed seconds per row")
     parser.add_argument("--workers", default="0,1,2",
                         help="worker counts for the 1080p and prepared rows")
+    parser.add_argument("--target-rate", type=float, default=1000.0,
+                        help="samples/s the accelerator consumes (its training step rate): the "
+                             "summary says how many cores each data path needs for it")
+    parser.add_argument("--no-stages", action="store_true", help="skip the per-stage timing")
     args = parser.parse_args()
 
     max_side = int(np.ceil(args.image_size * 1.5))  # image_size x max(scale_range)
+    wanted = args.rows.split(",") if args.rows else None
+    needs_large = wanted is None or any("2160" in w for w in wanted)
     ensure_folder(args.data_dir, args.count, 1080, 1920)
-    ensure_folder(args.large_dir, args.large_count, 2160, 3840)
+    if needs_large:
+        ensure_folder(args.large_dir, args.large_count, 2160, 3840)
     ensure_prepared(args.data_dir, args.prepared_dir, max_side)
     ensure_prepared(args.data_dir, args.raw_dir, max_side, "raw")
     for name, root in (("1080p", args.data_dir), ("2160p", args.large_dir),
                        ("prepared", args.prepared_dir), ("raw", args.raw_dir)):
-        print(f"mean file size, {name}: {mean_sizes(root)}")
+        if root != args.large_dir or needs_large:
+            print(f"mean file size, {name}: {mean_sizes(root)}")
     print(f"CPU cores: {os.cpu_count()}; load average at the start: "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
@@ -238,23 +287,28 @@ def main() -> None:
             (f"raw {max_side} + fg cache, no malloc tuning",
              files(args.raw_dir, malloc_tuning=False, **fg_cache), [1], warm),
             ("synthetic", dict(layout="synthetic", synthetic_size=512), [0], 0)]
-    if args.rows:
-        wanted = args.rows.split(",")
-        rows = [row for row in rows if any(w in row[0] for w in wanted)]
+    if wanted:
+        rows = [row for row in rows if any(row[0] == w[1:] if w.startswith("=") else w in row[0]
+                                           for w in wanted)]
     print(f"\ncomposited {args.image_size}x{args.image_size} samples "
           f"(batch {args.batch_size}, {args.seconds:.0f}s per row)")
     print(f"{'data':>26} | {'workers':>7} | {'samples/s':>9} | {'per worker':>10} | "
           f"{'per CPU-second':>14}")
     print("-" * 80)
+    per_core: dict[tuple[str, int], float] = {}
     for name, cfg, counts, warm_samples in rows:
         for count in counts:
             rate, per_cpu = measure(cfg, count, args.seconds, args.batch_size, args.image_size,
                                     warm_samples)
+            per_core[name, count] = per_cpu
             print(f"{name:>26} | {count:>7} | {rate:>9.1f} | {rate / max(1, count):>10.1f} | "
                   f"{per_cpu:>14.1f}", flush=True)
     load = os.getloadavg()
     print(f"(load average at the end: {' '.join(f'{x:.1f}' for x in load)}; samples/s fall when "
           "other jobs share the cores, samples per CPU-second much less so)")
+    print_feeding(per_core, max_side, args.image_size, args.target_rate)
+    if args.no_stages:
+        return
 
     pipeline.tune_malloc()  # as the pipeline does (default malloc_tuning=True)
     for name, root, fg_cached in (("1080p files", args.data_dir, False),

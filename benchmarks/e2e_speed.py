@@ -15,9 +15,10 @@ In one run on one machine, on inputs it generates (``e2e_inputs.py``):
    PNGs, with an empty compilation cache (the first run on a machine).
 3. both jobs again with the compilation cache the first run left (a second clip or folder
    of the same sizes): their XLA compilations (the goal is none) and time.
-4. evaluate: ``python -m modnet_jax.evaluate`` on the same photos with their ground-truth
-   mattes (all five metrics, 8-bit, whole image; an empty compilation cache) against the
-   same official image demo run, which writes mattes only. Goal: no slower (>= 1.0x).
+4. evaluate: ``python -m modnet_jax.evaluate`` on the first folder's photos with their
+   ground-truth mattes (all five metrics, 8-bit, whole image; an empty compilation cache)
+   against the same official image demo run, which writes mattes only. Goal: no slower
+   (>= 1.0x).
 
 Every job runs in a fresh child process of this script (``--worker``), one after the other,
 so the frameworks never share the CPU; the figures are the job's own time (from model load,
@@ -302,7 +303,8 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
     from benchmarks import e2e_inputs
 
     skip = set(filter(None, args.skip.split(",")))
-    for cache in ("cache_video", "cache_folder"):  # cold means cold, also in a kept --workdir
+    for cache in ("cache_video", "cache_folder", "cache_evaluate"):  # cold means cold, also in
+        # a kept --workdir
         shutil.rmtree(os.path.join(workdir, cache), ignore_errors=True)
     weights = prepare_weights(args, workdir)
     ckpt = weights["checkpoint"]

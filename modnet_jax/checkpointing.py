@@ -211,11 +211,19 @@ def _own_data_state(saved: dict) -> dict:
                      f"and differ; resume it with {len(states)} processes")
 
 
+BEST_METRIC = "val_crop_mad"
+
+
+def _best_metric(metrics: dict) -> float:
+    return metrics[BEST_METRIC] if BEST_METRIC in metrics else metrics["val_mad"]
+
+
 class TrainCheckpointer:
     """Training checkpoints: train state + data-iterator state in one Orbax step.
 
     Keeps the newest ``keep_last`` steps plus the ``keep_best`` steps with the lowest
-    validation MAD (steps saved with ``val_mad``); writes asynchronously (``wait`` blocks).
+    MAD on the validation crops (steps saved with ``val_crop_mad``; checkpoints written before
+    the rename carry it as ``val_mad``); writes asynchronously (``wait`` blocks).
     ``save`` takes host (numpy) trees; every process calls it (Orbax coordinates the writes;
     the train state must be the same on all processes, the data state is each one's own).
     ``model_config`` (the run's ``config.model``) is recorded with every step.
@@ -229,7 +237,7 @@ class TrainCheckpointer:
         self.directory = os.path.abspath(os.path.expanduser(directory))
         policies = [cm.LatestN(max(int(keep_last), 1))]
         if keep_best > 0:
-            policies.append(cm.BestN(get_metric_fn=lambda m: m["val_mad"], reverse=True,
+            policies.append(cm.BestN(get_metric_fn=_best_metric, reverse=True,
                                      n=int(keep_best), keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
             create=True, enable_async_checkpointing=async_save,
@@ -240,11 +248,11 @@ class TrainCheckpointer:
         return self._mgr.latest_step()
 
     def save(self, step: int, state_tree: Any, data_state: Optional[dict] = None,
-             val_mad: Optional[float] = None) -> None:
+             val_crop_mad: Optional[float] = None) -> None:
         items = {STATE_ITEM: ocp.args.StandardSave(state_tree)}
         if data_state is not None:
             items[DATA_ITEM] = ocp.args.JsonSave({PER_PROCESS: _gather_json(data_state)})
-        metrics = None if val_mad is None else {"val_mad": float(val_mad)}
+        metrics = None if val_crop_mad is None else {BEST_METRIC: float(val_crop_mad)}
         self._mgr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True,
                        custom_metadata=self._custom)
 

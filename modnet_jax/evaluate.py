@@ -10,13 +10,16 @@ and are compared at the ground truth's full resolution, alpha in [0, 1] (see
 and means to the trimap's unknown band: the dataset's own trimap when it has one
 (``trimap/x.png``), otherwise one made from the ground truth (``--band-radius`` pixels).
 
-Scores use 8-bit mattes by default, as the reference evaluation code does with PNG files
-(``--precision float`` scores the float output). Images are decoded ahead and scored by a
-thread pool while the model runs.
+Images are used upright: a JPEG's EXIF orientation is applied to it and to its matte and
+trimap, which are taken to be in the image's stored pixel order (the training data's rule).
+The model's architecture comes from the checkpoint. Scores use 8-bit mattes by default, as
+the reference evaluation code does with PNG files (``--precision float`` scores the float
+output). Images are decoded ahead and scored by a thread pool while the model runs.
 
 Writes ``DIR/per_image.csv`` (one row per image and region), ``DIR/summary.json`` (means,
-counts, precision, skipped files) and prints a table. Python API: ``find_samples`` +
-``evaluate_samples``.
+counts, precision, skipped files) and prints a table; DIR is created only then, so a failed
+run leaves nothing. Exit status: 0, 1 when images were skipped, 2 when the run could not
+start. Python API: ``find_samples`` + ``evaluate_samples``.
 
     python -m modnet_jax.evaluate --checkpoint CKPT --data ROOT --layout video [--no-ofd]
 
@@ -24,15 +27,6 @@ evaluates clips (``ROOT/video/x.mp4`` or ``ROOT/video/x/`` frames, ground truth
 ``ROOT/matte/x.mp4`` or ``ROOT/matte/x/``): per-frame MSE/MAD, dtSSD and MESSDdt, and the
 flicker score (which needs no ground truth): ``per_clip.csv``, ``per_frame.csv``,
 ``summary.json``; see ``modnet_jax.video_eval``.
-
-Images are used upright: a JPEG's EXIF orientation is applied to it and to its matte and
-trimap, which are taken to be in the image's stored pixel order (the training data's rule).
-The model's architecture comes from the checkpoint.
-
-Writes ``DIR/per_image.csv`` (one row per image and region), ``DIR/summary.json`` (means,
-counts, skipped files) and prints a table; DIR is created only then, so a failed run leaves
-nothing. Exit status: 0, 1 when images were skipped, 2 when the run could not start.
-Python API: ``find_samples`` + ``evaluate_samples``.
 """
 
 from __future__ import annotations

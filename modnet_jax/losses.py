@@ -1,6 +1,7 @@
 """MODNet objectives as pure functions of arrays (no model, no state).
 
-Shapes (NHWC, float32):
+Shapes (NHWC, float32; lower-precision inputs are widened to float32 first, so the losses
+reduce in float32 under bf16 compute):
   image:  [B, H, W, 3] normalised to [-1, 1] (the model input)
   trimap: [B, H, W, 1] with values exactly {0, 0.5, 1}
   alpha:  [B, H, W, 1] in [0, 1] (ground-truth matte)
@@ -52,6 +53,13 @@ def semantic_target(alpha):
     return gaussian_blur(downsample_bilinear(alpha, 16))
 
 
+def at_least_fp32(*arrays):
+    """The arrays in float32 or wider (bf16/fp16 predictions are widened, float64 stays): every
+    loss reduces in at least float32, whatever the model's compute dtype."""
+    return tuple(None if x is None else jnp.asarray(x).astype(
+        jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)) for x in arrays)
+
+
 def _l1(a, b):
     return jnp.mean(jnp.abs(a - b))
 
@@ -65,6 +73,8 @@ def supervised_loss(pred_semantic, pred_detail, pred_matte, image, trimap, alpha
     """
     if variant not in LOSS_VARIANTS:
         raise ValueError(f"loss variant must be one of {LOSS_VARIANTS}, got {variant!r}")
+    pred_semantic, pred_detail, pred_matte, image, trimap, alpha, fg, bg = at_least_fp32(
+        pred_semantic, pred_detail, pred_matte, image, trimap, alpha, fg, bg)
     gt_semantic = semantic_target(alpha)
     known = (trimap < 0.5) | (trimap > 0.5)
 
@@ -149,6 +159,8 @@ def soc_loss(pred_semantic, pred_detail, pred_matte, frozen_detail, frozen_matte
     the samples of the *global* batch that have a boundary band, and this device's value is
     scaled so that ``pmean`` over devices gives exactly the global loss (and gradients).
     """
+    pred_semantic, pred_detail, pred_matte, frozen_detail, frozen_matte = at_least_fp32(
+        pred_semantic, pred_detail, pred_matte, frozen_detail, frozen_matte)
     # Semantic consistency, both ways, each side against the other's detached prediction.
     matte_down = semantic_target(pred_matte)
     pseudo_semantic = jax.lax.stop_gradient(matte_down)

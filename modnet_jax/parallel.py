@@ -2,7 +2,10 @@
 
 Steps are written per device against ``AXIS`` (BatchNorm statistics and gradients are averaged
 over it). Host arrays go in with ``shard_batch`` (leading axis split over local devices) and
-``replicate`` (state copied to every local device). With several processes
+``replicate`` (state copied to every local device). Callers that should not know this layout
+(the training loop) use ``put_state`` / ``get_state`` / ``put_batch`` / ``get_rows``, which
+move data only with explicit ``jax.device_put`` / ``jax.device_get`` (so they pass under
+``jax.transfer_guard("disallow")``). With several processes
 (``jax.distributed``), each host feeds its own shard of the global batch and ``AXIS`` spans
 every device of every host, so the steps run unchanged. Moving to ``jax.shard_map`` later only
 changes this file.
@@ -107,7 +110,7 @@ def host_local(tree: Any) -> Any:
 
     def local(x):
         shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
-        return np.concatenate([np.asarray(s.data) for s in shards])
+        return np.concatenate(jax.device_get([s.data for s in shards]))
 
     return jax.tree_util.tree_map(local, tree)
 
@@ -124,3 +127,30 @@ def shard_batch(batch: Any, devices: Sequence[Any]) -> Any:
         return jax.device_put(x.reshape((n, x.shape[0] // n) + x.shape[1:]), sharding)
 
     return jax.tree_util.tree_map(split, batch)
+
+
+# ------------------------------------------------------------------ layout-free host <-> device
+
+
+def put_state(tree: Any, devices: Sequence[Any]) -> Any:
+    """Host tree (params, optimiser state, metrics...) -> the form the steps take it in."""
+    return replicate(tree, devices)
+
+
+def get_state(tree: Any) -> Any:
+    """A state (or metrics) tree produced by the steps -> one numpy copy on the host.
+
+    One explicit transfer of the first local device's buffers (``unreplicate`` would index
+    them on the device first, an implicit host->device transfer of the index)."""
+    first = jax.tree_util.tree_map(lambda x: x.addressable_data(0), tree)
+    return jax.tree_util.tree_map(lambda x: x[0], jax.device_get(first))
+
+
+def put_batch(batch: Any, devices: Sequence[Any]) -> Any:
+    """A host batch (leading axis: this host's samples) -> the form the steps take it in."""
+    return shard_batch(batch, devices)
+
+
+def get_rows(tree: Any) -> Any:
+    """A per-sample output of a step -> numpy with this host's samples on the leading axis."""
+    return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), host_local(tree))

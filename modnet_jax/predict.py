@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--video-format", choices=("mp4", "avi"), default="mp4",
                    help="container of output videos: mp4 (mp4v) or avi (MJPG) "
                         "(default: %(default)s)")
+    v.add_argument("--flicker", action="store_true",
+                   help="also report each video's flicker score: the mean |a_t - a_(t-1)| of "
+                        "the written mattes over pixels whose input frame did not change (0 "
+                        "for a perfectly stable matte; OFD and SOC adaptation lower it)")
     add_stream_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return add_version(p)
@@ -222,10 +226,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 composite_path=(None if background is None
                                 else out(path, "composite", ext)),
                 background=(0, 255, 0) if background is None else background,
-                ofd=not args.no_ofd, clean=args.clean_colours, progress=not args.quiet)
+                ofd=not args.no_ofd, clean=args.clean_colours, progress=not args.quiet,
+                flicker=args.flicker)
             written += 1
+            flicker = "" if result.flicker is None else f", flicker {result.flicker:.3e}"
             print(f"{path}: {result.frames} frames at {result.fps:g} fps, "
-                  f"{result.rate:.1f} frames/s", file=sys.stderr)
+                  f"{result.rate:.1f} frames/s{flicker}", file=sys.stderr)
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures.append((path, str(exc)))

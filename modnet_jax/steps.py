@@ -10,7 +10,9 @@ Each ``build_*`` returns a compiled, device-parallel callable (see ``modnet_jax.
 
 Inputs are replicated states and batches sharded with ``parallel.shard_batch``. Batches are
 the pipeline's uint8 dicts (``image`` [B,H,W,3], ``alpha`` [B,H,W,1] 0..255, ``trimap``
-[B,H,W,1] in {0,128,255}, optional ``fg``/``bg``), converted to floats here on the device.
+[B,H,W,1] in {0,128,255}, optional ``fg``/``bg``), converted to floats here on the device;
+send only the entries a step reads (``select`` with ``supervised_keys``, ``SOC_KEYS``,
+``EVAL_KEYS``).
 The model must be built with ``axis_name=parallel.AXIS`` so BatchNorm averages its statistics
 over the global batch.
 """
@@ -36,6 +38,21 @@ def decode_trimap(trimap_u8):
     """uint8 trimap {0, 128, 255} -> float32 exactly {0, 0.5, 1}."""
     t = trimap_u8.astype(jnp.float32)
     return jnp.where(t > 191.0, 1.0, jnp.where(t > 63.0, 0.5, 0.0))
+
+
+SOC_KEYS = ("image",)
+EVAL_KEYS = ("image", "alpha")
+
+
+def supervised_keys(loss_variant: str = "release") -> tuple:
+    """The batch entries a supervised step reads: ``fg``/``bg`` only for the paper variant
+    (its compositional term); the release loss never reads them, so they need not travel."""
+    return ("image", "alpha", "trimap") + (("fg", "bg") if loss_variant == "paper" else ())
+
+
+def select(batch: Dict[str, Any], keys: Sequence[str]) -> Dict[str, Any]:
+    """The entries of a host batch that a step needs (those present)."""
+    return {k: batch[k] for k in keys if k in batch}
 
 
 def device_batch(batch: Dict[str, Any]) -> Dict[str, jax.Array]:

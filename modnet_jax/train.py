@@ -129,14 +129,17 @@ def main(argv):
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     if jax.process_index() == 0:
-        before, after = result.get("val_before"), result.get("val_after")
+        before, after = result.get("val_crop_before"), result.get("val_crop_after")
         lines = [f"workdir: {os.path.abspath(workdir)}",
                  f"steps: {result['start_step']} -> {result['final_step']} "
                  f"of {result['total_steps']}"]
         if before:
-            lines.append(f"validation before: MAD {before['mad']:.4f}  MSE {before['mse']:.4f}")
+            lines.append(f"val_crop before: MAD {before['mad']:.4f}  MSE {before['mse']:.4f}")
         if after:
-            lines.append(f"validation after:  MAD {after['mad']:.4f}  MSE {after['mse']:.4f}")
+            lines.append(f"val_crop after:  MAD {after['mad']:.4f}  MSE {after['mse']:.4f}")
+        if before or after:
+            lines.append("(val_crop: validation centre crops at the training size; "
+                         "full-resolution metrics: python -m modnet_jax.evaluate)")
         if result["stopped_by"]:
             lines.append(f"stopped by {result['stopped_by']}; rerun the same command to resume")
         print("\n".join(lines))

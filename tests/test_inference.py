@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from modnet_jax import evaluate, predict
+from modnet_jax import evaluate, metrics, predict, video_eval
 from modnet_jax.checkpointing import save_variables
 from modnet_jax.inference import (
     CheckpointError,
@@ -27,9 +27,11 @@ from modnet_jax.inference import (
     process_video,
 )
 from modnet_jax.inference.engine import padded_batch
+from modnet_jax.inference.video import open_video, read_frames
 from modnet_jax.inference.preprocess import postprocess, preprocess
 from modnet_jax.models import create_model
 from modnet_jax.progress import Progress
+from modnet_jax.temporal import flicker_score, temporal_metrics
 
 REF = 64
 
@@ -162,6 +164,53 @@ def test_video_round_trip_keeps_frame_count_and_rate(engine, tmp_path, ofd):
     for out in ("m.mp4", "c.avi"):
         assert count_frames(str(tmp_path / out)) == 10
         assert video_fps(tmp_path / out) == pytest.approx(12.5)
+
+
+def test_video_flicker_readout_equals_the_score_of_the_written_mattes(engine, tmp_path):
+    """process_video(flicker=True) reports temporal.flicker_score of the OFD mattes it writes,
+    here on a clip whose frames 2-3 repeat (still pixels) and whose others change."""
+    rng = np.random.default_rng(5)
+    frames = [portrait(rng, 64, 80)[0] for _ in range(3)]
+    frames = [frames[0], frames[1], frames[1], frames[1], frames[2]]
+    src = tmp_path / "still.avi"
+    write_video(src, frames)
+    cap, _ = open_video(str(src))
+    decoded = list(read_frames(cap))
+    cap.release()
+    result = process_video(engine, str(src), matte_path=str(tmp_path / "m.avi"), ofd=True,
+                           progress=False, flicker=True)
+    mattes = [r.matte for r in engine.video(decoded, ofd=True, with_image=True)]
+    want = flicker_score(decoded, mattes)
+    assert np.isfinite(want)
+    assert result.flicker == pytest.approx(want, rel=1e-12, abs=1e-15)
+    plain = process_video(engine, str(src), matte_path=str(tmp_path / "m2.avi"), progress=False)
+    assert plain.flicker is None
+
+
+def test_video_evaluation_against_the_models_own_mattes(engine, tmp_path):
+    """Ground truth = the engine's raw mattes (8-bit): without OFD every error is 0; with OFD
+    the scores are those of the OFD-corrected mattes against the raw ones."""
+    rng = np.random.default_rng(2)
+    frames = [portrait(rng, 64, 80)[0] for _ in range(6)]
+    # with_image=True: the programs evaluate_clips runs, so nothing more to compile
+    raw = [r.matte for r in engine.video(frames, ofd=False, with_image=True)]
+    root = tmp_path / "clips"
+    for sub in ("video/a", "matte/a"):
+        (root / sub).mkdir(parents=True)
+    for i, (f, m) in enumerate(zip(frames, raw)):
+        cv2.imwrite(str(root / "video" / "a" / f"{i:02d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(root / "matte" / "a" / f"{i:02d}.png"), np.rint(m * 255).astype(np.uint8))
+    clips = video_eval.find_clips(str(root))
+    rows, frame_rows, _, failures = video_eval.evaluate_clips(engine, clips, ofd=False)
+    assert failures == [] and rows[0]["frames"] == 6 and len(frame_rows) == 6
+    assert rows[0]["mse"] == 0 and rows[0]["dtssd"] == 0 and rows[0]["messddt"] == 0
+    smoothed = [r.matte for r in engine.video(frames, ofd=True, with_image=True)]
+    want = temporal_metrics([metrics.quantize_8bit(m) for m in smoothed],
+                            [metrics.quantize_8bit(m) for m in raw])
+    assert want["mad"] > 0  # OFD changed some pixels of these unrelated frames
+    rows, *_ = video_eval.evaluate_clips(engine, clips, ofd=True)
+    for name in ("mse", "mad", "dtssd", "messddt"):
+        assert rows[0][name] == pytest.approx(want[name], abs=1e-12)
 
 
 def test_check_variables_reports_mismatch(untrained):

@@ -257,6 +257,8 @@ def test_unknown_band_and_shared_masks():
     gt8 = np.rint(gt * 255).astype(np.uint8)
     assert (metrics.unknown_band(gt8, 2) == metrics.unknown_band(gt8 / 255.0, 2)).all()
     rows = metrics.compute_metrics_masks(pred, gt, [None, band], precision="8bit")
-    assert rows[0] == metrics.compute_metrics(pred, gt, precision="8bit")
-    assert rows[1] == metrics.compute_metrics(pred, gt, band, precision="8bit")
+    # (OpenCV's threaded filtering can differ in the last bits between calls)
+    assert rows[0] == pytest.approx(metrics.compute_metrics(pred, gt, precision="8bit"), rel=1e-9)
+    assert rows[1] == pytest.approx(metrics.compute_metrics(pred, gt, band, precision="8bit"),
+                                    rel=1e-9)
     assert rows[1]["sad"] < rows[0]["sad"]

@@ -104,7 +104,7 @@ def test_two_processes_equal_one_process(tmp_path):
     # One writer: each step's metrics once (the chief's), equal to the 1-process runs'.
     records = _records(wd)
     assert [(r["split"], r["step"]) for r in records] == [
-        ("train", 1), ("train", 2), ("train", 3), ("val", 3)]
+        ("train", 1), ("train", 2), ("train", 3), ("val_crop", 3)]
     ones = {(r["split"], r["step"]): r
             for d in ("reference", "elastic") for r in _records(str(tmp_path / d))}
     for r in records:

@@ -1,5 +1,6 @@
 """The training loop end to end: artefacts, exact resume (in-process and after SIGKILL),
-SIGTERM, SOC from a supervised checkpoint, non-finite loss, bad data before compile."""
+SIGTERM, SOC from a supervised checkpoint, non-finite loss, bad data before compile; the
+supervised and SOC runs (evaluation included) under ``jax.transfer_guard("disallow")``."""
 
 import json
 import os
@@ -12,8 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from modnet_jax import checkpointing
-from modnet_jax.data import DatasetError
+from modnet_jax import checkpointing, parallel
+from modnet_jax.data import DatasetError, pipeline
+from modnet_jax.training import loop
 from modnet_jax.training.loop import NonFiniteLossError, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,11 +51,90 @@ def _assert_same_tree(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+class _Spy:
+    """Wraps a function, recording its calls' positional arguments (and still calling it)."""
+
+    def __init__(self, module, name):
+        self.module, self.name, self.fn, self.calls = module, name, getattr(module, name), []
+
+    def __enter__(self):
+        def spy(*args, **kwargs):
+            self.calls.append(args)
+            return self.fn(*args, **kwargs)
+
+        setattr(self.module, self.name, spy)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(self.module, self.name, self.fn)
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
+    """12 steps with validation at steps 0 and 12 and 6 checkpoints, run with implicit
+    host<->device transfers disallowed (any would raise): the loop moves the batch in, the
+    metrics and checkpoints out, only explicitly. Records what was scanned and sent."""
     workdir = str(tmp_path_factory.mktemp("straight"))
-    result = train(_tiny(), workdir)
+    with _Spy(pipeline, "_plan") as scans, _Spy(parallel, "put_batch") as puts:
+        with jax.transfer_guard("disallow"):
+            result = train(_tiny(), workdir)
+    result["scanned_splits"] = [args[1] for args in scans.calls]
+    result["sent_keys"] = {tuple(sorted(args[0])) for args in puts.calls}
     return workdir, result
+
+
+def test_guarded_run_scans_once_and_sends_only_what_the_loss_reads(straight):
+    _, result = straight
+    # One scan per split for the whole run (before: four before step 1, one per evaluation).
+    assert sorted(result["scanned_splits"]) == ["train", "val"]
+    # The synthetic layout composites, so batches hold fg and bg; the release loss does not
+    # read them and evaluation reads image and alpha only.
+    assert result["sent_keys"] == {("alpha", "image", "trimap"), ("alpha", "image")}
+
+
+def test_transfer_guard_is_active_in_the_hot_loop(tmp_path, monkeypatch):
+    """The control for the guarded runs: a batch handed to the step as numpy (an implicit
+    host->device transfer, what a forgotten ``device_put`` does) raises under the guard, so
+    the loop does not lift it. (On the CPU backend JAX polices host->device only: reads are
+    zero-copy there; every read in the loop is an explicit ``jax.device_get`` through
+    ``parallel.get_state``/``get_rows``, which a GPU run of this file checks too.)"""
+    def implicit_put(batch, devices):
+        n = len(devices)
+        return {k: v.reshape((n, -1) + v.shape[1:]) for k, v in batch.items()}
+
+    monkeypatch.setattr(loop.parallel, "put_batch", implicit_put)
+    with jax.transfer_guard("disallow"):
+        with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
+            train(_tiny(num_train_steps=2, eval_at_start=False), str(tmp_path))
+
+
+def test_logged_training_metrics_are_interval_means(tmp_path):
+    """log_every=3 over 7 steps: records at steps 3, 6 (means of 3 steps) and 7 (the last,
+    a mean of 1), computed by hand from the per-step values."""
+    from modnet_jax.training.reporting import Reporter
+
+    class NoCheckpoints:
+        directory = "-"
+
+        def latest_step(self):
+            return None
+
+    devices = jax.local_devices()[:2]
+    totals = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+    reporter = Reporter(str(tmp_path), 7, 0, 2, progress=False)
+    log = loop.MetricLog(reporter, 3, 7, lambda count: 0.5 ** count, NoCheckpoints())
+    for step, total in enumerate(totals, start=1):
+        metrics = parallel.put_state({"total": np.float32(total),
+                                      "grad_norm": np.float32(10 * total)}, devices)
+        log.push(step, metrics, fingerprint=100 + step)
+    log.flush()
+    reporter.close()
+    records = _jsonl(str(tmp_path))
+    assert [r["step"] for r in records] == [3, 6, 7]
+    assert [r["total"] for r in records] == [7 / 3, 56 / 3, 64.0]
+    assert [r["grad_norm"] for r in records] == pytest.approx([70 / 3, 560 / 3, 640.0])
+    assert [r["lr"] for r in records] == [0.5 ** 2, 0.5 ** 5, 0.5 ** 6]  # lr of the last step
+    assert [r["data_fingerprint"] for r in records] == [103, 106, 107]
 
 
 def test_smoke_run_artefacts(straight):
@@ -62,7 +143,7 @@ def test_smoke_run_artefacts(straight):
     records = _jsonl(workdir)
     train_steps = [r["step"] for r in records if r["split"] == "train"]
     assert train_steps == list(range(1, N_STEPS + 1))
-    val = [r for r in records if r["split"] == "val"]
+    val = [r for r in records if r["split"] == "val_crop"]
     assert [r["step"] for r in val] == [0, N_STEPS]
     assert all(0 <= r["mad"] <= 1 and r["mse"] <= r["mad"] for r in val)
     # Checkpoints: the newest 3 plus the best-by-MAD one; each loads as model variables.
@@ -91,12 +172,12 @@ def test_tensorboard_events_readable(straight):
     acc = EventAccumulator(os.path.join(workdir, "tensorboard"))
     acc.Reload()
     tags = acc.Tags()
-    assert "train/total" in tags["scalars"] and "val/mad" in tags["scalars"]
+    assert "train/total" in tags["scalars"] and "val_crop/mad" in tags["scalars"]
     assert [e.step for e in acc.Scalars("train/total")] == list(range(1, N_STEPS + 1))
     ours = {r["step"]: r["total"] for r in _jsonl(workdir) if r["split"] == "train"}
     for e in acc.Scalars("train/total"):
         assert e.value == pytest.approx(ours[e.step], rel=1e-6)
-    img = acc.Images("val/grid")[-1]
+    img = acc.Images("val_crop/grid")[-1]
     assert (img.height, img.width) == (128, 192)
 
 
@@ -167,7 +248,8 @@ def test_soc_from_supervised_never_changes_frozen(straight, tmp_path):
     c.init_from = workdir
     c.progress = False
     c.num_devices = 1
-    out = train(c, str(tmp_path))
+    with jax.transfer_guard("disallow"):  # as the supervised run: explicit transfers only
+        out = train(c, str(tmp_path))
     assert out["final_step"] == c.num_train_steps
     supervised = checkpointing.load_variables(workdir)
     saved = checkpointing.load_state_tree(str(tmp_path))

@@ -14,9 +14,11 @@ inference and evaluation.
 from modnet_jax.data.config import LAYOUTS, default_data_config, resolve_config
 from modnet_jax.data.pipeline import (
     DatasetSummary,
+    SplitPlan,
     make_eval_iterator,
     make_train_iterator,
     make_unlabelled_iterator,
+    scan_split,
     validate_dataset,
 )
 from modnet_jax.data.report import DatasetError, UnusableFile
@@ -28,6 +30,7 @@ __all__ = [
     "LAYOUTS",
     "DatasetError",
     "DatasetSummary",
+    "SplitPlan",
     "UnusableFile",
     "composite",
     "default_data_config",
@@ -39,6 +42,7 @@ __all__ = [
     "make_trimap",
     "make_unlabelled_iterator",
     "resolve_config",
+    "scan_split",
     "validate_dataset",
     "write_synthetic_folder",
 ]

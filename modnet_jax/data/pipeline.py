@@ -69,7 +69,10 @@ class DatasetSummary:
 
 
 @dataclass
-class _Plan:
+class SplitPlan:
+    """One split, scanned and checked (``scan_split``): pass it to the iterator builders
+    (``plan=``) so that building an iterator does not scan the files again."""
+
     source: object
     backgrounds: object
     options: SampleOptions
@@ -143,7 +146,7 @@ def _options(cfg, image_size: int, **extra) -> SampleOptions:
         max_retries=int(cfg.max_decode_retries), **extra)
 
 
-def _plan(cfg, split: str, image_size: int) -> _Plan:
+def _plan(cfg, split: str, image_size: int) -> SplitPlan:
     """Scans and checks the data of one split: "train", "val" or "unlabelled"."""
     layout, root = cfg.layout, cfg.root
     if split == "val" and cfg.val_root is not None:
@@ -177,7 +180,7 @@ def _plan(cfg, split: str, image_size: int) -> _Plan:
     if str(summary) not in _LOGGED:  # once per process, not at every (re)build
         _LOGGED.add(str(summary))
         LOGGER.info("%s", summary)
-    return _Plan(source, backgrounds, _options(cfg, image_size, image_only=image_only), summary)
+    return SplitPlan(source, backgrounds, _options(cfg, image_size, image_only=image_only), summary)
 
 
 def _probe(source, split: str) -> None:
@@ -197,9 +200,26 @@ def validate_dataset(data_cfg, *, image_size: int = 512, split: str = "train") -
     """Start-up check of one split ("train", "val" or "unlabelled"): scans the files, reports
     unusable ones, decodes a few samples, and raises DatasetError (or ValueError for a bad
     config) if the split is empty or unusable. Cheap: no pipeline is built."""
+    return scan_split(data_cfg, image_size=image_size, split=split).summary
+
+
+def scan_split(data_cfg, *, image_size: int, split: str) -> SplitPlan:
+    """``validate_dataset``'s scan and checks, kept: its ``summary`` is what
+    ``validate_dataset`` returns, and ``make_*_iterator(..., plan=it)`` builds on it without
+    scanning again (a training run scans each split once)."""
     if split not in ("train", "val", "unlabelled"):
         raise ValueError(f"split must be train, val or unlabelled, not {split!r}")
-    return _plan(resolve_config(data_cfg), split, image_size).summary
+    return _plan(resolve_config(data_cfg), split, image_size)
+
+
+def _plan_for(cfg, plan: SplitPlan | None, split: str, image_size: int) -> SplitPlan:
+    """The given plan (checked to be of this split and size), or a fresh scan."""
+    if plan is None:
+        return _plan(cfg, split, image_size)
+    if plan.summary.split != split or plan.options.image_size != int(image_size):
+        raise ValueError(f"plan is for split {plan.summary.split!r} at {plan.options.image_size}"
+                         f" px, not {split!r} at {image_size} px")
+    return plan
 
 
 def _check_shard(shard_index: int, shard_count: int) -> None:
@@ -272,7 +292,7 @@ def _to_iterator(dataset, cfg):
     return iter(iter_ds)
 
 
-def _random_stream(plan: _Plan, cfg, *, batch_size, seed, shard_index, shard_count, num_epochs):
+def _random_stream(plan: SplitPlan, cfg, *, batch_size, seed, shard_index, shard_count, num_epochs):
     what = f"data[{plan.summary.split}]"
     _check_shard(shard_index, shard_count)
     if batch_size < 1:
@@ -292,40 +312,43 @@ def _random_stream(plan: _Plan, cfg, *, batch_size, seed, shard_index, shard_cou
 
 
 def make_train_iterator(data_cfg, *, batch_size: int, seed: int, image_size: int,
-                        shard_index: int = 0, shard_count: int = 1, num_epochs: int | None = None):
+                        shard_index: int = 0, shard_count: int = 1, num_epochs: int | None = None,
+                        plan: SplitPlan | None = None):
     """Augmented training batches, reshuffled every epoch; endless when num_epochs is None.
-    With ``shard_count`` > 1, ``batch_size`` is per host (see the module docstring).
+    With ``shard_count`` > 1, ``batch_size`` is per host (see the module docstring). ``plan``:
+    the split's ``scan_split`` result, if already made (else the files are scanned here).
 
     Returns a Grain iterator (`next()`, `get_state()`, `set_state()`).
     """
     cfg = resolve_config(data_cfg)
-    plan = _plan(cfg, "train", image_size)
+    plan = _plan_for(cfg, plan, "train", image_size)
     return _random_stream(plan, cfg, batch_size=batch_size, seed=seed, shard_index=shard_index,
                           shard_count=shard_count, num_epochs=num_epochs)
 
 
 def make_unlabelled_iterator(data_cfg, *, batch_size: int, seed: int, image_size: int,
                              shard_index: int = 0, shard_count: int = 1,
-                             num_epochs: int | None = None):
+                             num_epochs: int | None = None, plan: SplitPlan | None = None):
     """SOC batches {"image": uint8 [B, S, S, 3]}: random crops and flips of unlabelled images
     and video frames (`unlabelled_root`, or `root` for the unlabelled layout), or of the
-    labelled layout's images with the labels dropped."""
+    labelled layout's images with the labels dropped. ``plan``: as for make_train_iterator."""
     cfg = resolve_config(data_cfg)
-    plan = _plan(cfg, "unlabelled", image_size)
+    plan = _plan_for(cfg, plan, "unlabelled", image_size)
     return _random_stream(plan, cfg, batch_size=batch_size, seed=seed, shard_index=shard_index,
                           shard_count=shard_count, num_epochs=num_epochs)
 
 
 def make_eval_iterator(data_cfg, *, batch_size: int, image_size: int, shard_index: int = 0,
-                       shard_count: int = 1):
+                       shard_count: int = 1, plan: SplitPlan | None = None):
     """Deterministic validation batches: one pass, short side resized and centre-cropped, no
     augmentation, trimap band at the middle of the configured range, backgrounds chosen by
     index. The last partial global batch (``batch_size * shard_count`` samples) is dropped, so
     each host sees floor(n / (hosts * batch_size)) batches, its rows of each global batch (as in
     training); a split smaller than one global batch raises DatasetError rather than yielding
-    nothing."""
+    nothing. ``plan``: as for make_train_iterator (a training run evaluates many times on one
+    scan)."""
     cfg = resolve_config(data_cfg)
-    plan = _plan(cfg, "val", image_size)
+    plan = _plan_for(cfg, plan, "val", image_size)
     _check_shard(shard_index, shard_count)
     count, global_batch = len(plan.source), batch_size * shard_count
     if count < global_batch:

@@ -268,7 +268,7 @@ class MattingEngine:
     @staticmethod
     def _fetch(batch: list) -> Iterator[Tuple[Hashable, Matted]]:
         for key, res in batch:
-            yield key, Matted(**{k: np.asarray(v)[0] for k, v in res.items()})
+            yield key, Matted(**{k: v[0] for k, v in jax.device_get(res).items()})
 
     # ------------------------------------------------------------------ video
 
@@ -330,9 +330,11 @@ class MattingEngine:
     def _video_batch(self, state: Dict[str, Any], batch: List[np.ndarray]):
         """Dispatch one batch; returns (device outputs, first index to emit, end index)."""
         n, bsz = len(batch), self.batch_size
-        frames = np.stack(batch + [batch[-1]] * (bsz - n))
-        args = (self.variables, frames, state["carry"][0], state["carry"][1],
-                np.bool_(state["first"]), state["taps"], state["bg"])
+        # Explicit transfers (frames, flag): the loop runs under jax.transfer_guard("disallow").
+        frames, first = jax.device_put((np.stack(batch + [batch[-1]] * (bsz - n)),
+                                        np.bool_(state["first"])))
+        args = (self.variables, frames, state["carry"][0], state["carry"][1], first,
+                state["taps"], state["bg"])
         res, state["carry"] = self.programs.run("video_step", _video_program, args,
                                                 static=state["static"], label=state["label"])
         if not state["ofd"]:
@@ -345,7 +347,7 @@ class MattingEngine:
     @staticmethod
     def _video_fetch(dispatched) -> Iterator[Matted]:
         res, start, end = dispatched
-        host = {k: np.asarray(v) for k, v in res.items()}
+        host = jax.device_get(res)
         for i in range(start, end):
             yield Matted(**{k: v[i] for k, v in host.items()})
 

@@ -66,7 +66,8 @@ def read_matte(path: str, orientation: int = 1, keep_uint8: bool = False) -> np.
 
     ``keep_uint8``: an 8-bit file comes back as its uint8 values (0..255) instead.
     """
-    return orient(_read(path, lambda p: decode.decode_alpha_native(p, keep_uint8)), orientation)
+    matte = _read(path, lambda p: decode.decode_alpha_native(p, keep_uint8))
+    return np.ascontiguousarray(orient(matte, orientation))
 
 
 def write_image(path: str, image: np.ndarray) -> None:

@@ -22,6 +22,7 @@ from modnet_jax.imaging.video import read_frames
 from modnet_jax.inference.foreground import clean_outputs
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
 from modnet_jax.progress import Progress
+from modnet_jax.temporal import FlickerMeter
 
 
 # Video file helpers live in imaging.video / imaging.files; these names stay importable here.
@@ -35,6 +36,7 @@ class VideoResult:
     fps: float
     seconds: float
     outputs: Dict[str, str]
+    flicker: Optional[float] = None  # temporal.flicker_score of the written mattes, if asked
 
     @property
     def rate(self) -> float:
@@ -45,16 +47,18 @@ class VideoResult:
 def process_video(engine, path: str, matte_path: Optional[str] = None,
                   composite_path: Optional[str] = None, background: Background = (0, 255, 0),
                   ofd: bool = True, clean: bool = False, progress: bool = True,
-                  queue_depth: int = 2) -> VideoResult:
+                  queue_depth: int = 2, flicker: bool = False) -> VideoResult:
     """Matte every frame of ``path`` with ``engine``; write ``matte_path`` and/or ``composite_path``.
 
     The outputs keep the input's frame count and frame rate (DEFAULT_FPS if it reports none).
     ``clean`` re-estimates the foreground colours before compositing (``foreground.py``; on
     the host, slow). Raises ``InputError`` for a video that cannot be opened, has no decodable
     frame, or whose outputs cannot be created; output files are only created once a first
-    frame decoded.
+    frame decoded. ``flicker`` also measures the mattes' flicker score (``temporal.FlickerMeter``:
+    mean |a_t - a_(t-1)| where the input frame did not change) into ``VideoResult.flicker``.
     """
     cap, info = open_video(path)
+    meter = FlickerMeter() if flicker else None
     writers: Dict[str, cv2.VideoWriter] = {}
     try:
         frames = read_frames(cap)
@@ -72,6 +76,8 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
                        enabled=progress)
 
         def write(result) -> None:
+            if meter is not None:
+                meter.update(result.image, result.matte)
             if clean and composite_path:
                 result = clean_outputs(result, background=background)
             if "matte" in writers:
@@ -88,11 +94,13 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
         depth = queue_depth * engine.batch_size
         with prefetch(all_frames(), depth) as source, BackgroundWriter(write, depth) as writer:
             for result in engine.video(source, ofd=ofd, background=on_device_bg,
-                                       with_image=clean and bool(composite_path)):
+                                       with_image=(clean and bool(composite_path))
+                                       or meter is not None):
                 writer.put(result)
         bar.close()
         return VideoResult(frames=bar.count, fps=fps, seconds=bar.elapsed,
-                           outputs={k: v for k, v in targets.items() if v})
+                           outputs={k: v for k, v in targets.items() if v},
+                           flicker=None if meter is None else meter.value)
     finally:
         cap.release()
         for writer in writers.values():

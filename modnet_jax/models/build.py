@@ -17,6 +17,7 @@ MODEL_DEFAULTS = dict(
     depthwise_impl="auto",
     fast_paths="auto",
     dtype="float32",
+    backbone_dtype="float32",
 )
 
 # Parameters the inference-only forward pass never touches (the semantic and detail heads).
@@ -47,6 +48,7 @@ def model_from_config(cfg: Any = None, axis_name: Optional[str] = None) -> MODNe
         depthwise_impl=str(_get(cfg, "depthwise_impl")),
         fast_paths=str(_get(cfg, "fast_paths")),
         dtype=dtype,
+        backbone_dtype=jnp.dtype(_get(cfg, "backbone_dtype")),
     )
 
 

@@ -30,7 +30,10 @@ def _shifted_sum(x, kernel, stride: int, padding: Sequence[Sequence[int]], dilat
     """sum_ij kernel[i, j, 0] * x_pad[s*y + d*i, s*x + d*j]: a depthwise correlation.
 
     x: [B, H, W, C]; kernel: [k, k, 1, C]; padding ((top, bottom), (left, right)), zeros.
+    Products and sums in at least float32 (a bf16 running sum of k*k taps would lose about
+    log2(k*k) of bf16's 8 bits), the result in x's dtype, as a grouped conv does.
     """
+    acc = stat_dtype(x)
     k = kernel.shape[0]
     (pt, pb), (pl, pr) = padding
     xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -38,9 +41,9 @@ def _shifted_sum(x, kernel, stride: int, padding: Sequence[Sequence[int]], dilat
     w_out = (xp.shape[2] - dilation * (k - 1) - 1) // stride + 1
     out = None
     for i, j, tap in _taps(xp, k, stride, dilation, h_out, w_out):
-        term = tap * kernel[i, j, 0]
+        term = tap.astype(acc) * kernel[i, j, 0].astype(acc)
         out = term if out is None else out + term
-    return out
+    return out.astype(x.dtype)
 
 
 def _taps(xp, k: int, stride: int, dilation: int, h_out: int, w_out: int):

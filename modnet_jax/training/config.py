@@ -12,9 +12,11 @@ Run fields (``config.X``):
   num_devices       local devices to use (-1: all)
   init_from         checkpoint to start from (workdir / manager dir / step dir, or the official
                     ONNX export *.onnx; required for SOC)
-  log_every, eval_every, checkpoint_every   in steps (eval_every 0: only at the end, -1: never)
-  eval_batch_size, num_eval_batches (-1: the whole validation split), eval_at_start
-  keep_checkpoints (newest N kept), keep_best (best N by validation MAD kept), async_checkpoint
+  eval_every, checkpoint_every   in steps (eval_every 0: only at the end, -1: never)
+  log_every         training metrics are logged as means over each interval of this many steps
+  eval_batch_size, num_eval_batches (-1: the whole validation split), eval_at_start: the
+                    in-training validation ("val_crop": centre crops at image_size)
+  keep_checkpoints (newest N kept), keep_best (best N by val_crop MAD kept), async_checkpoint
   grid_images       samples in the PNG grid written at each validation
   progress          draw the progress line
   xla_cpu_ynnpack   False (default): train.py runs XLA:CPU with its own conv kernels instead of

@@ -13,8 +13,19 @@ resumed ends bit-identical to an uninterrupted one (tested).
 
 Failure handling: SIGTERM/SIGINT finish the current step, write a checkpoint and return; a
 non-finite loss raises ``NonFiniteLossError`` naming the step, without checkpointing the
-poisoned state (the last good checkpoint stays). Step metrics are read one step late so the
-host never waits for the device in the hot loop.
+poisoned state (the last good checkpoint stays).
+
+Host <-> device traffic: the loop never moves data implicitly (it runs under
+``jax.transfer_guard("disallow")``, tested). Per step, the batch goes in with one explicit
+put (only the entries the step reads: ``fg``/``bg`` for the paper loss only) and the previous
+step's metrics come out with one explicit get, so the host never waits for the step it just
+dispatched; evaluation reads its metrics once per pass; checkpoints copy the state out. The
+one-off set-up (model init, restore, first copy to the devices) is not policed.
+
+Names: the in-training validation runs on the validation split's centre crops at the training
+size (``val_crop/...`` in the logs, ``val_crop_mad`` for the best checkpoint); full-resolution
+evaluation is ``modnet_jax.evaluate``. Logged training metrics are means over the logging
+interval.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import logging
 import os
 import signal
 import zlib
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import jax
 import numpy as np
@@ -34,7 +45,7 @@ from modnet_jax.data import (
     make_eval_iterator,
     make_train_iterator,
     make_unlabelled_iterator,
-    validate_dataset,
+    scan_split,
 )
 from modnet_jax.models import init_variables, model_from_config
 from modnet_jax.training.pretrained import load_init_variables, merge_pretrained
@@ -43,6 +54,7 @@ from modnet_jax.training.run_config import save_run_config
 
 LOGGER = logging.getLogger(__name__)
 MODES = ("supervised", "soc")
+VAL_SPLIT = "val_crop"  # the in-training validation's name in logs and results
 
 
 class NonFiniteLossError(RuntimeError):
@@ -101,10 +113,6 @@ def _fingerprint(batch: Dict[str, np.ndarray]) -> int:
     return zlib.crc32(np.ascontiguousarray(batch["image"][:, ::8, ::8]).tobytes())
 
 
-def _host_tree(tree):
-    return jax.device_get(parallel.unreplicate(tree))
-
-
 def _plan_steps(config, num_samples: int):
     spe = int(config.steps_per_epoch)
     if spe <= 0:
@@ -115,28 +123,132 @@ def _plan_steps(config, num_samples: int):
     return spe, total
 
 
-def evaluate(eval_step, variables_rep, config, devices, reporter: Reporter, step: int):
-    """Mean MSE/MAD over the validation split; logs them and a sample grid. Returns the means."""
+class Replica:
+    """What lives on the devices during a run: the train state, SOC's frozen copy M' (with
+    its host copy, which checkpoints store), and the compiled steps that use them."""
+
+    def __init__(self, model, state, frozen: Optional[dict], devices, config, do_eval: bool):
+        self.devices = devices
+        self.mode = str(config.mode)
+        self.state = parallel.put_state(state, devices)
+        self.frozen_host, self.frozen = None, None
+        if self.mode == "soc":
+            self._keys = steps.SOC_KEYS
+            self._step = steps.build_soc_step(model, devices)
+            self.set_frozen(frozen)
+        else:
+            self._keys = steps.supervised_keys(str(config.loss.variant))
+            self._step = steps.build_supervised_step(model, devices, str(config.loss.variant))
+        self._eval = steps.build_eval_step(model, devices) if do_eval else None
+
+    def set_frozen(self, frozen: dict) -> None:
+        """M' := ``frozen`` (a host tree of model variables)."""
+        self.frozen_host = frozen
+        self.frozen = parallel.put_state(frozen, self.devices)
+
+    def refresh_frozen(self) -> None:
+        """M' := the current model (the release re-copies it at each epoch start)."""
+        self.set_frozen(parallel.get_state(self.state.variables))
+
+    def train_step(self, batch: Dict[str, np.ndarray]):
+        """One update on a host batch; returns the step's metrics, still on the devices."""
+        batch = parallel.put_batch(steps.select(batch, self._keys), self.devices)
+        if self.mode == "soc":
+            self.state, metrics = self._step(self.state, self.frozen, batch)
+        else:
+            self.state, metrics = self._step(self.state, batch)
+        return metrics
+
+    def eval_step(self, batch: Dict[str, np.ndarray]):
+        """(matte, metrics) on the devices for a host validation batch."""
+        batch = parallel.put_batch(steps.select(batch, steps.EVAL_KEYS), self.devices)
+        return self._eval(self.state.variables, batch)
+
+    def checkpoint_tree(self) -> dict:
+        tree = {"train": parallel.get_state(self.state)}
+        if self.frozen_host is not None:
+            tree["frozen"] = self.frozen_host
+        return tree
+
+
+class MetricLog:
+    """Training metrics, read one step late and logged as means over each logging interval.
+
+    ``push`` queues a step's metrics (still on the devices) and reads the previously queued
+    ones; ``flush`` reads the queued ones now (before a checkpoint, an evaluation, the end).
+    Each read checks the loss, advances the progress line and adds to the interval's sums;
+    at a logging step (every ``log_every`` steps and the last) the means since the previous
+    logging step are written, with the learning rate and data fingerprint of that step.
+    """
+
+    def __init__(self, reporter: Reporter, log_every: int, total_steps: int, lr_schedule,
+                 checkpointer):
+        self.reporter, self.log_every, self.total_steps = reporter, log_every, total_steps
+        self.checkpointer = checkpointer
+        self._lr = jax.jit(lr_schedule)
+        self._pending = None  # (step, metrics on the devices, data fingerprint)
+        self._sums: Dict[str, float] = {}
+        self._count = 0
+        self.last: Optional[Dict[str, Any]] = None  # the last logged record
+
+    def push(self, step: int, metrics, fingerprint: int) -> None:
+        self.flush()
+        self._pending = (step, metrics, fingerprint)
+
+    def flush(self) -> None:
+        if self._pending is None:
+            return
+        step, metrics, fingerprint = self._pending
+        self._pending = None
+        values = {k: float(v) for k, v in parallel.get_state(metrics).items()}
+        if not np.isfinite(values["total"]):
+            raise NonFiniteLossError(
+                f"non-finite loss ({values['total']}) at step {step}; stopping without "
+                f"checkpointing this state (last good checkpoint: step "
+                f"{self.checkpointer.latest_step()}, in {self.checkpointer.directory})")
+        self.reporter.step_done(step, values["total"])
+        for k, v in values.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._count += 1
+        if step % self.log_every == 0 or step == self.total_steps:
+            record = {k: v / self._count for k, v in self._sums.items()}
+            record["lr"] = float(jax.device_get(self._lr(jax.device_put(np.int32(step - 1)))))
+            record["data_fingerprint"] = fingerprint
+            self.reporter.scalars(step, "train", record)
+            self.last = record
+            self._sums, self._count = {}, 0
+
+
+def evaluate_crops(replica: Replica, config, val_plan, reporter: Reporter, step: int):
+    """Mean MSE/MAD over the validation split's centre crops at the training size (one
+    pass); logs them as ``val_crop/*`` with a sample grid. Returns the means."""
     it = make_eval_iterator(config.data, batch_size=int(config.eval_batch_size) //
                             jax.process_count(), image_size=int(config.image_size),
-                            shard_index=jax.process_index(), shard_count=jax.process_count())
-    sums, n = {"mse": 0.0, "mad": 0.0}, 0
+                            shard_index=jax.process_index(), shard_count=jax.process_count(),
+                            plan=val_plan)
+    per_batch = []
     for i, batch in enumerate(it):
         if 0 <= int(config.num_eval_batches) <= i:
             break
-        matte, metrics = eval_step(variables_rep, parallel.shard_batch(batch, devices))
-        metrics = jax.device_get(parallel.unreplicate(metrics))
-        for k in sums:
-            sums[k] += float(metrics[k])
-        n += 1
+        matte, metrics = replica.eval_step(batch)
+        per_batch.append(metrics)  # read all at once below: no wait per batch
         if i == 0 and reporter.enabled:
             k = min(int(config.grid_images), batch["image"].shape[0])
-            pred = parallel.host_local(matte)
-            pred = pred.reshape((-1,) + pred.shape[2:])
+            pred = parallel.get_rows(matte)
             reporter.grid(step, batch["image"][:k], pred[:k], batch["alpha"][:k])
-    means = {k: v / max(n, 1) for k, v in sums.items()}
-    reporter.scalars(step, "val", means)
+    per_batch = parallel.get_state(per_batch)
+    means = {k: sum(float(m[k]) for m in per_batch) / max(len(per_batch), 1)
+             for k in ("mse", "mad")}
+    reporter.scalars(step, VAL_SPLIT, means)
     return means
+
+
+def _check_batches(config, do_eval: bool, n_global: int) -> None:
+    for name in ("batch_size", "eval_batch_size") if do_eval else ("batch_size",):
+        value = int(config[name])
+        if value < n_global or value % n_global:
+            raise ValueError(f"{name} {value} must be a positive multiple of the {n_global} "
+                             f"devices (global batch = per-device batch x devices)")
 
 
 def train(config, workdir: str) -> Dict[str, Any]:
@@ -147,125 +259,67 @@ def train(config, workdir: str) -> Dict[str, Any]:
     chief = jax.process_index() == 0
     devices = parallel.local_devices(None if int(config.num_devices) < 0
                                      else int(config.num_devices))
-    n_hosts, n_global = jax.process_count(), len(devices) * jax.process_count()
+    n_hosts = jax.process_count()
     do_eval = mode == "supervised" and int(config.eval_every) >= 0
-    for name in ("batch_size", "eval_batch_size") if do_eval else ("batch_size",):
-        value = int(config[name])
-        if value < n_global or value % n_global:
-            raise ValueError(f"{name} {value} must be a positive multiple of the {n_global} "
-                             f"devices (global batch = per-device batch x devices)")
+    _check_batches(config, do_eval, len(devices) * n_hosts)
     per_host = int(config.batch_size) // n_hosts
     size, seed = int(config.image_size), int(config.seed)
 
-    # Data first: an empty or unusable dataset stops here, before anything compiles.
-    split = "unlabelled" if mode == "soc" else "train"
-    summary = validate_dataset(config.data, image_size=size, split=split)  # logs its summary
-    if do_eval:
-        validate_dataset(config.data, image_size=size, split="val")
+    # Data first, each split scanned once: an empty or unusable dataset stops here, before
+    # anything compiles; the iterators (and every evaluation) reuse these scans.
+    train_plan = scan_split(config.data, image_size=size,
+                            split="unlabelled" if mode == "soc" else "train")
+    val_plan = scan_split(config.data, image_size=size, split="val") if do_eval else None
     if chief:
         save_run_config(workdir, config)
     parallel.connect(devices)  # several processes: all here, device collectives connected
     make_iter = make_unlabelled_iterator if mode == "soc" else make_train_iterator
     train_iter = make_iter(config.data, batch_size=per_host, seed=seed, image_size=size,
-                           shard_index=jax.process_index(), shard_count=n_hosts)
-    steps_per_epoch, total_steps = _plan_steps(config, summary.num_samples)
+                           shard_index=jax.process_index(), shard_count=n_hosts, plan=train_plan)
+    steps_per_epoch, total_steps = _plan_steps(config, train_plan.summary.num_samples)
 
     model = model_from_config(config.model, axis_name=parallel.AXIS)
-    variables = init_variables(model_from_config(config.model), jax.random.key(seed))
-    if config.init_from:
-        variables, report = merge_pretrained(variables, load_init_variables(config.init_from))
-        LOGGER.info("initialised from %s: %s", config.init_from, report)
-    elif mode == "soc":
-        raise ValueError("SOC adapts a trained model: set config.init_from to a supervised "
-                         "workdir/checkpoint or a converted official checkpoint")
-    tx = state_lib.make_optimizer(config.optimizer, steps_per_epoch)
-    state = state_lib.create_train_state(model, variables, tx)
-    frozen = jax.device_get(state.variables) if mode == "soc" else None
-
-    ckpt = checkpointing.TrainCheckpointer(
-        os.path.join(workdir, checkpointing.CHECKPOINT_SUBDIR), int(config.keep_checkpoints),
-        int(config.keep_best), bool(config.async_checkpoint), model_config=config.model)
-    start = ckpt.latest_step()
-    if start is not None:
-        target = {"train": jax.device_get(state)}
-        if frozen is not None:
-            target["frozen"] = frozen
-        restored, data_state = ckpt.restore(start, target)
-        state, frozen = restored["train"], restored.get("frozen")
-        train_iter.set_state(data_state)
-        LOGGER.info("resumed from %s at step %d", ckpt.directory, start)
+    with jax.transfer_guard("allow"):  # one-off set-up: init, restore, first copy in
+        state, frozen = _fresh_state(config, model, steps_per_epoch)
+        ckpt = checkpointing.TrainCheckpointer(
+            os.path.join(workdir, checkpointing.CHECKPOINT_SUBDIR),
+            int(config.keep_checkpoints), int(config.keep_best), bool(config.async_checkpoint),
+            model_config=config.model)
+        state, frozen = _resume(ckpt, state, frozen, train_iter)
+        replica = Replica(model, state, frozen, devices, config, do_eval)
     start = int(state.step)
+    del state, frozen
 
     reporter = Reporter(workdir, total_steps, start, int(config.batch_size), enabled=chief,
                         progress=bool(config.progress))
-    rep_state = parallel.replicate(state, devices)
-    del state
-    rep_frozen = parallel.replicate(frozen, devices) if frozen is not None else None
-    if mode == "soc":
-        soc_step = steps.build_soc_step(model, devices)
-        train_step = lambda s, b: soc_step(s, rep_frozen, b)  # noqa: E731
-    else:
-        train_step = steps.build_supervised_step(model, devices, str(config.loss.variant))
-    eval_step = steps.build_eval_step(model, devices) if do_eval else None
-
-    def run_eval(step):
-        return evaluate(eval_step, rep_state.variables, config, devices, reporter, step)
-
+    log = MetricLog(reporter, int(config.log_every), total_steps,
+                    state_lib.learning_rate_schedule(config.optimizer, steps_per_epoch), ckpt)
     result = {"start_step": start, "total_steps": total_steps, "stopped_by": None}
     if do_eval and start == 0 and bool(config.eval_at_start):
-        result["val_before"] = run_eval(0)
+        result["val_crop_before"] = evaluate_crops(replica, config, val_plan, reporter, 0)
 
-    pending = None  # (step, metrics on device, data fingerprint): read one step late
-
-    def flush():
-        nonlocal pending
-        if pending is None:
-            return
-        step, metrics, fp = pending
-        pending = None
-        metrics = {k: float(v) for k, v in jax.device_get(parallel.unreplicate(metrics)).items()}
-        if not np.isfinite(metrics["total"]):
-            raise NonFiniteLossError(
-                f"non-finite loss ({metrics['total']}) at step {step}; stopping without "
-                f"checkpointing this state (last good checkpoint: step {ckpt.latest_step()}, "
-                f"in {ckpt.directory})")
-        reporter.step_done(step, metrics["total"])
-        if step % int(config.log_every) == 0 or step == total_steps:
-            metrics["lr"] = float(tx_schedule(step - 1))
-            metrics["data_fingerprint"] = fp
-            reporter.scalars(step, "train", metrics)
-        result["last_train"] = metrics
-
-    tx_schedule = state_lib.learning_rate_schedule(config.optimizer, steps_per_epoch)
-
-    def save(step, val_mad=None):
-        flush()
-        tree = {"train": _host_tree(rep_state)}
-        if rep_frozen is not None:
-            tree["frozen"] = frozen
-        ckpt.save(step, tree, train_iter.get_state(), val_mad)
+    def save(step, val_crop_mad=None):
+        log.flush()
+        ckpt.save(step, replica.checkpoint_tree(), train_iter.get_state(), val_crop_mad)
         result["last_saved"] = step
 
+    refresh = mode == "soc" and bool(config.soc.refresh_frozen_every_epoch)
     with _StopFlag() as stop:
         step = start
         try:
             while step < total_steps:
-                if (mode == "soc" and bool(config.soc.refresh_frozen_every_epoch)
-                        and step > start and step % steps_per_epoch == 0):
-                    frozen = _host_tree(rep_state.variables)  # the release re-copies M' per epoch
-                    rep_frozen = parallel.replicate(frozen, devices)
+                if refresh and step > start and step % steps_per_epoch == 0:
+                    replica.refresh_frozen()
                 batch = next(train_iter)
-                fp = _fingerprint(batch)
-                rep_state, metrics = train_step(rep_state, parallel.shard_batch(batch, devices))
+                metrics = replica.train_step(batch)
                 step += 1
-                flush()
-                pending = (step, metrics, fp)
+                log.push(step, metrics, _fingerprint(batch))
                 val = None
                 if do_eval and ((int(config.eval_every) > 0 and step % int(config.eval_every) == 0)
                                 or step == total_steps):
-                    flush()
-                    val = run_eval(step)
-                    result["val_after"] = val
+                    log.flush()
+                    val = evaluate_crops(replica, config, val_plan, reporter, step)
+                    result["val_crop_after"] = val
                 if (step % int(config.checkpoint_every) == 0 or step == total_steps
                         or val is not None):
                     save(step, None if val is None else val["mad"])
@@ -275,10 +329,42 @@ def train(config, workdir: str) -> Dict[str, Any]:
                     reporter.note(f"{stop.signal}: checkpoint written at step {step}; exiting")
                     result["stopped_by"] = stop.signal
                     break
-            flush()
+            log.flush()
         finally:
             ckpt.close()
             reporter.close()
+    result["last_train"] = log.last
     result["final_step"] = step
-    result["final_state"] = _host_tree(rep_state)
+    result["final_state"] = parallel.get_state(replica.state)
     return result
+
+
+def _fresh_state(config, model, steps_per_epoch: int):
+    """(host train state at step 0, host frozen M' for SOC or None): the release init, or
+    ``init_from``."""
+    mode = str(config.mode)
+    variables = init_variables(model_from_config(config.model), jax.random.key(int(config.seed)))
+    if config.init_from:
+        variables, report = merge_pretrained(variables, load_init_variables(config.init_from))
+        LOGGER.info("initialised from %s: %s", config.init_from, report)
+    elif mode == "soc":
+        raise ValueError("SOC adapts a trained model: set config.init_from to a supervised "
+                         "workdir/checkpoint or a converted official checkpoint")
+    tx = state_lib.make_optimizer(config.optimizer, steps_per_epoch)
+    state = jax.device_get(state_lib.create_train_state(model, variables, tx))
+    return state, (jax.device_get(state.variables) if mode == "soc" else None)
+
+
+def _resume(ckpt, state, frozen, train_iter):
+    """(state, frozen) from the run's newest checkpoint, which also positions
+    ``train_iter``; unchanged when there is none."""
+    start = ckpt.latest_step()
+    if start is None:
+        return state, frozen
+    target = {"train": state}
+    if frozen is not None:
+        target["frozen"] = frozen
+    restored, data_state = ckpt.restore(start, target)
+    train_iter.set_state(data_state)
+    LOGGER.info("resumed from %s at step %d", ckpt.directory, start)
+    return restored["train"], restored.get("frozen")

@@ -5,8 +5,9 @@ is built with ``enabled=False`` and every call is a no-op, so callers never bran
 
 Files in the workdir:
   metrics.jsonl             one JSON object per logged step ({"step", "split", ...})
-  tensorboard/              event files written by tensorboardX (scalars ``train/*``,
-                            ``val/*``; images ``val/grid``)
+  tensorboard/              event files written by tensorboardX (scalars ``train/*`` (means
+                            over the logging interval), ``val_crop/*`` (validation centre
+                            crops at the training size); images ``val_crop/grid``)
   samples/step_XXXXXXX.png  input | predicted matte | ground truth, one row per sample
 """
 
@@ -111,7 +112,7 @@ class Reporter:
             self._events.add_scalar(tag, value, int(step))
         self._events.flush()
 
-    def grid(self, step: int, images, pred, alpha) -> Optional[str]:
+    def grid(self, step: int, images, pred, alpha, tag: str = "val_crop/grid") -> Optional[str]:
         if not self.enabled:
             return None
         grid = matte_grid(np.asarray(images), np.asarray(pred),
@@ -120,7 +121,7 @@ class Reporter:
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"step_{int(step):07d}.png")
         cv2.imwrite(path, grid[..., ::-1])
-        self._events.add_image("val/grid", grid, int(step), dataformats="HWC")
+        self._events.add_image(tag, grid, int(step), dataformats="HWC")
         self._events.flush()
         return path
 
