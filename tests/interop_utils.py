@@ -100,3 +100,28 @@ def state_dict_numpy(net) -> Dict[str, np.ndarray]:
 def stats_vector(batch_stats) -> np.ndarray:
     leaves = jax.tree_util.tree_leaves(batch_stats)
     return np.concatenate([np.asarray(x, np.float64).ravel() for x in leaves])
+
+
+def synthetic_portraits(n: int, height: int, width: Optional[int] = None, start: int = 0,
+                        seed: int = 0) -> Dict[str, np.ndarray]:
+    """Composited synthetic portraits (modnet_jax.data.synthetic): ``image`` uint8 [n,H,W,3],
+    ``x`` the model input in [-1, 1], ``alpha`` uint8 [n,H,W,1], ``trimap`` uint8 {0,128,255}
+    (unknown = the matte's fractional pixels dilated by 5 px)."""
+    import cv2
+
+    from modnet_jax.imaging.compositing import composite
+    from modnet_jax.data.synthetic import generate_background, generate_portrait
+
+    width = height if width is None else width
+    images, alphas, trimaps = [], [], []
+    for i in range(start, start + n):
+        s = generate_portrait(seed, i, height, width)
+        bg = generate_background(seed, i, height, width, avoid=s["clothes_colour"])
+        a = s["alpha"]
+        unknown = cv2.dilate(((a > 0) & (a < 255)).astype(np.uint8), np.ones((11, 11), np.uint8))
+        images.append(composite(s["fg"], bg, a))
+        alphas.append(a[..., None])
+        trimaps.append(np.where(unknown > 0, 128, np.where(a == 255, 255, 0))[..., None])
+    image = np.stack(images)
+    return {"image": image, "x": ((image.astype(np.float32) / 255.0 - 0.5) / 0.5),
+            "alpha": np.stack(alphas), "trimap": np.stack(trimaps).astype(np.uint8)}

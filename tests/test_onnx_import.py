@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from interop_utils import synthetic_portraits
 from modnet_jax.interop import keys, onnx_import, torch_io
 from modnet_jax.models import model_from_config
 
@@ -59,13 +60,7 @@ def matte_fn(imported):
 
 def portrait(height, width, index=3):
     """A composited synthetic portrait, normalised to [-1, 1], [1, H, W, 3]."""
-    from modnet_jax.imaging.compositing import composite
-    from modnet_jax.data.synthetic import generate_background, generate_portrait
-
-    s = generate_portrait(0, index, height, width)
-    bg = generate_background(0, index, height, width, avoid=s["clothes_colour"])
-    img = composite(s["fg"], bg, s["alpha"]).astype(np.float32)
-    return ((img / 255.0 - 0.5) / 0.5)[None]
+    return synthetic_portraits(1, height, width, start=index)["x"]
 
 
 def _random(height, width, seed=0):
@@ -128,7 +123,6 @@ def test_eval_matte_equals_onnxruntime_release_sizes(imported, session, matte_fn
 
 def test_reexported_state_dict_loads_strictly_into_torch(imported, session):
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from torch_reference import ReferenceMODNet
 
     sd = keys.flax_to_torch(imported[0], dataparallel=True)

@@ -302,3 +302,26 @@ def test_batches_must_fill_every_device(tmp_path, batch, eval_batch, match):
     with pytest.raises(ValueError, match=match):
         train(config, str(tmp_path / "wd"))
     assert not os.path.exists(tmp_path / "wd" / "checkpoints")
+
+
+def test_finetune_preparation_keeps_the_eval_function(straight, tmp_path):
+    """configs/finetune.py re-estimates BatchNorms and distils the heads before step 1: the
+    validation at step 0 must equal the starting checkpoint's (eval function unchanged)."""
+    import finetune as ft_cfg
+
+    workdir, result = straight
+    c = ft_cfg.get_config("tiny")
+    c.init_from = workdir
+    c.num_train_steps = 2
+    c.progress = False
+    c.num_devices = 1
+    out = train(c, str(tmp_path))
+    assert out["final_step"] == 2
+    plain = _tiny(num_train_steps=1, init_from=workdir)
+    before = train(plain, str(tmp_path / "plain"))["val_crop_before"]
+    for k in ("mse", "mad"):
+        assert abs(out["val_crop_before"][k] - before[k]) <= 1e-5, k
+    start = checkpointing.load_variables(workdir)
+    saved = checkpointing.load_variables(str(tmp_path))
+    assert not np.array_equal(saved["batch_stats"]["backbone"]["features_0_1"]["mean"],
+                              start["batch_stats"]["backbone"]["features_0_1"]["mean"])

@@ -2,7 +2,8 @@
 folder once modnet_jax is installed:
 
   supervised      the release recipe; variants quick (the README's first run), cpu, tiny
-  soc             SOC adaptation of a trained model; variant tiny
+  soc             SOC adaptation of a trained model; variants cpu, tiny
+  finetune        fine-tuning released weights (.onnx/.ckpt) on photos + mattes; cpu, tiny
   supervised_gpu  the recipe with bf16 compute and 8 data workers
   supervised_tpu  the recipe scaled to a TPU pod slice (batch 64, lr 0.04)
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-NAMES = ("supervised", "soc", "supervised_gpu", "supervised_tpu")
+NAMES = ("supervised", "soc", "supervised_gpu", "supervised_tpu", "finetune")
 
 
 def config_path(name: str) -> Optional[str]:

@@ -12,6 +12,13 @@ Run fields (``config.X``):
   num_devices       local devices to use (-1: all)
   init_from         checkpoint to start from (workdir / manager dir / step dir, or the official
                     ONNX export *.onnx; required for SOC)
+  recalibrate_batches  > 0: before the first step (not on resume), re-estimate every
+                    BatchNorm's statistics on this many training batches, keeping the eval
+                    function (needed for the ONNX export's folded BatchNorms;
+                    training/recalibrate.py)
+  fit_heads_steps   > 0 (with recalibrate_batches): then distil the training-only semantic/
+                    detail heads from the model's own matte for this many steps (the ONNX
+                    export lacks them; random heads pull the trunk; training/heads.py)
   eval_every, checkpoint_every   in steps (eval_every 0: only at the end, -1: never)
   log_every         training metrics are logged as means over each interval of this many steps
   eval_batch_size, num_eval_batches (-1: the whole validation split), eval_at_start: the
@@ -49,6 +56,8 @@ def supervised_config() -> ml_collections.ConfigDict:
     c.steps_per_epoch = -1
     c.num_devices = -1
     c.init_from = ""
+    c.recalibrate_batches = 0
+    c.fit_heads_steps = 0
     c.log_every = 50
     c.eval_every = 2000
     c.eval_batch_size = 16

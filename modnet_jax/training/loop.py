@@ -251,6 +251,37 @@ def _check_batches(config, do_eval: bool, n_global: int) -> None:
                              f"devices (global batch = per-device batch x devices)")
 
 
+def _recalibrate(config, variables, batch_size: int, size: int, seed: int, mode: str):
+    """Prepare released weights before the first step: re-estimate every BatchNorm on
+    training batches, eval function unchanged (a released / ONNX model's train mode is
+    otherwise far from its eval mode; training/recalibrate.py), then, with
+    ``fit_heads_steps``, distil the training-only heads the ONNX export lacks
+    (training/heads.py). Every host draws the same batches (shard 0 of 1), so the variables
+    stay identical."""
+    from modnet_jax.training.heads import fit_training_heads
+    from modnet_jax.training.recalibrate import recalibrate_batchnorm
+
+    make_iter = make_unlabelled_iterator if mode == "soc" else make_train_iterator
+    it = make_iter(config.data, batch_size=batch_size, seed=seed + 7919, image_size=size)
+
+    def draw(n):
+        return [np.asarray(steps.normalize_image(np.asarray(next(it)["image"])))
+                for _ in range(n)]
+
+    model = model_from_config(config.model)
+    n = int(config.recalibrate_batches)
+    variables, report = recalibrate_batchnorm(model, variables, draw(n))
+    LOGGER.info("re-estimated %d BatchNorms on %d batches of %d (eval function unchanged; "
+                "largest mean shift %.1f old std)", report["batchnorms"], n, batch_size,
+                report["max_mean_shift_in_old_std"])
+    n = int(config.get("fit_heads_steps", 0))
+    if n > 0:
+        variables, losses = fit_training_heads(model, variables, draw(n))
+        LOGGER.info("distilled the semantic/detail heads from the matte in %d steps: loss "
+                    "%.4f -> %.4f", n, losses[0], losses[-1])
+    return variables
+
+
 def train(config, workdir: str) -> Dict[str, Any]:
     """Train (or adapt) until ``total_steps``; returns a summary dict (also logged)."""
     mode = str(config.mode)
@@ -280,11 +311,14 @@ def train(config, workdir: str) -> Dict[str, Any]:
 
     model = model_from_config(config.model, axis_name=parallel.AXIS)
     with jax.transfer_guard("allow"):  # one-off set-up: init, restore, first copy in
-        state, frozen = _fresh_state(config, model, steps_per_epoch)
         ckpt = checkpointing.TrainCheckpointer(
             os.path.join(workdir, checkpointing.CHECKPOINT_SUBDIR),
             int(config.keep_checkpoints), int(config.keep_best), bool(config.async_checkpoint),
             model_config=config.model)
+        # released weights are prepared (BatchNorm re-estimation, heads) on a fresh start only
+        prepare = (per_host, size) if (ckpt.latest_step() is None and
+                                       int(config.get("recalibrate_batches", 0)) > 0) else None
+        state, frozen = _fresh_state(config, model, steps_per_epoch, prepare)
         state, frozen = _resume(ckpt, state, frozen, train_iter)
         replica = Replica(model, state, frozen, devices, config, do_eval)
     start = int(state.step)
@@ -339,9 +373,9 @@ def train(config, workdir: str) -> Dict[str, Any]:
     return result
 
 
-def _fresh_state(config, model, steps_per_epoch: int):
+def _fresh_state(config, model, steps_per_epoch: int, prepare=None):
     """(host train state at step 0, host frozen M' for SOC or None): the release init, or
-    ``init_from``."""
+    ``init_from``; with ``prepare`` = (per-host batch, image size), ``_recalibrate`` then."""
     mode = str(config.mode)
     variables = init_variables(model_from_config(config.model), jax.random.key(int(config.seed)))
     if config.init_from:
@@ -350,6 +384,8 @@ def _fresh_state(config, model, steps_per_epoch: int):
     elif mode == "soc":
         raise ValueError("SOC adapts a trained model: set config.init_from to a supervised "
                          "workdir/checkpoint or a converted official checkpoint")
+    if prepare is not None:
+        variables = _recalibrate(config, variables, *prepare, int(config.seed), mode)
     tx = state_lib.make_optimizer(config.optimizer, steps_per_epoch)
     state = jax.device_get(state_lib.create_train_state(model, variables, tx))
     return state, (jax.device_get(state.variables) if mode == "soc" else None)
