@@ -8,7 +8,7 @@ JAX, torch and ``modnet_jax``.
 
 Conventions (also printed under each table):
 
-* FLOPs are the nominal multiply-adds of the release model (MODNET_FACTS section 1): 15.47
+* FLOPs are the nominal multiply-adds of the release model (docs/architecture.md): 15.47
   GMACs per 512x512 image for inference, 18.12 GMACs for the forward pass with the training
   outputs; they scale with the pixel count. A training step counts 3x its forward pass (the
   backward pass computes input and weight gradients), 1 MAC = 2 FLOPs. Achieved FLOP/s is

@@ -105,7 +105,7 @@ def jax_memory(args, variables, batch_size: int, size: int):
 
 
 def torch_release_loss(torch, sem, det, matte, image, trimap, alpha):
-    """The released supervised loss (MODNET_FACTS section 3), NCHW tensors."""
+    """The released supervised loss (docs/losses.md), NCHW tensors."""
     F = torch.nn.functional
     g = torch.tensor([0.25022103, 0.49955794, 0.25022103], device=alpha.device,
                      dtype=alpha.dtype)

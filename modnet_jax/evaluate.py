@@ -43,21 +43,19 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from modnet_jax import metrics, video_eval
 from modnet_jax.cliutil import add_version, dashed
+from modnet_jax.imaging import layouts
+from modnet_jax.imaging.files import list_files
 from modnet_jax.inference.cli import UserError, add_model_args, check_output_dir, finish
 from modnet_jax.inference.cli import engine_from_args, make_parent, read_checked, run_main
-from modnet_jax.inference.images import IMAGE_EXTS, InputError, matte_to_uint8, orientation_of
+from modnet_jax.inference.images import InputError, matte_to_uint8, orientation_of
 from modnet_jax.inference.images import read_matte, write_image
 from modnet_jax.inference.ofd import OFD_THRESHOLD
 from modnet_jax.inference.pipeline import prefetch
 from modnet_jax.progress import Progress
 
-# layout -> (image folders tried in order, matte folders, trimap folders), relative to ROOT.
-LAYOUTS = {
-    "ppm100": (("image",), ("matte",), ("trimap",)),
-    "p3m10k": (("blurred_image", "original_image"), ("mask",), ("trimap",)),
-    "am2k": (("original",), ("mask",), ("trimap",)),
-}
-LAYOUT_ALIASES = {"p3m": "p3m10k"}  # the name this command used before training's
+# The photo + matte layouts of the shared registry (imaging/layouts.py), plus their aliases
+# (`p3m` = `p3m10k`, the name this tool used before training and evaluation shared one).
+LAYOUTS = tuple(sorted(layouts.IMAGE_MATTE_LAYOUTS + tuple(layouts.ALIASES)))
 REGIONS = ("image", "unknown")
 
 
@@ -70,14 +68,7 @@ class Sample:
 
 
 def _by_stem(folder: Optional[str]) -> Dict[str, str]:
-    if not folder or not os.path.isdir(folder):
-        return {}
-    out = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in IMAGE_EXTS and stem not in out:
-            out[stem] = os.path.join(folder, name)
-    return out
+    return list_files(folder, recursive=False) if folder and os.path.isdir(folder) else {}
 
 
 def _first_dir(root: str, names: Sequence[str]) -> Optional[str]:
@@ -97,15 +88,18 @@ def find_samples(root: str, layout: str = "ppm100", image_dir: Optional[str] = N
     """
     if not os.path.isdir(root):
         raise UserError(f"{root}: dataset folder does not exist")
-    images_try, mattes_try, trimaps_try = LAYOUTS[layout]
-    if image_dir:
-        images_try = (image_dir,)
+    spec = layouts.layout_spec(layout)
+    images_try = (image_dir,) if image_dir else tuple(dict.fromkeys(a for a, _ in spec.subdirs))
     images = _first_dir(root, images_try)
     if images is None:
         raise UserError(f"{root}: no image folder (looked for {'/, '.join(images_try)}/; "
                         f"is --layout {layout} right?)")
-    mattes = _by_stem(_first_dir(root, (matte_dir,) if matte_dir else mattes_try))
-    trimaps = _by_stem(_first_dir(root, (trimap_dir,) if trimap_dir else trimaps_try))
+    # The matte folder paired with the image folder found, then the layout's others.
+    partner = [m for a, m in spec.subdirs if os.path.join(root, a) == images]
+    mattes_try = (matte_dir,) if matte_dir else tuple(dict.fromkeys(
+        partner + [m for _, m in spec.subdirs]))
+    mattes = _by_stem(_first_dir(root, mattes_try))
+    trimaps = _by_stem(_first_dir(root, (trimap_dir,) if trimap_dir else spec.trimaps))
     samples = [Sample(stem, path, mattes.get(stem), trimaps.get(stem))
                for stem, path in _by_stem(images).items()]
     if not samples:
@@ -279,12 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", required=True, metavar="ROOT",
                    help="dataset folder; with --layout video also one video file or one "
                         "folder of frames (flicker score only)")
-    d.add_argument("--layout", type=lambda v: LAYOUT_ALIASES.get(v, v),
-                   choices=sorted(LAYOUTS) + ["video"], default="ppm100",
-                   help="folder names (as training's data.layout): ppm100 = image/ + matte/ "
-                        "(+ trimap/); p3m10k = "
-                        "blurred_image|original_image/ + mask/ + trimap/; am2k = original/ + "
-                        "mask/ + trimap/; video = video/ (video files or frame folders) + "
+    d.add_argument("--layout", choices=LAYOUTS + ("video",), default="ppm100",
+                   help="folder names, as training's data.layout: ppm100 = image/ + matte/ "
+                        "(+ trimap/); p3m10k (alias p3m) = blurred_image|original_image/ + "
+                        "mask/ + trimap/; am2k = original/ + mask/ + trimap/; image_matte = "
+                        "any of those pairs; video = video/ (video files or frame folders) + "
                         "matte/ (matte videos or folders, same names) (default: %(default)s)")
     d.add_argument("--image-dir", help="image (or video) folder under ROOT (overrides the "
                                        "layout)")
@@ -369,8 +362,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                save_dir, progress=not args.quiet,
                                                precision=args.precision, workers=args.workers)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "data": root,
-            "layout": args.layout, "ref_size": args.ref_size, "images": len(samples),
-            "precision": args.precision}
+            "layout": layouts.canonical_layout(args.layout), "ref_size": args.ref_size,
+            "images": len(samples), "precision": args.precision}
     paths = write_reports(out_dir, {"per_image.csv": (IMAGE_FIELDS, rows)}, summary, failures,
                           info)
     print(format_table(summary))

@@ -9,7 +9,7 @@ reduce in float32 under bf16 compute):
 
 Each loss returns a dict of named terms plus ``"total"``:
 
-* ``supervised_loss(..., variant="release")``: the released trainer (MODNET_FACTS section 3):
+* ``supervised_loss(..., variant="release")``: the released trainer (docs/losses.md):
   semantic MSE x10 against a blurred 1/16 matte, detail L1 x10, matte L1 + 4x boundary L1 +
   the image-weighted terms.
 * ``variant="paper"``: the paper's Eq. 2-5: 1/2 MSE semantic, detail L1 only inside the
@@ -30,7 +30,7 @@ import numpy as np
 from modnet_jax.models.ops import downsample_bilinear, resize_bilinear
 
 # The release's blurer: a sigma-0.8 Gaussian filter of a 3x3 delta (scipy, tails reflected back
-# in), separable; MODNET_FACTS section 3.
+# in), separable; docs/losses.md.
 GAUSSIAN_1D = np.array([0.25022103, 0.49955794, 0.25022103], np.float32)
 GAUSSIAN_3X3 = np.outer(GAUSSIAN_1D, GAUSSIAN_1D)
 

@@ -40,6 +40,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from modnet_jax.imaging import trimap as trimaps
+
 METRIC_NAMES = ("mse", "mad", "sad", "grad", "conn")
 PRECISIONS = ("float", "8bit")
 GRAD_SIGMA = 1.4
@@ -146,17 +148,12 @@ def unknown_mask(trimap) -> np.ndarray:
 
 
 def _band(gt, radius: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(definite foreground, not definite background) uint8 0/255 masks of a trimap made from
-    ``gt``: erode(alpha == 1) and dilate(alpha > 0) with a (2 radius + 1)^2 square window;
-    the image border neither erodes nor dilates."""
+    """(definite foreground, not definite background) 0/1 uint8 masks of the trimap made from
+    ``gt`` (uint8 stays uint8): the training recipe's (``imaging.trimap.band_masks``)."""
     g = _squeeze(gt)
-    one = 255 if g.dtype == np.uint8 else 1.0
     if g.dtype not in (np.uint8, np.float32, np.float64):
         g = as_alpha(g)
-    window = np.ones((2 * int(radius) + 1, 2 * int(radius) + 1), np.uint8)
-    fg = cv2.erode(cv2.compare(g, one, cv2.CMP_GE), window)
-    not_bg = cv2.dilate(cv2.compare(g, 0, cv2.CMP_GT), window)
-    return fg, not_bg
+    return trimaps.band_masks(g, int(radius))
 
 
 def unknown_band(gt, radius: int = 10) -> np.ndarray:
@@ -167,16 +164,13 @@ def unknown_band(gt, radius: int = 10) -> np.ndarray:
 
 
 def trimap_from_alpha(gt, radius: int = 10) -> np.ndarray:
-    """A float trimap [H, W] in {0, 0.5, 1} from a ground-truth matte (deterministic).
-
-    fg = alpha == 1, not_bg = alpha > 0; unknown where dilate(not_bg) and not erode(fg), with a
-    square window of side ``2 * radius + 1`` pixels. Used when a dataset ships no trimaps.
+    """A float trimap [H, W] in {0, 0.5, 1} from a ground-truth matte (deterministic), for
+    datasets that ship no trimaps: the training recipe's trimap (``imaging.trimap``: fg =
+    alpha >= 0.9, not_bg = alpha > 0, unknown where dilate(not_bg) and not erode(fg), square
+    window of side ``2 * radius + 1``), so training and evaluation agree on "unknown".
     """
     fg, not_bg = _band(gt, radius)
-    trimap = np.full(fg.shape, 0.5)
-    trimap[not_bg == 0] = 0.0
-    trimap[fg > 0] = 1.0
-    return trimap
+    return np.where(fg > 0, 1.0, np.where(not_bg > 0, 0.5, 0.0))
 
 
 def gradient_kernels(sigma: float = GRAD_SIGMA, epsilon: float = GRAD_EPSILON

@@ -21,12 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
 from modnet_jax import metrics
-from modnet_jax.inference.images import IMAGE_EXTS, InputError, read_image, read_matte
-from modnet_jax.inference.video import VIDEO_EXTS, open_video
+from modnet_jax.imaging.files import VIDEO_EXTENSIONS as VIDEO_EXTS
+from modnet_jax.imaging.files import is_video_path, list_files
+from modnet_jax.imaging.video import iter_video
+from modnet_jax.inference.images import InputError, read_image, read_matte
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import FlickerMeter, TemporalMeter
 
@@ -51,7 +52,7 @@ def _entries(folder: Optional[str]) -> Dict[str, str]:
         stem, ext = os.path.splitext(name)
         if os.path.isdir(path):
             out.setdefault(name, path)
-        elif ext.lower() in VIDEO_EXTS:
+        elif is_video_path(name):
             out.setdefault(stem, path)
     return out
 
@@ -63,7 +64,7 @@ def find_clips(root: str, video_dir: str = "video", matte_dir: str = "matte") ->
     Raises ``InputError`` when nothing is found.
     """
     if os.path.isfile(root):
-        if os.path.splitext(root)[1].lower() not in VIDEO_EXTS:
+        if not is_video_path(root):
             raise InputError(f"{root}: not a video file (extensions: {', '.join(VIDEO_EXTS)})")
         return [Clip(os.path.splitext(os.path.basename(root))[0], root, None)]
     if not os.path.isdir(root):
@@ -79,30 +80,15 @@ def find_clips(root: str, video_dir: str = "video", matte_dir: str = "matte") ->
 
 
 def _frame_files(folder: str) -> List[str]:
-    return [os.path.join(folder, n) for n in sorted(os.listdir(folder))
-            if os.path.splitext(n)[1].lower() in IMAGE_EXTS]
-
-
-def _read_video(path: str, gray: bool) -> Iterator[np.ndarray]:
-    cap, _ = open_video(path)
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                return
-            if gray:
-                yield np.ascontiguousarray(frame[:, :, 0])
-            else:
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    finally:
-        cap.release()
+    """The image files of a frame folder (not its subfolders), sorted by name."""
+    return list(list_files(folder, recursive=False).values())
 
 
 def read_frames(path: str) -> Iterator[np.ndarray]:
     """RGB uint8 frames of a video file or a folder of images (sorted by name)."""
     if os.path.isdir(path):
         return (read_image(p) for p in _frame_files(path))
-    return _read_video(path, gray=False)
+    return iter_video(path)
 
 
 def read_mattes(path: str) -> Iterator[np.ndarray]:
@@ -110,7 +96,7 @@ def read_mattes(path: str) -> Iterator[np.ndarray]:
     8-bit sources, float alpha in [0, 1] for 16-bit files."""
     if os.path.isdir(path):
         return (read_matte(p, keep_uint8=True) for p in _frame_files(path))
-    return _read_video(path, gray=True)
+    return iter_video(path, grey=True)
 
 
 def clip_mattes(engine, frames, ofd: bool = True) -> Iterator[Tuple[np.ndarray, np.ndarray]]:

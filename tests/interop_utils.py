@@ -109,7 +109,7 @@ def synthetic_portraits(n: int, height: int, width: Optional[int] = None, start:
     (unknown = the matte's fractional pixels dilated by 5 px)."""
     import cv2
 
-    from modnet_jax.data.compositing import composite
+    from modnet_jax.imaging.compositing import composite
     from modnet_jax.data.synthetic import generate_background, generate_portrait
 
     width = height if width is None else width

@@ -1,7 +1,7 @@
 """Independent numpy/scipy implementations of the release's formulas (the tests' referee).
 
-Written from MODNET_FACTS, deliberately without any modnet_jax code: loops and scipy where the
-package uses shifts and pools. Arrays are NHWC float64.
+Written from docs/ (losses.md, metrics.md), deliberately without any modnet_jax code: loops
+and scipy where the package uses shifts and pools. Arrays are NHWC float64.
 """
 
 import numpy as np

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from modnet_jax import __version__, checkpointing
-from modnet_jax.data import images, sources
+from modnet_jax.data import sources
+from modnet_jax.imaging import decode as images
 from modnet_jax.training import cli, run_config
 from modnet_jax.training.config import supervised_config
 
@@ -235,7 +236,7 @@ def test_log_lines_go_around_the_progress_line(tmp_path, capsys):
     try:
         for step in (1, 2):
             reporter.step_done(step, 0.5)
-        reporter._bar._draw()
+        reporter.refresh()
         logger.warning("a message")
     finally:
         logger.removeHandler(handler)

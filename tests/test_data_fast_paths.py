@@ -1,7 +1,7 @@
 """Throughput paths give the samples of the plain paths: the decoded-sample cache and the
 packed 4-channel crop (bit-exact), raw .npy prepared copies (bit-exact where nothing is
 resized), and the trimap fast path (against the recipe written with numpy masks). The
-compositing fast path is checked on all inputs in test_data_compositing.py."""
+compositing fast path is checked on all inputs in test_imaging_compositing.py."""
 
 import pickle
 
@@ -9,13 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from modnet_jax.data import generate_background, generate_portrait, images, prepare, sources
+from modnet_jax.data import generate_background, generate_portrait, prepare, sources
 from modnet_jax.data import make_eval_iterator, make_train_iterator
 from modnet_jax.data.augment import Window, crop_resize, split_colour_alpha
 from modnet_jax.data.cache import PACKED_KEY, DecodedCache, cached
 from modnet_jax.data.config import resolve_config
 from modnet_jax.data.report import UnusableFile
-from modnet_jax.data.trimap import make_trimap
+from modnet_jax.imaging import decode as images
+from modnet_jax.imaging.trimap import make_trimap
 
 SIZE = 64  # sources are 72 x 96: crops of side 48..72 are enlarged, kept or shrunk
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from modnet_jax.data import generate_background, generate_portrait, make_train_iterator
-from modnet_jax.data import images, prepare, sources, validate_dataset
+from modnet_jax.data import prepare, sources, validate_dataset
+from modnet_jax.imaging import decode as images
 from modnet_jax.data.report import clear_reports
 
 SIZE = 512  # image_size; with scale_range (1, 1.5) a source needs a short side of 768

@@ -9,7 +9,7 @@ from interop_utils import random_flax_variables
 
 from modnet_jax.interop import keys
 
-# sha256 of "key shape\n" for the 751 keys, in state_dict order (MODNET_FACTS section 2).
+# sha256 of "key shape\n" for the 751 keys, in state_dict order (docs/architecture.md).
 PINNED_SHA256 = "05c11caf3be4ecc05140725afc3d8b29154b1ebbfb20903178598deea278e6df"
 
 

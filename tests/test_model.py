@@ -59,7 +59,7 @@ def test_parameter_counts(model_and_vars):
     infer_vars = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), inference=True))
     assert count_params(infer_vars["params"]) == 6_476_609
-    # Split pinned from the release (MODNET_FACTS section 1).
+    # Split pinned from the release (docs/architecture.md, "Size and cost").
     p = variables["params"]
     assert count_params({"b": p["backbone"]}) == 2_223_872
     assert count_params({"h": p["hr_branch"]}) == 245_409
@@ -189,7 +189,7 @@ def test_downsample_matches_torch_formula(factor):
     x = np.random.default_rng(0).normal(size=(2, 32, 48, 3)).astype(np.float32)
     ref = torch_bilinear(x, 32 // factor, 48 // factor)
     np.testing.assert_allclose(downsample_bilinear(jnp.asarray(x), factor), ref, atol=1e-6)
-    if factor == 16:  # MODNET_FACTS: x1/16 is the mean of pixels 16i+7 and 16i+8.
+    if factor == 16:  # docs/architecture.md: x1/16 is the mean of pixels 16i+7 and 16i+8.
         np.testing.assert_allclose(ref[0, 1, 0, 0],
                                    x[0, 23:25, 7:9, 0].astype(np.float64).mean(), atol=1e-12)
 

@@ -1,6 +1,6 @@
 """An independent PyTorch MODNet: the referee for the JAX port and for interop.
 
-Written from MODNET_FACTS section 1 only (it imports nothing from ``modnet_jax``), with the
+Written from docs/architecture.md only (it imports nothing from ``modnet_jax``), with the
 release's module names, so that its ``state_dict`` has the release's 751 keys. Benchmarks import
 it to time PyTorch against JAX::
 

@@ -3,15 +3,14 @@
 Only numpy, OpenCV, Grain and ml_collections are used here: never jax (Grain itself imports
 it), never the model, never torch. Batches are uint8 numpy arrays; the device normalises.
 
-Modules: config (fields and layouts), sources (folder scans, random-access sources), images
-(decoding, header checks, matte conversion, raw .npy mapping), cache (in-memory decoded
-records), synthetic (procedural portraits), augment
-(crops, flips, colour jitter), compositing (the composite law), trimap, samples (per-sample
-builders), pipeline (Grain iterators, start-up validation, malloc tuning), prepare (resized
-or raw copies of a dataset), report (once-only messages).
+Modules: config (fields), sources (folder scans, random-access sources), cache (in-memory
+decoded records), synthetic (procedural portraits), augment (crops, flips, colour jitter),
+samples (per-sample builders), pipeline (Grain iterators, start-up validation, malloc
+tuning), prepare (resized or raw copies of a dataset), report (once-only messages).
+Reading files, layouts, trimaps and compositing live in `modnet_jax.imaging`, shared with
+inference and evaluation.
 """
 
-from modnet_jax.data.compositing import composite, estimate_foreground
 from modnet_jax.data.config import LAYOUTS, default_data_config, resolve_config
 from modnet_jax.data.pipeline import (
     DatasetSummary,
@@ -24,7 +23,8 @@ from modnet_jax.data.pipeline import (
 )
 from modnet_jax.data.report import DatasetError, UnusableFile
 from modnet_jax.data.synthetic import generate_background, generate_portrait, write_synthetic_folder
-from modnet_jax.data.trimap import make_trimap
+from modnet_jax.imaging.compositing import composite, estimate_foreground
+from modnet_jax.imaging.trimap import make_trimap
 
 __all__ = [
     "LAYOUTS",

@@ -4,25 +4,11 @@
 plain dict of overrides, or None. Unknown field names are rejected (a typo would otherwise
 silently fall back to a default).
 
-Layouts (`layout`) name how files sit under `root`. Matching between the two folders of a
-labelled layout is by file path relative to the folder, without extension (the "stem"; nested
-folders such as RVM's per-clip `fgr/0000/00000.jpg` keep their sub-path in the stem).
-
-    synthetic      procedural portraits, no files (the default; see synthetic.py)
-    fg_alpha       foregrounds + mattes, composited onto `bg_root` backgrounds; subfolders
-                   fg/ + alpha/ or fgr/ + pha/ (the first pair present is used)
-    adobe          fg_alpha with fg/ + alpha/ (Composition-1k / Distinctions-646 style)
-    d646           same as adobe
-    rvm            fg_alpha with fgr/ + pha/ (RVM human subsets)
-    image_matte    photos + mattes; subfolders image/ + matte/, blurred_image/ + mask/,
-                   original/ + mask/ or original_image/ + mask/ (first present); used as
-                   they are, or re-composited onto `bg_root` with `recomposite=True`
-    ppm100         image_matte with image/ + matte/   (root = the PPM-100 folder)
-    p3m10k         image_matte with blurred_image/ + mask/ or original_image/ + mask/
-                   (root = P3M-10k/train or P3M-10k/validation/P3M-500-P or -NP)
-    am2k           image_matte with original/ + mask/ (root = AM-2k/train or /validation)
-    unlabelled     images and/or video files (any depth) under root, for SOC; video frames
-                   are read with OpenCV every `video_frame_stride` frames
+Layouts (`layout`, `val_layout`) name how files sit under `root`; the names, their folders
+and the `p3m` alias are listed once, in `modnet_jax.imaging.layouts` (shared with
+`evaluate --layout`). `fg_alpha` layouts are composited onto `bg_root` backgrounds,
+`image_matte` ones used as they are (or re-composited with `recomposite=True`), and
+`unlabelled` reads images and videos (every `video_frame_stride`-th frame) for SOC.
 
 Throughput (benchmarks/RESULTS.md, "Data pipeline"): decoding dominates a sample's CPU
 cost. `sample_cache_mb` keeps decoded foregrounds + mattes in memory per process, so a fg
@@ -35,9 +21,12 @@ buffers allocated between samples (see pipeline.tune_malloc). Float fields (MiB)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import ml_collections
+
+from modnet_jax.imaging.trimap import BG_THRESHOLD, FG_THRESHOLD
+from modnet_jax.imaging.layouts import LAYOUTS, LayoutSpec, canonical_layout, layout_spec
+
+__all__ = ["LAYOUTS", "LayoutSpec", "default_data_config", "layout_spec", "resolve_config"]
 
 _DEFAULTS = dict(
     # --- what to read -------------------------------------------------------------------
@@ -72,10 +61,10 @@ _DEFAULTS = dict(
     val_layout=None,           # layout of val_root (None -> `layout`)
     val_fraction=0.05,         # share of the training data held out for evaluation
     split_seed=0,              # which files are held out (fixed, so the split never drifts)
-    # --- trimap (MODNET_FACTS section 6) ------------------------------------------------
+    # --- trimap (docs/data.md, "Trimaps") ----------------------------------------------
     trimap_kernel_range=(10.0, 20.0),  # kernel k ~ (image_size / 256) * U(lo, hi) pixels
-    trimap_fg_threshold=0.9,   # fg = alpha >= this
-    trimap_bg_threshold=0.0,   # not_bg = alpha > this
+    trimap_fg_threshold=FG_THRESHOLD,  # fg = alpha >= this (0.9, as evaluation uses)
+    trimap_bg_threshold=BG_THRESHOLD,  # not_bg = alpha > this
     # --- augmentation (training only; evaluation is resize + centre crop) ----------------
     augment=True,              # master switch
     scale_range=(1.0, 1.5),    # crop side = short side / s (s > 1 zooms in)
@@ -96,27 +85,6 @@ _DEFAULTS = dict(
 )
 
 
-@dataclass(frozen=True)
-class LayoutSpec:
-    kind: str                   # synthetic | fg_alpha | image_matte | unlabelled
-    subdirs: tuple = ()         # candidate (first, second) subfolder pairs, in order
-
-
-LAYOUTS = {
-    "synthetic": LayoutSpec("synthetic"),
-    "fg_alpha": LayoutSpec("fg_alpha", (("fg", "alpha"), ("fgr", "pha"))),
-    "adobe": LayoutSpec("fg_alpha", (("fg", "alpha"),)),
-    "d646": LayoutSpec("fg_alpha", (("fg", "alpha"),)),
-    "rvm": LayoutSpec("fg_alpha", (("fgr", "pha"),)),
-    "image_matte": LayoutSpec("image_matte", (("image", "matte"), ("blurred_image", "mask"),
-                                              ("original", "mask"), ("original_image", "mask"))),
-    "ppm100": LayoutSpec("image_matte", (("image", "matte"),)),
-    "p3m10k": LayoutSpec("image_matte", (("blurred_image", "mask"), ("original_image", "mask"))),
-    "am2k": LayoutSpec("image_matte", (("original", "mask"),)),
-    "unlabelled": LayoutSpec("unlabelled"),
-}
-
-
 # Fields whose default is None but which a command line sets (``--config.data.root=/data``):
 # ml_collections can only override a None field declared as a typed placeholder.
 _OPTIONAL_TYPES = dict(root=str, subdirs=tuple, bg_root=str, unlabelled_root=str, val_root=str,
@@ -132,13 +100,6 @@ def default_data_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(fields)
 
 
-def layout_spec(name: str) -> LayoutSpec:
-    """The spec of a layout name; ValueError listing the known names otherwise."""
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown data layout {name!r}; known layouts: {', '.join(LAYOUTS)}")
-    return LAYOUTS[name]
-
-
 def resolve_config(data_cfg) -> ml_collections.ConfigDict:
     """Defaults overridden by `data_cfg` (ConfigDict, dict or None), checked and locked."""
     if data_cfg is None:
@@ -152,9 +113,9 @@ def resolve_config(data_cfg) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown data config field(s) {unknown}; known: {sorted(_DEFAULTS)}")
     merged = dict(_DEFAULTS)
     merged.update(overrides)
-    layout_spec(merged["layout"])
+    merged["layout"] = canonical_layout(merged["layout"])
     if merged["val_layout"] is not None:
-        layout_spec(merged["val_layout"])
+        merged["val_layout"] = canonical_layout(merged["val_layout"])
     if not 0.0 <= float(merged["val_fraction"]) < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {merged['val_fraction']}")
     for name in ("sample_cache_mb", "bg_cache_mb"):

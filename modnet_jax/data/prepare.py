@@ -55,9 +55,11 @@ import cv2
 import numpy as np
 
 from modnet_jax.cliutil import EXIT_SKIPPED, EXIT_USAGE, add_version, dashed
-from modnet_jax.data import images, sources
+from modnet_jax.data import sources
 from modnet_jax.data.config import LAYOUTS, layout_spec
 from modnet_jax.data.report import DatasetError, UnusableFile
+from modnet_jax.imaging import decode
+from modnet_jax.imaging.files import RAW_EXTENSION, extension
 
 FORMATS = ("encoded", "raw")
 DEFAULT_MAX_SHORT_SIDE = 768  # 1.5 x 512: image_size 512 at the default scale_range (1, 1.5)
@@ -151,17 +153,17 @@ def _raw_bytes(image: np.ndarray) -> bytes:
 
 def _colour_output(src: str, out_stem: str, size, fmt: str = "encoded") -> str:
     if fmt == "raw":
-        return out_stem + images.RAW_EXTENSION
-    return out_stem + (".jpg" if size is not None else images.extension(src))
+        return out_stem + RAW_EXTENSION
+    return out_stem + (".jpg" if size is not None else extension(src))
 
 
 def _write_colour(src: str, dst: str, size, fmt: str = "encoded") -> int:
     """Writes the colour image `src` to `dst`: upright (EXIF orientation applied), resized to
     `size` (when not None) as JPEG or raw RGB array; an encoded file that needs no resizing
     or turning is copied."""
-    if size is None and fmt != "raw" and images.file_orientation(src) == 1:
+    if size is None and fmt != "raw" and decode.file_orientation(src) == 1:
         return _copy_atomic(src, dst)
-    rgb = images.decode_rgb(src)
+    rgb = decode.decode_rgb(src)
     if size is not None:
         rgb = _resize(rgb, size)
     if fmt == "raw":
@@ -173,7 +175,7 @@ def _write_colour(src: str, dst: str, size, fmt: str = "encoded") -> int:
 def _write_matte(src: str, dst: str, size, expected: tuple[int, int] | None,
                  fmt: str = "encoded", orientation: int = 1) -> int:
     """Writes the matte `src`, turned like its photo (`orientation`), as 8-bit PNG or raw."""
-    alpha = images.decode_alpha(src, orientation=orientation)
+    alpha = decode.decode_alpha(src, orientation=orientation)
     if expected is not None and alpha.shape != expected:
         raise UnusableFile(src, f"matte is {alpha.shape[1]}x{alpha.shape[0]} but its image is "
                            f"{expected[1]}x{expected[0]}")
@@ -187,11 +189,11 @@ def _write_matte(src: str, dst: str, size, expected: tuple[int, int] | None,
 def _colour_size(path: str) -> tuple[int, int]:
     """(rows, cols) of a colour image, upright, from its header (decoding only formats
     without one)."""
-    head = images.probe_header(path)
+    head = decode.probe_header(path)
     if head is not None:
-        turned = images.file_orientation(path) in (5, 6, 7, 8)
+        turned = decode.file_orientation(path) in (5, 6, 7, 8)
         return (head.width, head.height) if turned else (head.height, head.width)
-    return images.decode_rgb(path).shape[:2]
+    return decode.decode_rgb(path).shape[:2]
 
 
 def prepare_pair(task: tuple) -> tuple:
@@ -202,11 +204,11 @@ def prepare_pair(task: tuple) -> tuple:
         rows, cols = _colour_size(colour)
         size = target_size(rows, cols, max_side)
         colour_dst = _colour_output(colour, colour_stem, size, fmt)
-        matte_dst = matte_stem + (images.RAW_EXTENSION if fmt == "raw" else ".png")
+        matte_dst = matte_stem + (RAW_EXTENSION if fmt == "raw" else ".png")
         if not overwrite and os.path.exists(colour_dst) and os.path.exists(matte_dst):
             return "present", (0, 0)
         written = _write_matte(matte, matte_dst, size, (rows, cols), fmt,
-                               images.file_orientation(colour))
+                               decode.file_orientation(colour))
         written += _write_colour(colour, colour_dst, size, fmt)
         read = os.path.getsize(colour) + os.path.getsize(matte)
         return ("resized" if size is not None else "copied"), (read, written)

@@ -1,4 +1,4 @@
-"""Once-only reporting of unusable files and format conversions.
+"""Once-only reporting of unusable files (conversion notes: imaging/files.py).
 
 Why a module of its own: the start-up scan, the decoders and the per-sample fallback all find
 bad inputs, and the issue asks that each file be reported once, by name, with its reason and
@@ -15,6 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 
+from modnet_jax.imaging.files import UnusableFile, clear_notes
+
+__all__ = ["LOGGER", "DatasetError", "UnusableFile", "clear_reports", "report_skip",
+           "skipped_files"]
+
 LOGGER = logging.getLogger("modnet_jax.data")
 
 
@@ -22,19 +27,9 @@ class DatasetError(RuntimeError):
     """An empty or unusable dataset (raised at start-up, before any compile)."""
 
 
-class UnusableFile(Exception):
-    """One file that cannot be used; carries the path and a human-readable reason."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-
 # Grain's in-process prefetch runs transforms on threads, hence the lock.
 _LOCK = threading.Lock()
 _SKIPPED: dict[str, str] = {}
-_NOTES: set[str] = set()
 
 
 def report_skip(path: str, reason: str) -> bool:
@@ -49,16 +44,6 @@ def report_skip(path: str, reason: str) -> bool:
     return True
 
 
-def note_once(kind: str, message: str) -> bool:
-    """Logs an informational `message` the first time a `kind` of conversion happens."""
-    with _LOCK:
-        if kind in _NOTES:
-            return False
-        _NOTES.add(kind)
-    LOGGER.warning("%s", message)
-    return True
-
-
 def skipped_files() -> dict[str, str]:
     """A copy of {path: reason} for every file skipped so far in this process."""
     with _LOCK:
@@ -69,4 +54,4 @@ def clear_reports() -> None:
     """Forgets what was reported (tests use it to observe reports from a clean slate)."""
     with _LOCK:
         _SKIPPED.clear()
-        _NOTES.clear()
+    clear_notes()

@@ -19,9 +19,9 @@ import numpy as np
 from modnet_jax.data import augment
 from modnet_jax.data.augment import JitterRanges
 from modnet_jax.data.cache import PACKED_KEY
-from modnet_jax.data.compositing import composite, estimate_foreground
 from modnet_jax.data.report import DatasetError, UnusableFile, report_skip
-from modnet_jax.data.trimap import band_radius, make_trimap, random_band_radius
+from modnet_jax.imaging.compositing import composite, estimate_foreground
+from modnet_jax.imaging.trimap import band_radius, make_trimap, random_band_radius
 
 
 @dataclass(frozen=True)

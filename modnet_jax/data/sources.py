@@ -15,8 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modnet_jax.data import images, synthetic
-from modnet_jax.data.report import LOGGER, DatasetError, UnusableFile, report_skip
+from modnet_jax.data import synthetic
+from modnet_jax.imaging import decode
+from modnet_jax.imaging import video
+from modnet_jax.imaging.files import IMAGE_EXTENSIONS, JPEG_EXTENSIONS, VIDEO_EXTENSIONS
+from modnet_jax.imaging.files import extension, list_files
+from modnet_jax.imaging.layouts import first_present
+from modnet_jax.data.report import DatasetError, UnusableFile, report_skip
 
 
 @dataclass
@@ -32,32 +37,6 @@ class ScanResult:
         report_skip(path, reason)
 
 
-def list_files(folder: str, extensions=images.IMAGE_EXTENSIONS) -> dict[str, str]:
-    """{stem: path} for files under `folder` (any depth), sorted by stem.
-
-    The stem is the path relative to `folder` without extension, '/'-separated.
-    """
-    found: dict[str, str] = {}
-    shadowed: list[tuple[str, str]] = []  # (unused path, the path kept for its stem)
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.startswith(".") or images.extension(name) not in extensions:
-                continue
-            path = os.path.join(dirpath, name)
-            stem = os.path.splitext(os.path.relpath(path, folder))[0].replace(os.sep, "/")
-            # Two files with one stem (a.jpg and a.png, or a.npy from `prepare --format raw`
-            # next to an encoded copy): the first in sorted order is kept, and said so.
-            kept = found.setdefault(stem, path)
-            if kept != path:
-                shadowed.append((path, kept))
-    if shadowed:
-        LOGGER.warning("%s: %d file(s) share a name with another file and are not used "
-                       "(kept: the first in sorted order), e.g. %s is shadowed by %s",
-                       folder, len(shadowed), *shadowed[0])
-    return dict(sorted(found.items()))
-
-
 def require_folder(path: str | None, what: str) -> str:
     if not path:
         raise DatasetError(f"{what}: no folder configured")
@@ -69,10 +48,9 @@ def require_folder(path: str | None, what: str) -> str:
 def resolve_subdirs(root: str, candidates, layout: str) -> tuple[str, str]:
     """The first candidate (first, second) subfolder pair present under `root`."""
     root = require_folder(root, f"layout {layout!r}: data root")
-    for first, second in candidates:
-        a, b = os.path.join(root, first), os.path.join(root, second)
-        if os.path.isdir(a) and os.path.isdir(b):
-            return a, b
+    found = first_present(root, candidates)
+    if found is not None:
+        return found
     present = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     wanted = " or ".join(f"{a}/ + {b}/" for a, b in candidates)
     raise DatasetError(f"layout {layout!r}: {root} needs subfolders {wanted}; it has {present}")
@@ -80,7 +58,7 @@ def resolve_subdirs(root: str, candidates, layout: str) -> tuple[str, str]:
 
 def _probe(path: str, result: ScanResult):
     try:
-        return True, images.probe_header(path)
+        return True, decode.probe_header(path)
     except UnusableFile as err:
         result.skip(err.path, err.reason)
         return False, None
@@ -92,7 +70,7 @@ def scan_pairs(first_dir: str, second_dir: str, verify: bool, names=("image", "a
     result = ScanResult()
     for folder, files in ((first_dir, firsts), (second_dir, seconds)):
         if not files:
-            raise DatasetError(f"no image files in {folder} (extensions {images.IMAGE_EXTENSIONS})")
+            raise DatasetError(f"no image files in {folder} (extensions {IMAGE_EXTENSIONS})")
     for stem, path in firsts.items():
         if stem not in seconds:
             result.skip(path, f"no {names[1]} file with stem {stem!r} in {second_dir}")
@@ -132,8 +110,8 @@ def scan_unlabelled(folder: str, verify: bool, frame_stride: int) -> ScanResult:
     result = ScanResult()
     result.entries = [(path, -1) for path in scan_images(folder, verify).entries]
     stride = max(1, int(frame_stride))
-    for path in list_files(folder, images.VIDEO_EXTENSIONS).values():
-        frames = images.count_video_frames(path)
+    for path in list_files(folder, VIDEO_EXTENSIONS).values():
+        frames = video.count_video_frames(path)
         if frames <= 0:
             result.skip(path, "video cannot be opened or reports no frames")
             continue
@@ -163,21 +141,21 @@ class ForegroundAlphaSource:
     def __getitem__(self, index: int) -> dict:
         colour_path, alpha_path = self.pairs[index]
         reduce, colour_data, alpha_data = 1, None, None
-        if self.min_side > 0 and images.extension(colour_path) in images.JPEG_EXTENSIONS:
-            colour_data = images.read_file(colour_path)
-            head = images.header_from_bytes(colour_path, colour_data)
+        if self.min_side > 0 and extension(colour_path) in JPEG_EXTENSIONS:
+            colour_data = decode.read_file(colour_path)
+            head = decode.header_from_bytes(colour_path, colour_data)
             full_size = (head.height, head.width)
-            reduce = images.reduction_for(*full_size, self.min_side)
+            reduce = decode.reduction_for(*full_size, self.min_side)
             if reduce > 1:
-                alpha_data = images.read_file(alpha_path)
-                alpha_head = images.header_from_bytes(alpha_path, alpha_data)
+                alpha_data = decode.read_file(alpha_path)
+                alpha_head = decode.header_from_bytes(alpha_path, alpha_data)
                 if alpha_head is None or (alpha_head.height, alpha_head.width) != full_size:
                     reduce = 1  # matte size unknown before decoding, or a mismatch (raised below)
-        if colour_data is None and images.extension(colour_path) in images.JPEG_EXTENSIONS:
-            colour_data = images.read_file(colour_path)
-        colour = images.decode_rgb(colour_path, reduce, colour_data)  # upright (EXIF)
-        alpha = images.decode_alpha(alpha_path, reduce, alpha_data,
-                                    images.file_orientation(colour_path, colour_data))
+        if colour_data is None and extension(colour_path) in JPEG_EXTENSIONS:
+            colour_data = decode.read_file(colour_path)
+        colour = decode.decode_rgb(colour_path, reduce, colour_data)  # upright (EXIF)
+        alpha = decode.decode_alpha(alpha_path, reduce, alpha_data,
+                                    decode.file_orientation(colour_path, colour_data))
         if colour.shape[:2] != alpha.shape:
             # Formats without a probed header only show a size mismatch here.
             raise UnusableFile(alpha_path, f"matte is {alpha.shape[1]}x{alpha.shape[0]} but "
@@ -228,11 +206,11 @@ class BackgroundSource:
 
 def _decode_at_least(path: str, min_side: int) -> np.ndarray:
     """RGB image, JPEGs decoded at the smallest 1/2^k size with short side >= min_side."""
-    if min_side <= 0 or images.extension(path) not in images.JPEG_EXTENSIONS:
-        return images.decode_rgb(path)
-    data = images.read_file(path)
-    head = images.header_from_bytes(path, data)
-    return images.decode_rgb(path, images.reduction_for(head.height, head.width, min_side), data)
+    if min_side <= 0 or extension(path) not in JPEG_EXTENSIONS:
+        return decode.decode_rgb(path)
+    data = decode.read_file(path)
+    head = decode.header_from_bytes(path, data)
+    return decode.decode_rgb(path, decode.reduction_for(head.height, head.width, min_side), data)
 
 
 class ProceduralBackgrounds:
@@ -256,7 +234,7 @@ class UnlabelledSource:
     def __init__(self, entries, min_side: int = 0):
         self.entries = [(str(p), int(f)) for p, f in entries]
         self.min_side = int(min_side)  # reduced JPEG decoding, as for BackgroundSource
-        self._frames = images.VideoFrameReader()
+        self._frames = video.VideoFrameReader()
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -23,7 +23,7 @@ import os
 import cv2
 import numpy as np
 
-from modnet_jax.data.compositing import composite
+from modnet_jax.imaging.compositing import composite
 
 _SHIFT = 4  # OpenCV drawing uses fixed-point coordinates with this many fractional bits
 _SCALE = 1 << _SHIFT

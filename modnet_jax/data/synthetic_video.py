@@ -20,7 +20,7 @@ from typing import Dict, Iterable
 import cv2
 import numpy as np
 
-from modnet_jax.data.compositing import composite
+from modnet_jax.imaging.compositing import composite
 from modnet_jax.data.synthetic import generate_background, generate_portrait
 
 

@@ -2,9 +2,9 @@
 
 An image pixel in the soft band is alpha * F + (1 - alpha) * B: its colour still holds the old
 background B, so a cut-out with the image's own colours carries a fringe of B onto any new
-background (hair turns green on a green screen). ``estimate_foreground`` solves for F with
-pymatting's multi-level foreground estimation (Germer et al. 2020, ``estimate_foreground_ml``),
-and ``clean_outputs`` re-makes a result's cut-out / composite from F instead of the image.
+background (hair turns green on a green screen). ``imaging.compositing.estimate_foreground_ml``
+solves for F with pymatting's multi-level foreground estimation (Germer et al. 2020), and
+``clean_outputs`` re-makes a result's cut-out / composite from F instead of the image.
 
 It runs on the host CPU (pymatting's numba kernels): about a second per megapixel, so it is
 an opt-in (``predict --clean-colours``).
@@ -17,16 +17,8 @@ from typing import Optional
 
 import numpy as np
 
-from modnet_jax.inference.images import Background, background_for, matte_to_uint8
-
-
-def estimate_foreground(image: np.ndarray, matte: np.ndarray) -> np.ndarray:
-    """Foreground colours [H, W, 3] float32 in [0, 255] of an RGB uint8 image and its matte."""
-    from pymatting import estimate_foreground_ml  # numba compiles on first import
-
-    fg = estimate_foreground_ml(np.asarray(image[..., :3], np.float32) / 255.0,
-                                np.asarray(matte, np.float32))
-    return np.clip(np.asarray(fg, np.float32) * 255.0, 0.0, 255.0)
+from modnet_jax.imaging.compositing import Background, composite_over, estimate_foreground_ml
+from modnet_jax.inference.images import matte_to_uint8
 
 
 def clean_outputs(result, background: Optional[Background] = None, cutout: bool = False):
@@ -37,14 +29,11 @@ def clean_outputs(result, background: Optional[Background] = None, cutout: bool 
     """
     if result.image is None:
         raise ValueError("clean_outputs needs the frame: ask the engine for with_image=True")
-    fg = estimate_foreground(result.image, result.matte)
+    fg = estimate_foreground_ml(result.image, result.matte)
     changes = {}
     if cutout:
         rgb = np.clip(np.rint(fg), 0, 255).astype(np.uint8)
         changes["cutout"] = np.concatenate([rgb, matte_to_uint8(result.matte)[..., None]], -1)
     if background is not None:
-        h, w = result.matte.shape
-        a = np.asarray(result.matte, np.float32)[..., None]
-        comp = fg * a + background_for(background, h, w) * (1.0 - a)
-        changes["composite"] = np.clip(np.rint(comp), 0, 255).astype(np.uint8)
+        changes["composite"] = composite_over(fg, result.matte, background)
     return replace(result, **changes)

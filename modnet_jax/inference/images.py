@@ -1,21 +1,31 @@
-"""Image files and compositing for inference: read / write with clear errors, cut-outs, colours.
+"""Image files for inference: read / write with clear errors, cut-outs, colours.
 
-Arrays here are RGB (OpenCV's BGR stays inside ``read_image`` / ``write_image``); mattes are
-float [H, W] in [0, 1].
+Reading, extensions and compositing are the shared ones of `modnet_jax.imaging` (the same
+files and formats as training data and evaluation); this module gives them the inference
+conventions: arrays are RGB (OpenCV's BGR stays inside the readers and ``write_image``),
+mattes float [H, W] in [0, 1], and every problem with a file is an ``InputError`` whose
+message starts with the path. The names re-exported here (``IMAGE_EXTS``, ``composite``,
+``background_for``, ``Background``) are the shared objects, kept under their old names.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from modnet_jax.data.images import file_orientation, orient
-from modnet_jax.data.report import UnusableFile
+from modnet_jax.imaging import decode
+from modnet_jax.imaging.compositing import Background, background_for
+from modnet_jax.imaging.compositing import composite_over as composite
+from modnet_jax.imaging.files import IMAGE_EXTENSIONS as IMAGE_EXTS
+from modnet_jax.imaging.decode import file_orientation, orient
+from modnet_jax.imaging.files import InputError, UnusableFile, is_image_path
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+__all__ = ["IMAGE_EXTS", "NAMED_COLOURS", "Background", "InputError", "background_for",
+           "composite", "cutout", "image_size", "is_image_path", "matte_to_uint8", "orientation_of",
+           "parse_colour", "read_image", "read_matte", "write_image"]
 
 NAMED_COLOURS = {
     "green": (0, 255, 0), "blue": (0, 0, 255), "red": (255, 0, 0), "white": (255, 255, 255),
@@ -23,21 +33,10 @@ NAMED_COLOURS = {
 }
 
 
-class InputError(Exception):
-    """A user-facing problem with one file (unreadable, unwritable, empty...): one-line message."""
-
-
-def is_image_path(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in IMAGE_EXTS
-
-
-def _imread(path: str, flags: int, what: str) -> np.ndarray:
+def _read(path: str, decoder: Callable[[str], np.ndarray]) -> np.ndarray:
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
-    data = cv2.imread(path, flags)
-    if data is None or data.size == 0:
-        raise InputError(f"{path}: cannot read {what} (not an image, corrupt or unsupported)")
-    return data
+    return decoder(path)  # UnusableFile is an InputError: "path: reason"
 
 
 def orientation_of(path: str) -> int:
@@ -50,34 +49,25 @@ def orientation_of(path: str) -> int:
 
 def image_size(path: str) -> Optional[Tuple[int, int]]:
     """(height, width) from the file's header without decoding it, or None if unknown."""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return im.height, im.width
-    except Exception:  # noqa: BLE001 - not readable by Pillow: read_image will say why
-        return None
+    return decode.image_size(path)
 
 
 def read_image(path: str) -> np.ndarray:
-    """[H, W, 3] uint8 RGB (gray is repeated, alpha dropped), upright: a JPEG's EXIF
+    """[H, W, 3] uint8 RGB (grey is repeated, alpha dropped), upright: a JPEG's EXIF
     orientation is applied (the training data's rule). Raises ``InputError``."""
-    image = _imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION, "image")
-    return orient(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), orientation_of(path))
+    return _read(path, decode.decode_rgb)
 
 
 def read_matte(path: str, orientation: int = 1, keep_uint8: bool = False) -> np.ndarray:
-    """[H, W] float64 alpha in [0, 1] from an 8- or 16-bit gray (or colour: first channel) file,
-    turned by ``orientation``: the EXIF orientation of its image (``orientation_of``), since
-    a matte is in its image's stored pixel order. ``keep_uint8``: an 8-bit file comes back as
-    its uint8 values (0..255) instead."""
-    m = _imread(path, cv2.IMREAD_UNCHANGED, "matte")
-    if m.ndim == 3:
-        m = m[:, :, 0]
-    if keep_uint8 and m.dtype == np.uint8:
-        return np.ascontiguousarray(orient(m, orientation))
-    scale = 65535.0 if m.dtype == np.uint16 else 255.0
-    return orient(m.astype(np.float64) / scale, orientation)
+    """[H, W] float64 alpha in [0, 1] at the file's precision (8/16-bit), with the shared matte
+    policy (grey, RGBA's alpha channel, equal colour channels), turned by ``orientation``:
+    the EXIF orientation of its image (``orientation_of``), since a matte is in its image's
+    stored pixel order. Raises ``InputError``.
+
+    ``keep_uint8``: an 8-bit file comes back as its uint8 values (0..255) instead.
+    """
+    matte = _read(path, lambda p: decode.decode_alpha_native(p, keep_uint8))
+    return np.ascontiguousarray(orient(matte, orientation))
 
 
 def write_image(path: str, image: np.ndarray) -> None:
@@ -118,24 +108,3 @@ def parse_colour(text: str) -> Tuple[int, int, int]:
         if len(h) == 6 and all(c in "0123456789abcdef" for c in h):
             return tuple(int(h[i:i + 2], 16) for i in (0, 2, 4))
     raise ValueError(f"not a colour: {text!r} (use a name, #rrggbb or r,g,b)")
-
-
-Background = Union[Tuple[int, int, int], np.ndarray]
-
-
-def background_for(background: Background, height: int, width: int) -> np.ndarray:
-    """[H, W, 3] float32 background: a flat colour, or an RGB image resized to fit."""
-    if isinstance(background, np.ndarray):
-        if background.shape[:2] != (height, width):
-            background = cv2.resize(background, (width, height), interpolation=cv2.INTER_AREA)
-        return background.astype(np.float32)
-    return np.broadcast_to(np.asarray(background, np.float32), (height, width, 3))
-
-
-def composite(image: np.ndarray, matte: np.ndarray, background: Background) -> np.ndarray:
-    """image * alpha + background * (1 - alpha), uint8 RGB [H, W, 3]."""
-    h, w = image.shape[:2]
-    a = np.asarray(matte, np.float32)[:, :, None]
-    bg = background_for(background, h, w)
-    out = image[:, :, :3].astype(np.float32) * a + bg * (1.0 - a)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""One-Frame Delay (OFD): the paper's temporal de-flicker for video mattes (MODNET_FACTS s. 5).
+"""One-Frame Delay (OFD): the paper's temporal de-flicker for video mattes (docs/inference.md).
 
 Pixel i of matte a(t) flickers when a(t-1)[i] and a(t+1)[i] agree (differ by at most ``xi``)
 while a(t)[i] differs from both by more than ``xi``; it is replaced by their mean. The

@@ -1,6 +1,6 @@
 """Inference pre-processing of the MODNet release, and its inverse (numpy only).
 
-The release's rule (MODNET_FACTS section 6, as its demo scripts apply it):
+The release's rule (docs/inference.md, as its demo scripts apply it):
 
 1. If the long side is below ``ref_size`` or the short side above it, scale so the short side
    is ``ref_size`` (the long side becomes ``int(long / short * ref_size)``); an image whose

@@ -8,35 +8,26 @@ queues between them hold a few batches at most.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterator, Optional
+from typing import Dict, Optional
 
 import cv2
-import numpy as np
 
+from modnet_jax.imaging.compositing import Background
+from modnet_jax.imaging.files import VIDEO_EXTENSIONS as VIDEO_EXTS
+from modnet_jax.imaging.files import InputError, is_video_path
+from modnet_jax.imaging.video import DEFAULT_FPS, count_frames, open_video, open_writer
+from modnet_jax.imaging.video import read_frames
 from modnet_jax.inference.foreground import clean_outputs
-from modnet_jax.inference.images import Background, InputError
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import FlickerMeter
 
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
-FOURCC_BY_EXT = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
-DEFAULT_FPS = 25.0
 
-
-def is_video_path(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in VIDEO_EXTS
-
-
-@dataclass
-class VideoInfo:
-    fps: float
-    frame_count: int  # as reported by the container; may be 0 or approximate
-    width: int
-    height: int
+# Video file helpers live in imaging.video / imaging.files; these names stay importable here.
+__all__ = ["DEFAULT_FPS", "VIDEO_EXTS", "InputError", "VideoResult", "count_frames",
+           "is_video_path", "open_video", "open_writer", "process_video"]
 
 
 @dataclass
@@ -51,58 +42,6 @@ class VideoResult:
     def rate(self) -> float:
         """Frames processed per second of wall time."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-def open_video(path: str):
-    """(cv2.VideoCapture, VideoInfo). Raises ``InputError`` naming the file."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file")
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        cap.release()
-        raise InputError(f"{path}: cannot open video (unknown container or codec, or not a video)")
-    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    info = VideoInfo(fps=fps if math.isfinite(fps) and fps > 0 else 0.0,
-                     frame_count=max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)),
-                     width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
-                     height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
-    return cap, info
-
-
-def count_frames(path: str) -> int:
-    """Frames that actually decode (reads the whole video)."""
-    cap, _ = open_video(path)
-    n = 0
-    try:
-        while cap.grab():
-            n += 1
-    finally:
-        cap.release()
-    return n
-
-
-def open_writer(path: str, fps: float, width: int, height: int) -> cv2.VideoWriter:
-    """A colour ``cv2.VideoWriter`` for ``path`` (codec from the extension). Raises InputError."""
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in FOURCC_BY_EXT:
-        raise InputError(f"{path}: cannot write video with extension {ext!r} "
-                         f"(use one of {sorted(FOURCC_BY_EXT)})")
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*FOURCC_BY_EXT[ext]), fps,
-                             (width, height), True)
-    if not writer.isOpened():
-        writer.release()
-        raise InputError(f"{path}: cannot open video for writing (folder missing or not "
-                         f"writable, or codec {FOURCC_BY_EXT[ext]} unavailable)")
-    return writer
-
-
-def read_frames(cap) -> Iterator[np.ndarray]:
-    """RGB frames of an opened ``cv2.VideoCapture`` until it ends."""
-    while True:
-        ok, frame = cap.read()
-        if not ok or frame is None:
-            return
-        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
 def process_video(engine, path: str, matte_path: Optional[str] = None,

@@ -1,4 +1,4 @@
-"""PyTorch / ONNX interop for the release's checkpoint layout (MODNET_FACTS section 2).
+"""PyTorch / ONNX interop for the release's checkpoint layout (docs/architecture.md).
 
 ``keys`` (numpy only) maps the Flax variables to the release ``state_dict`` and back;
 ``torch_io`` reads/writes ``.ckpt`` files and exports ONNX, importing torch only when called;

@@ -3,7 +3,7 @@
 Used to strict-load converted weights (``state_dict`` keys identical to the official model:
 ``backbone.model.features.*``, its alias ``lr_branch.backbone.model.features.*``,
 ``lr_branch.se_block.fc.*``, ``*.layers.0`` / ``*.layers.1.bnorm``) and to export ONNX. The
-numerics follow MODNET_FACTS section 1: NCHW, input in [-1, 1], H and W multiples of 32, every
+numerics follow docs/architecture.md: NCHW, input in [-1, 1], H and W multiples of 32, every
 resize bilinear with ``align_corners=False``. Import this module only when torch is installed
 (``modnet_jax.interop.torch_io.require_torch`` says how to install it).
 """

@@ -5,9 +5,9 @@ is built with ``enabled=False`` and every call is a no-op, so callers never bran
 
 Files in the workdir:
   metrics.jsonl             one JSON object per logged step ({"step", "split", ...})
-  tensorboard/              event files (scalars ``train/*`` (means over the logging
-                            interval), ``val_crop/*`` (validation centre crops at the
-                            training size); images ``val_crop/grid``)
+  tensorboard/              event files written by tensorboardX (scalars ``train/*`` (means
+                            over the logging interval), ``val_crop/*`` (validation centre
+                            crops at the training size); images ``val_crop/grid``)
   samples/step_XXXXXXX.png  input | predicted matte | ground truth, one row per sample
 """
 
@@ -17,14 +17,14 @@ import json
 import logging
 import os
 import sys
-import time
 from typing import Dict, Optional
 
 import cv2
 import numpy as np
 
+from tensorboardX import SummaryWriter
+
 from modnet_jax.progress import Progress
-from modnet_jax.training.tensorboard import EventWriter
 
 
 def matte_grid(images: np.ndarray, pred: np.ndarray, alpha: Optional[np.ndarray]) -> np.ndarray:
@@ -76,10 +76,10 @@ class Reporter:
         os.makedirs(workdir, exist_ok=True)
         self.workdir = workdir
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-        self._events = EventWriter(os.path.join(workdir, "tensorboard"))
+        self._events = SummaryWriter(os.path.join(workdir, "tensorboard"))
         self._bar = Progress(total=total_steps, desc="train", unit="steps", enabled=progress)
-        self._bar.count = start_step
-        self._bar_start_count = start_step
+        self._bar.restart(start_step)
+        self._timed_from = start_step  # the step after which rates are measured
         self._first_step = True
         if progress:
             _DRAWING.append(self)
@@ -90,10 +90,10 @@ class Reporter:
             return
         if self._first_step:  # rates and ETA from the first finished step: compile excluded
             self._first_step = False
-            self._bar.start = time.perf_counter()
-            self._bar.count = self._bar_start_count = step
+            self._bar.restart(step)
+            self._timed_from = step
             return
-        done = self._bar.count - self._bar_start_count + 1
+        done = step - self._timed_from
         img_s = done * self.batch_size / max(self._bar.elapsed, 1e-9)
         self._bar.desc = f"train loss {loss:.4f} {img_s:.1f} img/s"
         self._bar.update()
@@ -108,7 +108,8 @@ class Reporter:
         self._jsonl.flush()
         numeric = {f"{split}/{k}": float(v) for k, v in values.items()
                    if isinstance(v, (int, float, np.floating, np.integer))}
-        self._events.scalars(step, numeric)
+        for tag, value in numeric.items():
+            self._events.add_scalar(tag, value, int(step))
         self._events.flush()
 
     def grid(self, step: int, images, pred, alpha, tag: str = "val_crop/grid") -> Optional[str]:
@@ -120,9 +121,14 @@ class Reporter:
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"step_{int(step):07d}.png")
         cv2.imwrite(path, grid[..., ::-1])
-        self._events.image(step, tag, grid)
+        self._events.add_image(tag, grid, int(step), dataformats="HWC")
         self._events.flush()
         return path
+
+    def refresh(self) -> None:
+        """Redraws the progress line now."""
+        if self.enabled:
+            self._bar.refresh()
 
     def note(self, message: str) -> None:
         if self.enabled:

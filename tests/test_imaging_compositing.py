@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from modnet_jax.data import composite, estimate_foreground, generate_background, generate_portrait
-from modnet_jax.data.trimap import band_radius, make_trimap, random_band_radius
+from modnet_jax.imaging.trimap import band_radius, make_trimap, random_band_radius
 
 
 def test_composite_alpha_one_gives_fg_and_zero_gives_bg_exactly():

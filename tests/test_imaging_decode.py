@@ -4,7 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from modnet_jax.data import UnusableFile, images
+from modnet_jax.data import UnusableFile
+from modnet_jax.imaging import decode as images
+from modnet_jax.imaging import video
 from modnet_jax.data.report import clear_reports
 
 
@@ -127,8 +129,8 @@ def test_video_frames_are_read_by_index(tmp_path):
     for level in (0, 100, 200):
         writer.write(np.full((24, 32, 3), level, np.uint8))
     writer.release()
-    assert images.count_video_frames(path) == 3
-    reader = images.VideoFrameReader()
+    assert video.count_video_frames(path) == 3
+    reader = video.VideoFrameReader()
     means = [reader.read(path, i).mean() for i in (2, 0, 1)]
     assert means == pytest.approx([200, 0, 100], abs=3)
     with pytest.raises(UnusableFile, match="frame cannot be read"):

@@ -1,6 +1,7 @@
 """The compositing law, and a foreground estimate for re-compositing image + matte data.
 
-`composite` is the one place in the code that applies image = fg * a + bg * (1 - a). On uint8
+`composite` applies image = fg * a + bg * (1 - a) to uint8 training data; `composite_over`
+(float matte, flat colour or image background) is the same law for inference outputs. On uint8
 inputs it returns the correctly rounded result of the formula with a = alpha / 255, so
 a = 255 returns fg and a = 0 returns bg bit for bit (255 is odd, so the exact value is never
 half-way between two integers: it is at least 1/510 away from a rounding boundary).
@@ -10,13 +11,18 @@ held exactly in float32: OpenCV computes (fg * w1 + bg * w2) / (w1 + w2 + 1e-5) 
 The products and their sum (<= 255 * 255 < 2^24) are exact in float32, and the division
 (by 255 + 1e-5 and its float32 rounding) moves the quotient by less than 1e-4, far below
 the 1/510 margin, so the result equals the exact integer formula (tests/
-test_data_compositing.py checks all 2^24 (fg, bg, alpha) triples against it).
+test_imaging_compositing.py checks all 2^24 (fg, bg, alpha) triples against it).
 """
 
 from __future__ import annotations
 
+from typing import Tuple, Union
+
 import cv2
 import numpy as np
+
+# A background: a flat RGB colour, or an RGB image (resized to the picture's size).
+Background = Union[Tuple[int, int, int], np.ndarray]
 
 
 def composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -29,6 +35,25 @@ def composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
                          "must be uint8 of one shape")
     weight = alpha.reshape(fg.shape[:2]).astype(np.float32)
     return cv2.blendLinear(fg, bg, weight, 255.0 - weight)
+
+
+def background_for(background: Background, height: int, width: int) -> np.ndarray:
+    """[H, W, 3] float32 background: a flat colour, or an RGB image resized (area) to fit."""
+    if isinstance(background, np.ndarray):
+        if background.shape[:2] != (height, width):
+            background = cv2.resize(background, (width, height), interpolation=cv2.INTER_AREA)
+        return background.astype(np.float32)
+    return np.broadcast_to(np.asarray(background, np.float32), (height, width, 3))
+
+
+def composite_over(image: np.ndarray, matte: np.ndarray, background: Background) -> np.ndarray:
+    """round(image * a + background * (1 - a)), uint8 RGB [H, W, 3], for a float matte
+    a [H, W] in [0, 1] (a predicted one) over a colour or an image."""
+    h, w = image.shape[:2]
+    a = np.asarray(matte, np.float32)[:, :, None]
+    bg = background_for(background, h, w)
+    out = image[:, :, :3].astype(np.float32) * a + bg * (1.0 - a)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray, radius: int = 0,
@@ -46,6 +71,12 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, radius: int = 0,
     resolution only the final correction is applied, and only in the soft band. Opaque
     pixels are the photo; transparent ones get the smooth fg colour, a plausible extension
     of the subject for losses that re-composite with a predicted matte.
+
+    Compared with pymatting's `estimate_foreground_ml` (benchmarks/foreground.py, results
+    in benchmarks/RESULTS.md): at 512x512 its re-composite error is ~30% lower (0.58 vs 0.81
+    levels; the photo itself gives 1.78) but it takes ~8x longer (202 vs 26 ms per image,
+    one thread, loaded machine). This runs on every re-composited training crop, where
+    200 ms per sample would dominate the pipeline, so the pipeline uses this estimate.
     """
     height, width = image.shape[:2]
     radius = radius or max(2, min(height, width) // 16)
@@ -77,3 +108,19 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, radius: int = 0,
     residual = photo - a_band * smooth_fg - (1.0 - a_band) * bg_mean.reshape(-1, 3)[band]
     out.reshape(-1, 3)[band] = np.clip(np.rint(smooth_fg + a_band * residual), 0, 255)
     return out
+
+
+def estimate_foreground_ml(image: np.ndarray, matte: np.ndarray) -> np.ndarray:
+    """Foreground colours [H, W, 3] float32 in [0, 255] by pymatting's multi-level estimate
+    (`estimate_foreground_ml`, Germer et al. 2020): an RGB uint8 image and its float matte.
+
+    More accurate than `estimate_foreground` (~30% lower re-composite error) and ~8x slower
+    (benchmarks/RESULTS.md): for opt-in, one-off uses such as `predict --clean-colours`, not
+    per training sample. Needs pymatting (`pip install -e ".[bench]"`); numba compiles its
+    kernels on the first call.
+    """
+    from pymatting import estimate_foreground_ml as pymatting_estimate
+
+    fg = pymatting_estimate(np.asarray(image[..., :3], np.float32) / 255.0,
+                            np.asarray(matte, np.float32))
+    return np.clip(np.asarray(fg, np.float32) * 255.0, 0.0, 255.0)

@@ -1,0 +1,15 @@
+"""Images, mattes, videos and dataset layouts: the one place that reads and combines them.
+
+Training data (`modnet_jax.data`), inference (`modnet_jax.inference`, `predict`) and
+evaluation (`evaluate`, `metrics`) all use these modules, so a file that one of them accepts
+the others accept too, and read it the same way.
+
+Modules:
+  files        extensions, folder listing by stem, `UnusableFile`, once-only conversion notes
+  decode       PNG/JPEG header probes (imagesize) and truncation checks, RGB and matte
+               decoding (8/16-bit, grey, RGB, RGBA, raw .npy), reduced-size JPEG decoding
+  video        frame counts and single-frame reads
+  layouts      dataset layout names (ppm100, p3m10k, am2k, ...) and their folders
+  trimap       trimaps from mattes (one foreground threshold for training and evaluation)
+  compositing  image = fg * a + bg * (1 - a), and foreground estimation from image + matte
+"""
