@@ -21,7 +21,7 @@ from modnet_jax.inference import MattingEngine, OneFrameDelay, model_input_size
 from modnet_jax.inference import programs
 from modnet_jax.inference.foreground import clean_outputs
 from modnet_jax.inference.engine import Matted
-from modnet_jax.inference.images import InputError, composite
+from modnet_jax.inference.images import composite
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
 from modnet_jax.inference.preprocess import area_resize, postprocess, preprocess
 from modnet_jax.inference.resize import make_taps, resize_hw
