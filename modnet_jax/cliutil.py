@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from modnet_jax import __version__
 
@@ -40,3 +41,20 @@ def dashed(argv: Optional[List[str]]) -> List[str]:
 def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modnet_jax {__version__}")
     return parser
+
+
+def folder_problem(path: str) -> Tuple[str, Optional[str]]:
+    """(absolute ``path``, what stops it from being a writable folder, or None), without
+    creating anything: it is a file, a parent on the way is a file, or the nearest existing
+    parent is not writable. Each command phrases the answer as its own one-line error."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        return path, "exists and is not a folder"
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return path, f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return path, f"{existing} is not writable"
+    return path, None

@@ -8,6 +8,7 @@ import sys
 from typing import List, Optional, Tuple
 
 from modnet_jax.checkpointing import model_config_for
+from modnet_jax.cliutil import folder_problem
 from modnet_jax.inference.checkpoint import CheckpointError
 from modnet_jax.inference.compile_cache import ENV_VAR, default_cache_dir, setup_compile_cache
 from modnet_jax.inference.engine import MAX_IMAGE_PIXELS, MattingEngine
@@ -104,16 +105,9 @@ def check_output_dir(path: str) -> str:
     """The absolute output folder, checked but not created (``make_parent`` creates folders
     when the first file is written, so a run that writes nothing leaves nothing): UserError
     if it is a file or cannot be created or written."""
-    path = os.path.abspath(os.path.expanduser(path))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"{path}: output path exists and is not a folder")
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UserError(f"{path}: cannot create the output folder ({existing} is a file)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{path}: cannot write to output folder ({existing} is not writable)")
+    path, problem = folder_problem(path)
+    if problem:
+        raise UserError(f"{path}: output folder: {problem}")
     return path
 
 

@@ -23,6 +23,7 @@ import textwrap
 from typing import Iterable, List, Optional
 
 from modnet_jax import __version__
+from modnet_jax.cliutil import folder_problem
 from modnet_jax.configs import NAMES, config_path
 
 CONFIG_FLAG = "config"
@@ -145,16 +146,9 @@ def check_overrides(config, argv: List[str]) -> None:
 
 def check_workdir(path: str) -> str:
     """The absolute workdir; UsageError if it is a file or cannot be created or written."""
-    path = os.path.abspath(os.path.expanduser(path))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UsageError(f"--workdir {path}: exists and is not a folder")
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UsageError(f"--workdir {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--workdir {path}: {existing} is not writable")
+    path, problem = folder_problem(path)
+    if problem:
+        raise UsageError(f"--workdir {path}: {problem}")
     return path
 
 
