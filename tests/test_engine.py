@@ -253,3 +253,32 @@ def test_export_cache_reads_back_the_traced_program_and_retraces_a_damaged_entry
     assert not loaded
     np.testing.assert_array_equal(fixed(*jax.tree.leaves(args))["y"], want["y"])
     assert export_cache.compile_flat("t", fn, args, (("scale", 2.0),))[1]
+
+
+def test_video_split_over_two_devices_equals_host_path_and_reloads(untrained):
+    """A video batch shared by 2 devices (2 frames each) equals the host path run on batches
+    of 2, OFD seams included; the sharded program comes back from the persistent cache; and
+    ``matte=False`` leaves only the float mattes out."""
+    model, variables, _ = untrained
+    devices = jax.devices()[:2]
+    eng = MattingEngine(model, variables, ref_size=REF, video_batch_size=3, devices=devices)
+    assert eng.video_batch_size == 4  # rounded up to a multiple of the device count
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, 256, (2, 64, 80, 3), dtype=np.uint8)
+    frames = [a if t % 3 else b for t in range(9)]
+    for n in (1, 4, 9):
+        out = list(eng.video(frames[:n], ofd=True, background=(255, 255, 255)))
+        want = _host_video(model, variables, frames[:n], 2, True)[1]
+        assert len(out) == n
+        for t, (res, (m, f)) in enumerate(zip(out, want)):
+            np.testing.assert_allclose(res.matte, m, rtol=0, atol=1e-6, err_msg=f"n={n} t={t}")
+            assert np.abs(res.composite.astype(int) - composite(f, m, (255, 255, 255))).max() <= 1
+    fresh = MattingEngine(model, variables, ref_size=REF, video_batch_size=4, devices=devices)
+    again = list(fresh.video(frames, ofd=True, background=(255, 255, 255)))
+    assert fresh.programs.compiled == [] and "video_step 4x64x80" in fresh.programs.loaded
+    np.testing.assert_array_equal(np.stack([r.composite for r in again]),
+                                  np.stack([r.composite for r in out]))
+    bare = list(fresh.video(frames, ofd=True, background=(255, 255, 255), matte=False))
+    assert all(r.matte is None for r in bare)
+    np.testing.assert_array_equal(np.stack([r.composite for r in bare]),
+                                  np.stack([r.composite for r in out]))

@@ -7,6 +7,7 @@ multi-second XLA compile on CPU; the model is initialised once for the module.
 
 import io
 import json
+import os
 
 import cv2
 import jax
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import traverse_util
 
 from modnet_jax import evaluate, metrics, predict, video_eval
 from modnet_jax.checkpointing import save_variables
@@ -225,6 +227,29 @@ def test_check_variables_reports_mismatch(untrained):
     assert "\n" not in msg and msg.startswith("ck: does not fit")
     assert "params/f_branch/conv_f_1/layers_0/kernel is (1, 1, 16, 2)" in msg
     assert "missing batch_stats/hr_branch" in msg
+
+
+def test_expected_shapes_are_kept_on_disk_and_recomputed_when_damaged(untrained, monkeypatch):
+    from modnet_jax.inference import checkpoint as ckpt_mod
+    from modnet_jax.inference import export_cache
+
+    model, variables, _ = untrained
+    want = {k: tuple(np.shape(v)) for k, v in
+            traverse_util.flatten_dict(dict(variables), sep="/").items()}
+    assert ckpt_mod.expected_shapes(model) == want  # computed, or read from an earlier run
+    files = [f for f in os.listdir(export_cache.export_dir()) if f.startswith("model-shapes-")]
+    assert files
+    # A later run reads the file instead of tracing; a damaged file is recomputed and replaced.
+    monkeypatch.setattr(ckpt_mod.jax, "eval_shape", lambda *a, **k: 1 / 0)
+    assert ckpt_mod.expected_shapes(model) == want
+    for name in files:
+        with open(os.path.join(export_cache.export_dir(), name), "w") as f:
+            f.write("{not json")
+    with pytest.raises(ZeroDivisionError):
+        ckpt_mod.expected_shapes(model)
+    monkeypatch.undo()
+    assert ckpt_mod.expected_shapes(model) == want
+    assert ckpt_mod.expected_shapes(model) == want
 
 
 # ---------------------------------------------------------------- command lines

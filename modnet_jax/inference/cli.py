@@ -63,8 +63,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                         f"(default: ${ENV_VAR} if set, else {default_cache_dir()})")
 
 
-def engine_from_args(args: argparse.Namespace) -> MattingEngine:
-    """A ``MattingEngine`` for the model options (and the compile cache turned on)."""
+def engine_from_args(args: argparse.Namespace, devices=None) -> MattingEngine:
+    """A ``MattingEngine`` for the model options (and the compile cache turned on);
+    ``devices``: as ``MattingEngine``'s (default: the first device)."""
     for name in ("batch_size", "video_batch_size"):
         if getattr(args, name, 1) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got "
@@ -86,7 +87,7 @@ def engine_from_args(args: argparse.Namespace) -> MattingEngine:
         resize_back=args.resize_back,
         max_long_side=args.max_long_side, max_pixels=args.max_pixels,
         max_image_pixels=args.max_image_pixels,
-        ofd_threshold=getattr(args, "ofd_threshold", OFD_THRESHOLD))
+        ofd_threshold=getattr(args, "ofd_threshold", OFD_THRESHOLD), devices=devices)
 
 
 def read_checked(engine: MattingEngine, path: str):

@@ -32,10 +32,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, Hashable, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import (Any, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Tuple,
+                    Union)
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from modnet_jax.inference import programs
 from modnet_jax.inference.checkpoint import load_checked_variables
@@ -53,10 +55,11 @@ MAX_IMAGE_PIXELS = 120_000_000
 
 @dataclass
 class Matted:
-    """One frame's results: ``matte`` [H, W] float32 in [0, 1]; RGBA ``cutout``, RGB
-    ``composite`` and the frame itself (``image``) [H, W, C] uint8 when asked for."""
+    """One frame's results: ``matte`` [H, W] float32 in [0, 1] (None from ``video(...,
+    matte=False)``); RGBA ``cutout``, RGB ``composite`` and the frame itself (``image``)
+    [H, W, C] uint8 when asked for."""
 
-    matte: np.ndarray
+    matte: Optional[np.ndarray] = None
     cutout: Optional[np.ndarray] = None
     composite: Optional[np.ndarray] = None
     image: Optional[np.ndarray] = None  # the RGB frame, with ``with_image=True``
@@ -97,6 +100,12 @@ class MattingEngine:
     larger batches run the model faster per frame on a CPU, at the cost of memory and a
     longer wait for the first frame); ``resize_back``: "area" (the release) or "bilinear" (OpenCV's linear); the caps bound
     memory; ``ofd_threshold``: One-Frame Delay's flicker threshold.
+
+    ``devices``: where programs run (default: JAX's first device). With several (e.g. the CPU
+    split into host devices by ``host_devices.py``, or several GPUs), a video batch is split
+    across them, each device matting its share of the frames at the same time (one program,
+    compiled once; ``video_batch_size`` is rounded up to a multiple of the device count).
+    Photos run on the first device.
     """
 
     def __init__(self, model, variables: Dict[str, Any], *, ref_size: int = REF_SIZE,
@@ -104,17 +113,24 @@ class MattingEngine:
                  resize_back: str = "area",
                  max_long_side: int = MAX_LONG_SIDE, max_pixels: int = MAX_PIXELS,
                  max_image_pixels: int = MAX_IMAGE_PIXELS,
-                 ofd_threshold: float = OFD_THRESHOLD, max_pending: Optional[int] = None):
+                 ofd_threshold: float = OFD_THRESHOLD, max_pending: Optional[int] = None,
+                 devices: Optional[Sequence[Any]] = None):
         if batch_size < 1 or (video_batch_size is not None and video_batch_size < 1):
             raise ValueError(f"batch sizes must be >= 1, got {batch_size}, {video_batch_size}")
         if resize_back not in ("area", "bilinear"):
             raise ValueError(f"resize_back must be 'area' or 'bilinear', got {resize_back!r}")
         self.model = model
-        self.variables = jax.device_put({"params": variables["params"],
-                                         "batch_stats": variables.get("batch_stats", {})})
+        self.devices = list(devices) if devices else [jax.devices()[0]]
+        self._host_variables = {"params": variables["params"],
+                                "batch_stats": variables.get("batch_stats", {})}
+        self.variables = jax.device_put(self._host_variables, self.devices[0])
         self.ref_size = int(ref_size)
         self.batch_size = int(batch_size)
-        self.video_batch_size = int(video_batch_size or batch_size)
+        n_dev = len(self.devices)
+        self.video_batch_size = -(-int(video_batch_size or batch_size) // n_dev) * n_dev
+        # Video on several devices: frames split along the batch, the rest replicated.
+        self._mesh = Mesh(np.array(self.devices), ("frames",)) if n_dev > 1 else None
+        self._replicated_variables = None
         self.resize_back = resize_back
         self.max_long_side = int(max_long_side)
         self.max_pixels = int(max_pixels)
@@ -147,28 +163,45 @@ class MattingEngine:
                              f"the limit of {self.max_image_pixels / 1e6:g} MP "
                              f"(--max-image-pixels)")
 
-    def _device_taps(self, n_in: int, n_out: int, mode: str):
-        key = (n_in, n_out, mode)
+    def _placement(self, shared: bool):
+        """Where an array used by every device goes: the first device, or (``shared``, for a
+        video on several devices) replicated over all of them."""
+        if shared and self._mesh is not None:
+            return NamedSharding(self._mesh, PartitionSpec())
+        return self.devices[0]
+
+    def _variables_for(self, shared: bool):
+        if not (shared and self._mesh is not None):
+            return self.variables
+        if self._replicated_variables is None:
+            self._replicated_variables = jax.device_put(self._host_variables,
+                                                        self._placement(True))
+        return self._replicated_variables
+
+    def _device_taps(self, n_in: int, n_out: int, mode: str, shared: bool = False):
+        key = (n_in, n_out, mode, shared)
         if key not in self._taps:
-            self._taps[key] = jax.device_put(make_taps(n_in, n_out, mode))
+            self._taps[key] = jax.device_put(make_taps(n_in, n_out, mode),
+                                             self._placement(shared))
         return self._taps[key]
 
-    def _taps_for(self, h: int, w: int):
+    def _taps_for(self, h: int, w: int, shared: bool = False):
         rh, rw = self.input_size(h, w)
-        return (self._device_taps(h, rh, "area"), self._device_taps(w, rw, "area"),
-                self._device_taps(rh, h, self.resize_back),
-                self._device_taps(rw, w, self.resize_back))
+        return (self._device_taps(h, rh, "area", shared), self._device_taps(w, rw, "area", shared),
+                self._device_taps(rh, h, self.resize_back, shared),
+                self._device_taps(rw, w, self.resize_back, shared))
 
-    def _background(self, background: Optional[Background], h: int, w: int):
+    def _background(self, background: Optional[Background], h: int, w: int,
+                    shared: bool = False):
         """Device float32 [3] for a colour, [H, W, 3] for an image (the last few sizes kept)."""
         if background is None:
             return None
         is_image = isinstance(background, np.ndarray)
-        key = (id(background), h, w) if is_image else tuple(background)
+        key = ((id(background), h, w) if is_image else tuple(background), shared)
         if key not in self._backgrounds:
             host = (background_for(background, h, w) if is_image
                     else np.asarray(background, np.float32))
-            self._backgrounds[key] = jax.device_put(host)
+            self._backgrounds[key] = jax.device_put(host, self._placement(shared))
             while len(self._backgrounds) > 4:
                 self._backgrounds.popitem(last=False)
         return self._backgrounds[key]
@@ -252,6 +285,13 @@ class MattingEngine:
         for batch in in_flight:
             yield from self._fetch(batch)
 
+    def _photo_call(self, images, h: int, w: int, background: Optional[Background],
+                    options: Tuple[bool, bool]):
+        """(name, fn, args, static) of the photo program for images [B, h, w, 3]."""
+        return ("photo", _photo_program,
+                (self.variables, images, self._taps_for(h, w), self._background(background, h, w)),
+                (("model", self.model), ("cutout", options[0]), ("with_image", options[1])))
+
     def _run_photos(self, bucket: list, background: Optional[Background],
                     options: Tuple[bool, bool]) -> list:
         """Dispatch the photo program for photos of one size; returns (keys, device results)."""
@@ -261,12 +301,10 @@ class MattingEngine:
         if (b, rh, rw) not in self.model_shapes:
             self.model_shapes.append((b, rh, rw))
         images = jax.device_put(bucket[0][1][None] if b == 1
-                                else np.stack([item[1] for item in bucket]))
-        res = self.programs.run(
-            "photo", _photo_program,
-            (self.variables, images, self._taps_for(h, w), self._background(background, h, w)),
-            static=(("model", self.model), ("cutout", options[0]), ("with_image", options[1])),
-            label=f"{b}x{h}x{w}")
+                                else np.stack([item[1] for item in bucket]), self.devices[0])
+        name, fn, args, static = self._photo_call(images, h, w, background, options)
+        res = self.programs.run(name, fn, args, static, label=f"{b}x{h}x{w}")
+        _copy_to_host_async(res)
         return [item[0] for item in bucket], res
 
     @staticmethod
@@ -279,9 +317,12 @@ class MattingEngine:
     # ------------------------------------------------------------------ video
 
     def video(self, frames: Iterable[np.ndarray], *, ofd: bool = True, cutout: bool = False,
-              background: Optional[Background] = None, with_image: bool = False
-              ) -> Iterator[Matted]:
+              background: Optional[Background] = None, with_image: bool = False,
+              matte: bool = True) -> Iterator[Matted]:
         """One ``Matted`` per frame, in order, for a stream of equal-size RGB frames.
+
+        ``matte=False``: results without the float matte (e.g. when only composites are
+        written), which saves copying 4 bytes per pixel and frame to the host.
 
         Frames run ``video_batch_size`` at a time; with ``ofd`` (One-Frame Delay) each result comes
         one frame late, exactly as ``ofd.OneFrameDelay`` over the per-frame mattes would give,
@@ -297,7 +338,8 @@ class MattingEngine:
                 raise InputError(f"frame size changed from {state['shape'][1]}x"
                                  f"{state['shape'][0]} to {frame.shape[1]}x{frame.shape[0]}")
             if not state:
-                state = self._video_state(frame.shape, ofd, (cutout, with_image), background)
+                state = self._video_state(frame.shape, ofd, (cutout, with_image, matte),
+                                          background)
             batch.append(frame)
             if len(batch) == bsz:
                 dispatched = self._video_batch(state, batch)
@@ -315,34 +357,40 @@ class MattingEngine:
         if ofd and state and state["full_last"]:
             res = self.programs.run("video_flush", programs.video_flush,
                                     (state["carry"][0], state["carry"][1], state["bg"]),
-                                    static=(("cutout", cutout), ("with_image", with_image)),
+                                    static=(("cutout", cutout), ("with_image", with_image),
+                                            ("with_matte", matte)),
                                     label=state["label"])
             yield from self._video_fetch((res, 0, 1))
 
-    def _video_state(self, shape, ofd: bool, options: Tuple[bool, bool], background
+    def _video_state(self, shape, ofd: bool, options: Tuple[bool, bool, bool], background
                      ) -> Dict[str, Any]:
         h, w = shape[:2]
-        carry = (jax.device_put(np.zeros((2, h, w), np.float32)),
-                 jax.device_put(np.zeros((1, h, w, 3), np.uint8)))
+        carry = jax.device_put((np.zeros((2, h, w), np.float32), np.zeros((1, h, w, 3), np.uint8)),
+                               self._placement(True))
         rh, rw = self.input_size(h, w)
         if (self.video_batch_size, rh, rw) not in self.model_shapes:
             self.model_shapes.append((self.video_batch_size, rh, rw))
-        return {"shape": shape, "taps": self._taps_for(h, w), "carry": carry, "first": True,
-                "bg": self._background(background, h, w), "full_last": False,
+        frames_at = (NamedSharding(self._mesh, PartitionSpec("frames")) if self._mesh is not None
+                     else self.devices[0])
+        return {"shape": shape, "taps": self._taps_for(h, w, True), "carry": carry,
+                "first": True, "bg": self._background(background, h, w, True),
+                "full_last": False, "frames_at": frames_at,
                 "static": (("model", self.model), ("threshold", self.ofd_threshold),
-                           ("ofd", ofd), ("cutout", options[0]), ("with_image", options[1])),
+                           ("ofd", ofd), ("cutout", options[0]), ("with_image", options[1]),
+                           ("with_matte", options[2]), ("mesh", self._mesh)),
                 "ofd": ofd, "label": f"{self.video_batch_size}x{h}x{w}"}
 
     def _video_batch(self, state: Dict[str, Any], batch: List[np.ndarray]):
         """Dispatch one batch; returns (device outputs, first index to emit, end index)."""
         n, bsz = len(batch), self.video_batch_size
         # Explicit transfers (frames, flag): the loop runs under jax.transfer_guard("disallow").
-        frames, first = jax.device_put((np.stack(batch + [batch[-1]] * (bsz - n)),
-                                        np.bool_(state["first"])))
-        args = (self.variables, frames, state["carry"][0], state["carry"][1], first,
+        frames = jax.device_put(np.stack(batch + [batch[-1]] * (bsz - n)), state["frames_at"])
+        first = jax.device_put(np.bool_(state["first"]), self._placement(True))
+        args = (self._variables_for(True), frames, state["carry"][0], state["carry"][1], first,
                 state["taps"], state["bg"])
         res, state["carry"] = self.programs.run("video_step", _video_program, args,
                                                 static=state["static"], label=state["label"])
+        _copy_to_host_async(res)
         if not state["ofd"]:
             return res, 0, n
         start = 1 if state["first"] else 0
@@ -367,6 +415,13 @@ class MattingEngine:
                 f"cache ({p.seconds:.1f} s); model input shapes (batch x H x W): {shapes}")
 
 
+def _copy_to_host_async(tree) -> None:
+    """Start copying results to the host as soon as they are computed, so that the caller's
+    ``device_get`` a batch later finds them there instead of copying while the device waits."""
+    for leaf in jax.tree.leaves(tree):
+        leaf.copy_to_host_async()
+
+
 def _photo_program(variables, images, taps, background, *, model, cutout, with_image):
     x = programs.prepare(images, taps[0], taps[1])
     mattes = programs.restore(programs.model_mattes(model, variables, x), taps[2], taps[3])
@@ -374,7 +429,13 @@ def _photo_program(variables, images, taps, background, *, model, cutout, with_i
 
 
 def _video_program(variables, frames, carry_mattes, carry_frame, first, taps, background, *,
-                   model, threshold, ofd, cutout, with_image):
-    return programs.video_step(model, variables, frames, carry_mattes, carry_frame, first, taps,
-                               background, threshold=threshold, ofd=ofd, cutout=cutout,
-                               with_image=with_image)
+                   model, threshold, ofd, cutout, with_image, with_matte, mesh):
+    out, carry = programs.video_step(model, variables, frames, carry_mattes, carry_frame, first,
+                                     taps, background, threshold=threshold, ofd=ofd,
+                                     cutout=cutout, with_image=with_image, with_matte=with_matte)
+    if mesh is not None:
+        # Outputs split by frame like the input (each device finishes its own frames); the
+        # carry replicated, as the next batch takes it.
+        out = jax.lax.with_sharding_constraint(out, NamedSharding(mesh, PartitionSpec("frames")))
+        carry = jax.lax.with_sharding_constraint(carry, NamedSharding(mesh, PartitionSpec()))
+    return out, carry

@@ -18,6 +18,7 @@ An unreadable entry is traced anew; with the compile cache off nothing is writte
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from functools import lru_cache, partial
@@ -71,6 +72,25 @@ def _write(path: str, blob: bytes) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # an unwritable cache only costs tracing time
+
+
+def cached_json(name: str, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` (JSON-serialisable), kept in ``<export dir>/<name>-<hash>.json`` where the
+    hash covers ``key``, the JAX version and the package source; recomputed when absent or
+    unreadable, and not kept while the compile cache is off."""
+    folder = export_dir()
+    if folder is None:
+        return compute()
+    text = repr((name, key, jax.__version__, source_signature()))
+    path = os.path.join(folder, f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    _write(path, json.dumps(value).encode())
+    return value
 
 
 def compile_flat(name: str, fn: Callable, args: tuple, static: tuple = ()

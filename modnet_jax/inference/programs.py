@@ -52,13 +52,14 @@ def to_uint8(mattes):
 
 
 def outputs(images, mattes, background: Optional[jnp.ndarray], cutout: bool,
-            with_image: bool = False) -> Dict[str, jnp.ndarray]:
+            with_image: bool = False, with_matte: bool = True) -> Dict[str, jnp.ndarray]:
     """{"matte": [N, H, W] float32, "cutout": RGBA uint8, "composite": RGB uint8, "image"}.
 
     ``background``: float32 [3] (a colour) or [H, W, 3] (an image already at the frame size);
-    None: no composite. ``with_image`` returns the frames the mattes belong to.
+    None: no composite. ``with_image`` returns the frames the mattes belong to;
+    ``with_matte=False`` leaves the float mattes out (less to copy to the host).
     """
-    out = {"matte": mattes}
+    out = {"matte": mattes} if with_matte else {}
     if with_image:
         out["image"] = images
     if cutout:
@@ -71,7 +72,8 @@ def outputs(images, mattes, background: Optional[jnp.ndarray], cutout: bool,
 
 
 def video_step(model, variables, frames, carry_mattes, carry_frame, first, taps: Tuple[Taps, ...],
-               background, *, threshold: float, ofd: bool, cutout: bool, with_image: bool):
+               background, *, threshold: float, ofd: bool, cutout: bool, with_image: bool,
+               with_matte: bool = True):
     """One batch of B video frames -> (outputs of B frames, new carry).
 
     With OFD the outputs lag one frame: they are the frame held back from the previous batch
@@ -88,14 +90,17 @@ def video_step(model, variables, frames, carry_mattes, carry_frame, first, taps:
     x = prepare(frames, prep_rows, prep_cols)
     raw = restore(model_mattes(model, variables, x), back_rows, back_cols)
     if not ofd:
-        return outputs(frames, raw, background, cutout, with_image), (carry_mattes, carry_frame)
+        return (outputs(frames, raw, background, cutout, with_image, with_matte),
+                (carry_mattes, carry_frame))
     carry = jnp.where(first, jnp.concatenate([raw[:1], raw[:1]]), carry_mattes)
     ext = jnp.concatenate([carry, raw])
     fixed = one_frame_delay(ext[:-2], ext[1:-1], ext[2:], threshold)
     shown = jnp.concatenate([carry_frame, frames[:-1]])
-    return outputs(shown, fixed, background, cutout, with_image), (ext[-2:], frames[-1:])
+    return (outputs(shown, fixed, background, cutout, with_image, with_matte),
+            (ext[-2:], frames[-1:]))
 
 
-def video_flush(carry_mattes, carry_frame, background, *, cutout: bool, with_image: bool):
+def video_flush(carry_mattes, carry_frame, background, *, cutout: bool, with_image: bool,
+                with_matte: bool = True):
     """Outputs of the frame held back at the end of a stream (its matte unchanged)."""
-    return outputs(carry_frame, carry_mattes[1:], background, cutout, with_image)
+    return outputs(carry_frame, carry_mattes[1:], background, cutout, with_image, with_matte)

@@ -95,7 +95,8 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
         with prefetch(all_frames(), depth) as source, BackgroundWriter(write, depth) as writer:
             for result in engine.video(source, ofd=ofd, background=on_device_bg,
                                        with_image=(clean and bool(composite_path))
-                                       or meter is not None):
+                                       or meter is not None,
+                                       matte=bool(matte_path) or clean or meter is not None):
                 writer.put(result)
         bar.close()
         return VideoResult(frames=bar.count, fps=fps, seconds=bar.elapsed,

@@ -1,0 +1,29 @@
+"""host_devices: the CPU split for video is asked for before JAX starts, never over the user's
+own device count, and never after JAX has started."""
+
+from modnet_jax.inference import host_devices
+
+
+def test_a_count_in_xla_flags_wins(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--foo=1 --xla_force_host_platform_device_count=8")
+    assert host_devices.split_host_cpu(2) == 8
+    assert host_devices.split_host_cpu(None) == 8
+
+
+def test_no_split_once_jax_has_started(monkeypatch):
+    import jax
+
+    jax.devices()  # this process's backends are up (conftest set them up already)
+    monkeypatch.setenv("XLA_FLAGS", "--foo=1")
+    assert host_devices.split_host_cpu(2) == 1
+    assert host_devices.split_host_cpu(1) == 1
+    import os
+
+    assert os.environ["XLA_FLAGS"] == "--foo=1"  # untouched
+
+
+def test_auto_count(monkeypatch):
+    monkeypatch.setattr(host_devices.os, "sched_getaffinity", lambda _: {0}, raising=False)
+    assert host_devices.auto_count() == 1
+    monkeypatch.setattr(host_devices.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+    assert host_devices.auto_count() == 2
