@@ -47,7 +47,11 @@ from modnet_jax.inference.cli import (  # noqa: E402
     run_main,
 )
 from modnet_jax.inference.foreground import clean_outputs  # noqa: E402
-from modnet_jax.inference.host_devices import split_host_cpu, video_devices  # noqa: E402
+from modnet_jax.inference.host_devices import (  # noqa: E402
+    default_video_batch,
+    split_host_cpu,
+    video_devices,
+)
 from modnet_jax.inference.inputs import collect_inputs, output_path  # noqa: E402
 from modnet_jax.inference.images import (  # noqa: E402
     InputError,
@@ -61,7 +65,6 @@ from modnet_jax.inference.stream_cli import add_stream_args, stream_main  # noqa
 from modnet_jax.inference.video import process_video  # noqa: E402
 from modnet_jax.progress import Progress  # noqa: E402
 
-VIDEO_BATCH_SIZE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,10 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "with the mattes of the frames before and after it)")
     v.add_argument("--ofd-threshold", type=float, default=OFD_THRESHOLD,
                    help="OFD flicker threshold on alpha in [0,1] (default: %(default)s)")
-    v.add_argument("--video-batch-size", type=int, default=VIDEO_BATCH_SIZE,
-                   help="video frames per model call, shared between the devices (default: "
-                        "%(default)s; rounded up to a multiple of the device count; on our "
-                        "2-core CPU larger batches were slower per frame)")
+    v.add_argument("--video-batch-size", type=int, default=None,
+                   help="video frames per model call, shared between the devices and rounded "
+                        "up to a multiple of their count (default: one frame per device on a "
+                        "CPU, where larger batches were slower per frame; 8 on a GPU/TPU)")
     v.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="on a CPU, split the cores into N JAX devices that each matte their "
                         "share of a video batch at the same time (default: 2 with 2 or more "
@@ -186,9 +189,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     stems = dict(found.images + found.videos)
     if args.cpu_devices is not None and args.cpu_devices < 1:
         raise UserError(f"--cpu-devices must be >= 1, got {args.cpu_devices}")
-    if videos:  # before JAX starts (host_devices.py)
-        split_host_cpu(args.cpu_devices)
-    engine = engine_from_args(args, devices=video_devices() if videos else None)
+    devices = None
+    if videos:
+        split_host_cpu(args.cpu_devices)  # before JAX starts (host_devices.py)
+        devices = video_devices()
+        if args.video_batch_size is None:
+            args.video_batch_size = default_video_batch(devices)
+    engine = engine_from_args(args, devices=devices)
 
     def out(path: str, kind: str, ext: str) -> str:
         return make_parent(output_path(out_dir, stems[path], kind, ext))

@@ -490,6 +490,11 @@ def test_failed_predict_and_evaluate_leave_nothing(tmp_path, capsys):
                                     str(tmp_path / "none*.jpg"), "--output",
                                     str(tmp_path / "out")], capsys)
     assert rc == 2 and err.count("\n") == 1 and "matches" in err
+    for flag in ("--cpu-devices", "--video-batch-size"):
+        rc, _, err = _cli(predict.cli, ["--checkpoint", str(tmp_path / "nope"),
+                                        str(tmp_path / "x.png"), "--output",
+                                        str(tmp_path / "out"), flag, "0"], capsys)
+        assert rc == 2 and err.count("\n") == 1 and f"{flag} must be >= 1, got 0" in err, err
     (tmp_path / "ds" / "image").mkdir(parents=True)
     (tmp_path / "ds" / "image" / "x.png").write_bytes((tmp_path / "x.png").read_bytes())
     rc, _, err = _cli(evaluate.cli, ["--checkpoint", str(tmp_path / "nope"), "--data",

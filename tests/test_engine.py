@@ -257,8 +257,8 @@ def test_export_cache_reads_back_the_traced_program_and_retraces_a_damaged_entry
 
 def test_video_split_over_two_devices_equals_host_path_and_reloads(untrained):
     """A video batch shared by 2 devices (2 frames each) equals the host path run on batches
-    of 2, OFD seams included; the sharded program comes back from the persistent cache; and
-    ``matte=False`` leaves only the float mattes out."""
+    of 2, OFD seams included; the sharded program comes back from the persistent cache and
+    runs without implicit transfers; ``matte=False`` leaves only the float mattes out."""
     model, variables, _ = untrained
     devices = jax.devices()[:2]
     eng = MattingEngine(model, variables, ref_size=REF, video_batch_size=3, devices=devices)
@@ -274,8 +274,9 @@ def test_video_split_over_two_devices_equals_host_path_and_reloads(untrained):
             np.testing.assert_allclose(res.matte, m, rtol=0, atol=1e-6, err_msg=f"n={n} t={t}")
             assert np.abs(res.composite.astype(int) - composite(f, m, (255, 255, 255))).max() <= 1
     fresh = MattingEngine(model, variables, ref_size=REF, video_batch_size=4, devices=devices)
-    again = list(fresh.video(frames, ofd=True, background=(255, 255, 255)))
-    assert fresh.programs.compiled == [] and "video_step 4x64x80" in fresh.programs.loaded
+    with jax.transfer_guard("disallow"):  # every copy between the devices is explicit
+        again = list(fresh.video(frames, ofd=True, background=(255, 255, 255)))
+    assert fresh.programs.compiled == [] and "video_raw 4x64x80" in fresh.programs.loaded
     np.testing.assert_array_equal(np.stack([r.composite for r in again]),
                                   np.stack([r.composite for r in out]))
     bare = list(fresh.video(frames, ofd=True, background=(255, 255, 255), matte=False))

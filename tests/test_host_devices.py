@@ -27,3 +27,13 @@ def test_auto_count(monkeypatch):
     assert host_devices.auto_count() == 1
     monkeypatch.setattr(host_devices.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
     assert host_devices.auto_count() == 2
+
+
+def test_default_video_batch_is_one_frame_per_cpu_device_and_8_on_accelerators():
+    class Dev:
+        def __init__(self, platform):
+            self.platform = platform
+
+    assert host_devices.default_video_batch([Dev("cpu"), Dev("cpu")]) == 2
+    assert host_devices.default_video_batch([Dev("cpu")]) == 1
+    assert host_devices.default_video_batch([Dev("gpu")]) == 8

@@ -67,9 +67,9 @@ def engine_from_args(args: argparse.Namespace, devices=None) -> MattingEngine:
     """A ``MattingEngine`` for the model options (and the compile cache turned on);
     ``devices``: as ``MattingEngine``'s (default: the first device)."""
     for name in ("batch_size", "video_batch_size"):
-        if getattr(args, name, 1) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got "
-                            f"{getattr(args, name)}")
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.ref_size < 32:
         raise UserError(f"--ref-size must be >= 32, got {args.ref_size}")
     for name in ("max_long_side", "max_pixels", "max_image_pixels"):

@@ -15,7 +15,8 @@ model -> ``preprocess.postprocess`` -> ``ofd.OneFrameDelay``) to float32 roundin
 Compiled programs: a video compiles one program per frame size (``programs.video_step``), and
 photos one program per image size (resize, model, resize back and outputs fused; a second one
 at ``batch_size`` for a size whose photos come ``batch_size`` at a time, see ``images``), so a
-folder of N image sizes compiles N programs.
+folder of N image sizes compiles N programs. With several ``devices`` a video batch is one
+program sharded by frame across them (``host_devices.py`` says why that pays on a CPU).
 With the persistent cache (``compile_cache.py``) a second run compiles nothing, and with the
 traced programs kept beside it (``export_cache.py``) it does not trace the model either;
 ``compile_summary()`` says what was compiled and how long it took.
@@ -80,7 +81,8 @@ class _Programs:
 
     def run(self, name: str, fn, args: tuple, static: tuple = (), label: str = ""):
         leaves = jax.tree.leaves(args)
-        key = (name, static, tuple((np.shape(x), np.dtype(x.dtype).str) for x in leaves))
+        key = (name, static, tuple((np.shape(x), np.dtype(x.dtype).str, getattr(x, "sharding", None))
+                                   for x in leaves))
         exe = self._exe.get(key)
         if exe is None:
             hits, start = cache_hits(), time.perf_counter()
@@ -364,32 +366,51 @@ class MattingEngine:
 
     def _video_state(self, shape, ofd: bool, options: Tuple[bool, bool, bool], background
                      ) -> Dict[str, Any]:
+        """Per-stream state. On several devices with OFD, each batch runs as two programs:
+        ``video_raw`` shared by the devices, then ``video_finish`` (OFD and outputs) on the
+        first device, which holds the carry: within one sharded program, OFD's look at the
+        neighbouring frames made XLA move frames between the devices, which cost ~10% (23 ms
+        per 720p frame on our 2-core CPU); copying the raw mattes costs ~1 ms."""
         h, w = shape[:2]
+        split = self._mesh is not None and ofd
         carry = jax.device_put((np.zeros((2, h, w), np.float32), np.zeros((1, h, w, 3), np.uint8)),
-                               self._placement(True))
+                               self._placement(not split))
         rh, rw = self.input_size(h, w)
         if (self.video_batch_size, rh, rw) not in self.model_shapes:
             self.model_shapes.append((self.video_batch_size, rh, rw))
         frames_at = (NamedSharding(self._mesh, PartitionSpec("frames")) if self._mesh is not None
                      else self.devices[0])
+        finish = (("threshold", self.ofd_threshold), ("ofd", ofd), ("cutout", options[0]),
+                  ("with_image", options[1]), ("with_matte", options[2]))
         return {"shape": shape, "taps": self._taps_for(h, w, True), "carry": carry,
-                "first": True, "bg": self._background(background, h, w, True),
-                "full_last": False, "frames_at": frames_at,
-                "static": (("model", self.model), ("threshold", self.ofd_threshold),
-                           ("ofd", ofd), ("cutout", options[0]), ("with_image", options[1]),
-                           ("with_matte", options[2]), ("mesh", self._mesh)),
+                "first": True, "bg": self._background(background, h, w, not split),
+                "full_last": False, "frames_at": frames_at, "split": split,
+                "static": (("model", self.model),) + finish + (("mesh", self._mesh),),
+                "raw_static": (("model", self.model), ("mesh", self._mesh)),
+                "finish_static": finish,
                 "ofd": ofd, "label": f"{self.video_batch_size}x{h}x{w}"}
 
     def _video_batch(self, state: Dict[str, Any], batch: List[np.ndarray]):
         """Dispatch one batch; returns (device outputs, first index to emit, end index)."""
         n, bsz = len(batch), self.video_batch_size
         # Explicit transfers (frames, flag): the loop runs under jax.transfer_guard("disallow").
-        frames = jax.device_put(np.stack(batch + [batch[-1]] * (bsz - n)), state["frames_at"])
-        first = jax.device_put(np.bool_(state["first"]), self._placement(True))
-        args = (self._variables_for(True), frames, state["carry"][0], state["carry"][1], first,
-                state["taps"], state["bg"])
-        res, state["carry"] = self.programs.run("video_step", _video_program, args,
-                                                static=state["static"], label=state["label"])
+        host = np.stack(batch + [batch[-1]] * (bsz - n))
+        frames = jax.device_put(host, state["frames_at"])
+        first = jax.device_put(np.bool_(state["first"]), self._placement(not state["split"]))
+        if state["split"]:
+            raw = self.programs.run("video_raw", _video_raw_program,
+                                    (self._variables_for(True), frames, state["taps"]),
+                                    static=state["raw_static"], label=state["label"])
+            raw, frames = jax.device_put((raw, host), self.devices[0])
+            res, state["carry"] = self.programs.run(
+                "video_finish", programs.video_finish,
+                (raw, frames, state["carry"][0], state["carry"][1], first, state["bg"]),
+                static=state["finish_static"], label=state["label"])
+        else:
+            args = (self._variables_for(True), frames, state["carry"][0], state["carry"][1],
+                    first, state["taps"], state["bg"])
+            res, state["carry"] = self.programs.run("video_step", _video_program, args,
+                                                    static=state["static"], label=state["label"])
         _copy_to_host_async(res)
         if not state["ofd"]:
             return res, 0, n
@@ -426,6 +447,11 @@ def _photo_program(variables, images, taps, background, *, model, cutout, with_i
     x = programs.prepare(images, taps[0], taps[1])
     mattes = programs.restore(programs.model_mattes(model, variables, x), taps[2], taps[3])
     return programs.outputs(images, mattes, background, cutout, with_image)
+
+
+def _video_raw_program(variables, frames, taps, *, model, mesh):
+    raw = programs.video_raw(model, variables, frames, taps)
+    return jax.lax.with_sharding_constraint(raw, NamedSharding(mesh, PartitionSpec("frames")))
 
 
 def _video_program(variables, frames, carry_mattes, carry_frame, first, taps, background, *,

@@ -60,3 +60,14 @@ def video_devices() -> List[Any]:
     import jax
 
     return list(jax.local_devices())
+
+
+ACCELERATOR_VIDEO_BATCH = 8
+
+
+def default_video_batch(devices) -> int:
+    """Video frames per model call: one per device on a CPU (larger batches were slower per
+    frame there: 367 vs 262 ms at 512x896, batch 4 vs 1), ``ACCELERATOR_VIDEO_BATCH`` per
+    call on a GPU/TPU, where batching is what fills the chip."""
+    devices = list(devices)
+    return len(devices) if devices[0].platform == "cpu" else ACCELERATOR_VIDEO_BATCH

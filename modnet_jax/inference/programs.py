@@ -8,7 +8,9 @@ Everything between a decoded uint8 frame and the arrays an encoder needs:
 - ``one_frame_delay``: OFD over a window of consecutive mattes;
 - ``outputs``: RGBA cut-outs and composites in uint8, as ``images.cutout`` / ``images.composite``;
 - ``video_step`` / ``video_flush``: all of the above for a batch of video frames with the OFD
-  state carried between batches (see ``video_step`` for the seams).
+  state carried between batches (see ``video_step`` for the seams); ``video_raw`` and
+  ``video_finish`` are its two halves (before and after OFD), run as separate programs when a
+  batch is shared by several devices.
 """
 
 from __future__ import annotations
@@ -71,6 +73,27 @@ def outputs(images, mattes, background: Optional[jnp.ndarray], cutout: bool,
     return out
 
 
+def video_raw(model, variables, frames, taps: Tuple[Taps, ...]):
+    """Raw mattes [B, H, W] of video frames [B, H, W, 3] (resize, model, resize back)."""
+    prep_rows, prep_cols, back_rows, back_cols = taps
+    x = prepare(frames, prep_rows, prep_cols)
+    return restore(model_mattes(model, variables, x), back_rows, back_cols)
+
+
+def video_finish(raw, frames, carry_mattes, carry_frame, first, background, *, threshold: float,
+                 ofd: bool, cutout: bool, with_image: bool, with_matte: bool = True):
+    """``video_step`` after the model: OFD over the batch's raw mattes and the outputs."""
+    if not ofd:
+        return (outputs(frames, raw, background, cutout, with_image, with_matte),
+                (carry_mattes, carry_frame))
+    carry = jnp.where(first, jnp.concatenate([raw[:1], raw[:1]]), carry_mattes)
+    ext = jnp.concatenate([carry, raw])
+    fixed = one_frame_delay(ext[:-2], ext[1:-1], ext[2:], threshold)
+    shown = jnp.concatenate([carry_frame, frames[:-1]])
+    return (outputs(shown, fixed, background, cutout, with_image, with_matte),
+            (ext[-2:], frames[-1:]))
+
+
 def video_step(model, variables, frames, carry_mattes, carry_frame, first, taps: Tuple[Taps, ...],
                background, *, threshold: float, ofd: bool, cutout: bool, with_image: bool,
                with_matte: bool = True):
@@ -86,18 +109,10 @@ def video_step(model, variables, frames, carry_mattes, carry_frame, first, taps:
     stream: the last real frame's "next" is then itself, so it passes through unchanged too.
     Without OFD the outputs are this batch's frames and the carry is returned untouched.
     """
-    prep_rows, prep_cols, back_rows, back_cols = taps
-    x = prepare(frames, prep_rows, prep_cols)
-    raw = restore(model_mattes(model, variables, x), back_rows, back_cols)
-    if not ofd:
-        return (outputs(frames, raw, background, cutout, with_image, with_matte),
-                (carry_mattes, carry_frame))
-    carry = jnp.where(first, jnp.concatenate([raw[:1], raw[:1]]), carry_mattes)
-    ext = jnp.concatenate([carry, raw])
-    fixed = one_frame_delay(ext[:-2], ext[1:-1], ext[2:], threshold)
-    shown = jnp.concatenate([carry_frame, frames[:-1]])
-    return (outputs(shown, fixed, background, cutout, with_image, with_matte),
-            (ext[-2:], frames[-1:]))
+    raw = video_raw(model, variables, frames, taps)
+    return video_finish(raw, frames, carry_mattes, carry_frame, first, background,
+                        threshold=threshold, ofd=ofd, cutout=cutout, with_image=with_image,
+                        with_matte=with_matte)
 
 
 def video_flush(carry_mattes, carry_frame, background, *, cutout: bool, with_image: bool,
