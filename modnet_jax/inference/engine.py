@@ -357,12 +357,7 @@ class MattingEngine:
         if pending is not None:
             yield from self._video_fetch(pending)
         if ofd and state and state["full_last"]:
-            res = self.programs.run("video_flush", programs.video_flush,
-                                    (state["carry"][0], state["carry"][1], state["bg"]),
-                                    static=(("cutout", cutout), ("with_image", with_image),
-                                            ("with_matte", matte)),
-                                    label=state["label"])
-            yield from self._video_fetch((res, 0, 1))
+            yield from self._video_fetch((self._video_flush(state), 0, 1))
 
     def _video_state(self, shape, ofd: bool, options: Tuple[bool, bool, bool], background
                      ) -> Dict[str, Any]:
@@ -418,6 +413,28 @@ class MattingEngine:
         state["first"] = False
         state["full_last"] = n == bsz
         return res, start, (bsz if n == bsz else n + 1)
+
+    def _video_flush(self, state: Dict[str, Any]):
+        """Outputs of the frame held back at the end of a stream (its raw matte unchanged).
+
+        Split over devices, this reuses the compiled ``video_finish`` on a batch of copies of
+        the held-back frame and matte (its "next" is then itself, so OFD leaves it as it is, as
+        ``programs.video_flush`` does): output 0 is the frame, and nothing more compiles."""
+        carry_mattes, carry_frame = state["carry"]
+        if not state["split"]:
+            return self.programs.run("video_flush", programs.video_flush,
+                                     (carry_mattes, carry_frame, state["bg"]),
+                                     static=state["finish_static"][2:], label=state["label"])
+        bsz = self.video_batch_size
+        mattes, last_frame = jax.device_get((carry_mattes, carry_frame))
+        raw, frames, first = jax.device_put(
+            (np.repeat(mattes[1:], bsz, axis=0), np.repeat(last_frame, bsz, axis=0),
+             np.bool_(False)), self.devices[0])
+        res, _ = self.programs.run(
+            "video_finish", programs.video_finish,
+            (raw, frames, carry_mattes, carry_frame, first, state["bg"]),
+            static=state["finish_static"], label=state["label"])
+        return res
 
     @staticmethod
     def _video_fetch(dispatched) -> Iterator[Matted]:
