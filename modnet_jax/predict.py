@@ -3,7 +3,7 @@
     python -m modnet_jax.predict --checkpoint CKPT INPUT [INPUT ...] --output DIR
         [--cutout] [--composite green|#rrggbb|r,g,b|BACKGROUND.jpg] [--no-matte]
         [--clean-colours] [--no-ofd] [--ofd-threshold 0.1] [--video-format mp4|avi]
-        [--recursive] [--ref-size 512] [--batch-size 4] [--video-batch-size 8]
+        [--recursive] [--ref-size 512] [--batch-size 4] [--video-batch-size N] [--cpu-devices 2]
         [--max-long-side 2048] [--max-pixels 2097152] [--max-image-pixels 120000000]
         [--compile-cache DIR|none] [--quiet] [--version]
 
