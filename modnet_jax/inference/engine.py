@@ -81,8 +81,8 @@ class _Programs:
 
     def run(self, name: str, fn, args: tuple, static: tuple = (), label: str = ""):
         leaves = jax.tree.leaves(args)
-        key = (name, static, tuple((np.shape(x), np.dtype(x.dtype).str, getattr(x, "sharding", None))
-                                   for x in leaves))
+        key = (name, static, tuple((np.shape(x), np.dtype(x.dtype).str,
+                                    getattr(x, "sharding", None)) for x in leaves))
         exe = self._exe.get(key)
         if exe is None:
             hits, start = cache_hits(), time.perf_counter()
@@ -98,10 +98,10 @@ class MattingEngine:
     """A MODNet and its variables, run end to end on the device (see the module docstring).
 
     ``ref_size``: the release's reference short side; ``batch_size``: photos of one size per
-    model call; ``video_batch_size``: video frames per model call (default ``batch_size``;
-    larger batches run the model faster per frame on a CPU, at the cost of memory and a
-    longer wait for the first frame); ``resize_back``: "area" (the release) or "bilinear" (OpenCV's linear); the caps bound
-    memory; ``ofd_threshold``: One-Frame Delay's flicker threshold.
+    model call; ``video_batch_size``: video frames per model call (default ``batch_size``; on
+    our 2-core CPU larger batches were slower per frame, see ``host_devices.py``, while a
+    GPU wants them); ``resize_back``: "area" (the release) or "bilinear" (OpenCV's linear);
+    the caps bound memory; ``ofd_threshold``: One-Frame Delay's flicker threshold.
 
     ``devices``: where programs run (default: JAX's first device). With several (e.g. the CPU
     split into host devices by ``host_devices.py``, or several GPUs), a video batch is split
