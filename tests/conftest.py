@@ -30,3 +30,27 @@ from modnet_jax.training import xla_cpu  # noqa: E402
 # The XLA:CPU kernels train.py selects, here too: the training tests compare runs in this
 # process with train.py subprocesses bit for bit.
 xla_cpu.prefer_xla_kernels()
+
+
+# Fixtures the engine and inference tests share (module-scoped: one model per test module).
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """(model, variables, checkpoint folder) of a freshly initialised release MODNet."""
+    from modnet_jax.checkpointing import save_variables
+    from modnet_jax.models import create_model
+
+    model, variables = create_model()
+    ckpt = save_variables(str(tmp_path_factory.mktemp("untrained")), variables)
+    return model, variables, ckpt
+
+
+@pytest.fixture(scope="module")
+def engine(untrained, request):
+    """A ``MattingEngine`` of ``untrained`` at the test module's ``REF`` size, batch 4."""
+    from modnet_jax.inference import MattingEngine
+
+    model, variables, _ = untrained
+    return MattingEngine(model, variables, ref_size=request.module.REF, batch_size=4)

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from modnet_jax import predict
-from modnet_jax.checkpointing import save_variables
 from modnet_jax.inference import MattingEngine, OneFrameDelay, model_input_size
 from modnet_jax.inference import programs
 from modnet_jax.inference.foreground import clean_outputs
@@ -25,7 +24,6 @@ from modnet_jax.inference.images import composite
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
 from modnet_jax.inference.preprocess import area_resize, postprocess, preprocess
 from modnet_jax.inference.resize import make_taps, resize_hw
-from modnet_jax.models import create_model
 
 REF = 64
 
@@ -139,19 +137,7 @@ def test_clean_colours_recomposite_beats_raw_colours():
 
 
 # ---------------------------------------------------------------- with the model
-
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory):
-    model, variables = create_model()
-    ckpt = save_variables(str(tmp_path_factory.mktemp("untrained")), variables)
-    return model, variables, ckpt
-
-
-@pytest.fixture(scope="module")
-def engine(untrained):
-    model, variables, _ = untrained
-    return MattingEngine(model, variables, ref_size=REF, batch_size=4)
-
+# (``untrained`` and ``engine``: tests/conftest.py)
 
 def _host_video(model, variables, frames, batch, ofd):
     """Today's host path: numpy pre-processing, the model on batches of ``batch`` frames (the

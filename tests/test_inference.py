@@ -21,7 +21,6 @@ from modnet_jax import evaluate, metrics, predict, video_eval
 from modnet_jax.checkpointing import save_variables
 from modnet_jax.inference import (
     CheckpointError,
-    MattingEngine,
     area_resize,
     check_variables,
     count_frames,
@@ -30,7 +29,6 @@ from modnet_jax.inference import (
 )
 from modnet_jax.inference.video import open_video, read_frames
 from modnet_jax.inference.preprocess import postprocess, preprocess
-from modnet_jax.models import create_model
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import flicker_score, temporal_metrics
 
@@ -106,20 +104,8 @@ def video_fps(path):
     return fps
 
 
-# ---------------------------------------------------------------- model fixtures
-
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory):
-    model, variables = create_model()
-    ckpt = save_variables(str(tmp_path_factory.mktemp("untrained")), variables)
-    return model, variables, ckpt
-
-
-@pytest.fixture(scope="module")
-def engine(untrained):
-    model, variables, _ = untrained
-    return MattingEngine(model, variables, ref_size=REF, batch_size=4)
-
+# ---------------------------------------------------------------- with the model
+# (``untrained`` and ``engine``: tests/conftest.py)
 
 def reference_mattes(model, variables, images):
     """The host path the engine replaces: numpy pre-processing, the model on the batch of all

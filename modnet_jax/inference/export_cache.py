@@ -48,11 +48,16 @@ def export_dir() -> Optional[str]:
     return os.path.join(folder, "exported")
 
 
+def _file_name(name: str, key: tuple, suffix: str) -> str:
+    """``<name>-<hash><suffix>``, the hash covering ``key``, the JAX version and backend and
+    the package's source (an edited package never reads an old entry)."""
+    text = repr((name, key, jax.__version__, jax.default_backend(), source_signature()))
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}{suffix}"
+
+
 def entry_name(name: str, static: tuple, treedef, leaves) -> str:
     shapes = tuple((np.shape(x), np.dtype(x.dtype).str) for x in leaves)
-    text = repr((name, static, str(treedef), shapes, jax.__version__, jax.default_backend(),
-                 source_signature()))
-    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.jaxexport"
+    return _file_name(name, (static, str(treedef), shapes), ".jaxexport")
 
 
 def _read(path: str):
@@ -76,13 +81,12 @@ def _write(path: str, blob: bytes) -> None:
 
 def cached_json(name: str, key: str, compute: Callable[[], Any]) -> Any:
     """``compute()`` (JSON-serialisable), kept in ``<export dir>/<name>-<hash>.json`` where the
-    hash covers ``key``, the JAX version and the package source; recomputed when absent or
-    unreadable, and not kept while the compile cache is off."""
+    hash covers ``key``, the JAX version and backend and the package source; recomputed when
+    absent or unreadable, and not kept while the compile cache is off."""
     folder = export_dir()
     if folder is None:
         return compute()
-    text = repr((name, key, jax.__version__, source_signature()))
-    path = os.path.join(folder, f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json")
+    path = os.path.join(folder, _file_name(name, (key,), ".json"))
     try:
         with open(path) as f:
             return json.load(f)
