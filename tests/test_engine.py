@@ -218,27 +218,30 @@ def test_export_cache_reads_back_the_traced_program_and_retraces_a_damaged_entry
     def fn(x, taps, *, scale):
         return {"y": x * scale + taps[0]}
 
+    # A name of its own per run: the test cache folder outlives runs of the same source, and
+    # the first compile must find no entry.
+    tag = f"t{os.getpid()}-{time.time_ns()}"
     args = (np.arange(6, dtype=np.float32).reshape(2, 3), (np.float32(1.0),))
     want = {"y": args[0] * 2.0 + 1.0}
-    first, loaded = export_cache.compile_flat("t", fn, args, (("scale", 2.0),))
+    first, loaded = export_cache.compile_flat(tag, fn, args, (("scale", 2.0),))
     assert not loaded
     np.testing.assert_array_equal(first(*jax.tree.leaves(args))["y"], want["y"])
     folder = export_cache.export_dir()
-    name = export_cache.entry_name("t", (("scale", 2.0),), jax.tree.structure(args),
+    name = export_cache.entry_name(tag, (("scale", 2.0),), jax.tree.structure(args),
                                    jax.tree.leaves(args))
     assert os.path.exists(os.path.join(folder, name))
-    again, loaded = export_cache.compile_flat("t", fn, args, (("scale", 2.0),))
+    again, loaded = export_cache.compile_flat(tag, fn, args, (("scale", 2.0),))
     assert loaded
     np.testing.assert_array_equal(again(*jax.tree.leaves(args))["y"], want["y"])
     # Another static option is another entry; a damaged entry is traced anew and replaced.
-    assert export_cache.entry_name("t", (("scale", 3.0),), jax.tree.structure(args),
+    assert export_cache.entry_name(tag, (("scale", 3.0),), jax.tree.structure(args),
                                    jax.tree.leaves(args)) != name
     with open(os.path.join(folder, name), "wb") as f:
         f.write(b"not a program")
-    fixed, loaded = export_cache.compile_flat("t", fn, args, (("scale", 2.0),))
+    fixed, loaded = export_cache.compile_flat(tag, fn, args, (("scale", 2.0),))
     assert not loaded
     np.testing.assert_array_equal(fixed(*jax.tree.leaves(args))["y"], want["y"])
-    assert export_cache.compile_flat("t", fn, args, (("scale", 2.0),))[1]
+    assert export_cache.compile_flat(tag, fn, args, (("scale", 2.0),))[1]
 
 
 def test_video_split_over_two_devices_equals_host_path_and_reloads(untrained):
