@@ -12,10 +12,21 @@ size and the normalisation, the model, the resize back, One-Frame Delay and the 
 results equal the release's pre-processing done on the host (``preprocess.preprocess`` ->
 model -> ``preprocess.postprocess`` -> ``ofd.OneFrameDelay``) to float32 rounding.
 
-Compiled programs: a video compiles one program per frame size (``programs.video_step``), and
-photos one program per image size (resize, model, resize back and outputs fused; a second one
-at ``batch_size`` for a size whose photos come ``batch_size`` at a time, see ``images``), so a
-folder of N image sizes compiles N programs. With several ``devices`` a video batch is one
+Compiled programs: a video compiles one program per frame size (``programs.video_step``).
+Photos share model programs through canvases (``canvases=True``, the default): the model runs
+on a zero-padded canvas told each photo's valid size (``models.canvas``), which gives the
+mattes of the photo's own size, so one compiled model serves every model input size that fits
+its canvas. On a CPU compiling the model costs as much as matting ~10 photos, while the
+per-size programs around it (area resize onto the canvas; resize back and outputs) compile in
+a fraction of a second. ``canvas_for`` says which canvas a size uses: a new canvas is made
+generous (its long side covers up to 16:9 at the size's short side) so the usual photo shapes
+of one orientation share it; a size uses a compiled canvas of at most twice its area; and a
+size that has wasted ``canvas_refit`` photos' worth of padding gets a canvas of its own (a
+folder of thousands of 4:3 photos then runs at its exact size after a few dozen). The choice
+depends only on the order of the sizes, so a second run of the same folder compiles nothing.
+``canvases=False``: one fused program per image size (the resize, the model at the exact
+size, the resize back and outputs; a second one at ``batch_size`` for a size whose photos come
+``batch_size`` at a time, see ``images``). With several ``devices`` a video batch is one
 program sharded by frame across them (``host_devices.py`` says why that pays on a CPU).
 With the persistent cache (``compile_cache.py``) a second run compiles nothing, and with the
 traced programs kept beside it (``export_cache.py``) it does not trace the model either;
@@ -52,6 +63,13 @@ from modnet_jax.inference.resize import make_taps
 from modnet_jax.models import model_from_config
 
 MAX_IMAGE_PIXELS = 120_000_000
+# Canvas policy (see the module docstring): a new canvas's long side covers this aspect ratio
+# at its short side; a size uses a canvas of at most CANVAS_MAX_AREA times its area; a size
+# whose photos have wasted CANVAS_REFIT photos' worth of canvas gets its own (on our 2-core
+# CPU a model compile costs about as much as 8-12 photos at 512x672).
+CANVAS_ASPECT = 7 / 4
+CANVAS_MAX_AREA = 2.0
+CANVAS_REFIT = 8.0
 
 
 @dataclass
@@ -108,6 +126,10 @@ class MattingEngine:
     across them, each device matting its share of the frames at the same time (one program,
     compiled once; ``video_batch_size`` is rounded up to a multiple of the device count).
     Photos run on the first device.
+
+    ``canvases``: photos of different sizes share compiled model programs (the module
+    docstring says how, and that the mattes do not change); ``canvas_refit``: photos' worth of
+    padding after which a size gets a canvas of its own.
     """
 
     def __init__(self, model, variables: Dict[str, Any], *, ref_size: int = REF_SIZE,
@@ -116,7 +138,8 @@ class MattingEngine:
                  max_long_side: int = MAX_LONG_SIDE, max_pixels: int = MAX_PIXELS,
                  max_image_pixels: int = MAX_IMAGE_PIXELS,
                  ofd_threshold: float = OFD_THRESHOLD, max_pending: Optional[int] = None,
-                 devices: Optional[Sequence[Any]] = None):
+                 devices: Optional[Sequence[Any]] = None, canvases: bool = True,
+                 canvas_refit: float = CANVAS_REFIT):
         if batch_size < 1 or (video_batch_size is not None and video_batch_size < 1):
             raise ValueError(f"batch sizes must be >= 1, got {batch_size}, {video_batch_size}")
         if resize_back not in ("area", "bilinear"):
@@ -140,6 +163,10 @@ class MattingEngine:
         self.ofd_threshold = float(ofd_threshold)
         self.max_pending = max(int(max_pending or 2 * self.batch_size), self.batch_size)
         self.programs = _Programs()
+        self.canvases = bool(canvases)
+        self.canvas_refit = float(canvas_refit)
+        self._canvas_list: List[Tuple[int, int]] = []
+        self._canvas_waste: Dict[Tuple[int, int], float] = {}
         self.model_shapes: List[Tuple[int, int, int]] = []
         self._taps: Dict[Tuple[int, int, str], Any] = {}
         self._backgrounds: "OrderedDict[Hashable, Any]" = OrderedDict()
@@ -157,6 +184,30 @@ class MattingEngine:
         """(rh, rw) the model runs at: the release's rule within the caps."""
         return model_input_size(height, width, self.ref_size, self.max_long_side,
                                 self.max_pixels)
+
+    def canvas_for(self, rh: int, rw: int, count: int = 1) -> Tuple[int, int]:
+        """The canvas (height, width) that ``count`` photos of model input size rh x rw run on
+        next, and its bookkeeping (see the module docstring); (rh, rw) with canvases off."""
+        if not self.canvases or (rh, rw) in self._canvas_list:
+            return rh, rw
+        area = rh * rw
+        fits = [c for c in self._canvas_list
+                if c[0] >= rh and c[1] >= rw and c[0] * c[1] <= CANVAS_MAX_AREA * area]
+        if fits:
+            best = min(fits, key=lambda c: c[0] * c[1])
+            waste = self._canvas_waste.get((rh, rw), 0.0) + count * (1 - area / (best[0] * best[1]))
+            if waste < self.canvas_refit:
+                self._canvas_waste[(rh, rw)] = waste
+                return best
+            new = (rh, rw)  # this size has wasted enough: its own canvas from now on
+        else:
+            short, long_ = min(rh, rw), max(rh, rw)
+            wide = max(long_, -(-int(short * CANVAS_ASPECT) // 32) * 32)
+            if short * wide > max(self.max_pixels, area) or wide > max(self.max_long_side, long_):
+                wide = long_
+            new = (short, wide) if rh <= rw else (wide, short)
+        self._canvas_list.append(new)
+        return new
 
     def check_size(self, height: int, width: int) -> None:
         """Raise ``InputError`` if an image this size is above ``max_image_pixels``."""
@@ -296,18 +347,40 @@ class MattingEngine:
 
     def _run_photos(self, bucket: list, background: Optional[Background],
                     options: Tuple[bool, bool]) -> list:
-        """Dispatch the photo program for photos of one size; returns (keys, device results)."""
+        """Dispatch the photo program(s) for photos of one size; returns (keys, device results)."""
         b = len(bucket)
         h, w = bucket[0][1].shape[:2]
         rh, rw = self.input_size(h, w)
-        if (b, rh, rw) not in self.model_shapes:
-            self.model_shapes.append((b, rh, rw))
+        ch, cw = self.canvas_for(rh, rw, b)
+        if (b, ch, cw) not in self.model_shapes:
+            self.model_shapes.append((b, ch, cw))
         images = jax.device_put(bucket[0][1][None] if b == 1
                                 else np.stack([item[1] for item in bucket]), self.devices[0])
-        name, fn, args, static = self._photo_call(images, h, w, background, options)
-        res = self.programs.run(name, fn, args, static, label=f"{b}x{h}x{w}")
+        if not self.canvases:
+            name, fn, args, static = self._photo_call(images, h, w, background, options)
+            res = self.programs.run(name, fn, args, static, label=f"{b}x{h}x{w}")
+        else:
+            res = self._run_on_canvas(images, (rh, rw), (ch, cw), background, options)
         _copy_to_host_async(res)
         return [item[0] for item in bucket], res
+
+    def _run_on_canvas(self, images, size: Tuple[int, int], canvas: Tuple[int, int],
+                       background: Optional[Background], options: Tuple[bool, bool]):
+        """Photos [B, h, w, 3] of model input ``size`` through the canvas programs: onto the
+        canvas (per image size), the model (per canvas), off the canvas and outputs."""
+        b, h, w = images.shape[:3]
+        taps = self._taps_for(h, w)
+        x = self.programs.run("photo_in", programs.to_canvas, (images, taps[0], taps[1]),
+                              (("canvas", canvas),), label=f"{b}x{h}x{w}")
+        sizes = jax.device_put(np.tile(np.array([size], np.int32), (b, 1)), self.devices[0])
+        mattes = self.programs.run("canvas_model", _canvas_model_program,
+                                   (self.variables, x, sizes), (("model", self.model),),
+                                   label=f"{b}x{canvas[0]}x{canvas[1]}")
+        return self.programs.run(
+            "photo_out", _photo_out_program,
+            (images, mattes, taps[2], taps[3], self._background(background, h, w)),
+            (("size", size), ("cutout", options[0]), ("with_image", options[1])),
+            label=f"{b}x{h}x{w}")
 
     @staticmethod
     def _fetch(batch) -> Iterator[Tuple[Hashable, Matted]]:
@@ -450,7 +523,8 @@ class MattingEngine:
         p = self.programs
         shapes = ", ".join(f"{b}x{h}x{w}" for b, h, w in self.model_shapes) or "none"
         return (f"{len(p.compiled)} programs compiled, {len(p.loaded)} loaded from the compile "
-                f"cache ({p.seconds:.1f} s); model input shapes (batch x H x W): {shapes}")
+                f"cache ({p.seconds:.1f} s); model shapes (batch x H x W"
+                f"{', canvases for photos' if self.canvases else ''}): {shapes}")
 
 
 def _copy_to_host_async(tree) -> None:
@@ -464,6 +538,16 @@ def _photo_program(variables, images, taps, background, *, model, cutout, with_i
     x = programs.prepare(images, taps[0], taps[1])
     mattes = programs.restore(programs.model_mattes(model, variables, x), taps[2], taps[3])
     return programs.outputs(images, mattes, background, cutout, with_image)
+
+
+def _canvas_model_program(variables, x, sizes, *, model):
+    return programs.canvas_mattes(model, variables, x, sizes)
+
+
+def _photo_out_program(images, mattes, back_rows, back_cols, background, *, size, cutout,
+                       with_image):
+    restored = programs.restore(programs.from_canvas(mattes, size), back_rows, back_cols)
+    return programs.outputs(images, restored, background, cutout, with_image)
 
 
 def _video_raw_program(variables, frames, taps, *, model, mesh):

@@ -7,6 +7,9 @@ Everything between a decoded uint8 frame and the arrays an encoder needs:
 - ``restore``: the matte back to H x W (area or bilinear), clipped to [0, 1];
 - ``one_frame_delay``: OFD over a window of consecutive mattes;
 - ``outputs``: RGBA cut-outs and composites in uint8, as ``images.cutout`` / ``images.composite``;
+- ``to_canvas`` / ``canvas_mattes`` / ``from_canvas``: the photo path on a shared canvas
+  (``models.canvas``): the model input padded to the canvas, the model on a batch of canvases
+  with each sample's valid size, and the valid corner cut out again;
 - ``video_step`` / ``video_flush``: all of the above for a batch of video frames with the OFD
   state carried between batches (see ``video_step`` for the seams); ``video_raw`` and
   ``video_finish`` are its two halves (before and after OFD), run as separate programs when a
@@ -20,6 +23,7 @@ from typing import Dict, Optional, Tuple
 import jax.numpy as jnp
 
 from modnet_jax.inference.resize import Taps, exact_divide, resize_hw
+from modnet_jax.models.canvas import Canvas
 
 
 def prepare(images, rows: Taps, cols: Taps):
@@ -34,6 +38,25 @@ def prepare(images, rows: Taps, cols: Taps):
 def model_mattes(model, variables, x):
     """[B, rh, rw] float32 mattes of model inputs [B, rh, rw, 3]."""
     return model.apply(variables, x, train=False, inference=True)[2][..., 0].astype(jnp.float32)
+
+
+def to_canvas(images, rows: Taps, cols: Taps, *, canvas: Tuple[int, int]):
+    """``prepare`` placed in the top-left corner of a zero canvas [N, *canvas, 3]."""
+    x = prepare(images, rows, cols)
+    return jnp.pad(x, ((0, 0), (0, canvas[0] - x.shape[1]), (0, canvas[1] - x.shape[2]), (0, 0)))
+
+
+def canvas_mattes(model, variables, x, sizes):
+    """[B, H, W] mattes of canvases x [B, H, W, 3] whose samples have valid sizes [B, 2]
+    (rows, cols; multiples of 32): each equals the model on its valid corner alone."""
+    canvas = Canvas.of(sizes, x.shape[1], x.shape[2])
+    out = model.apply(variables, x, train=False, inference=True, canvas=canvas)[2]
+    return out[..., 0].astype(jnp.float32)
+
+
+def from_canvas(mattes, size: Tuple[int, int]):
+    """The valid corner [N, *size] of canvas mattes [N, H, W]."""
+    return mattes[:, :size[0], :size[1]]
 
 
 def restore(mattes, rows: Taps, cols: Taps):

@@ -46,6 +46,7 @@ from modnet_jax.models.ops import (
     conv_nhwc,
     stat_dtype,
     conv_upsampled,
+    conv_upsampled_canvas,
     depthwise_conv_shifted,
     upsample2x_bilinear,
 )
@@ -142,14 +143,20 @@ class BatchNorm(nn.Module):
         return y.astype(self.dtype)
 
 
-def instance_norm(x, eps: float = IN_EPS):
+def _spatial_mean(x, canvas=None):
+    """[B, C]: mean over H, W (over each sample's valid region on a ``Canvas``)."""
+    return jnp.mean(x, axis=(1, 2)) if canvas is None else canvas.mean(x)
+
+
+def instance_norm(x, eps: float = IN_EPS, canvas=None):
     """InstanceNorm2d(affine=False, track_running_stats=False): per sample and channel over H, W.
 
-    x: [B, H, W, C]. Uses the biased variance, identical in train and eval mode.
+    x: [B, H, W, C]. Uses the biased variance, identical in train and eval mode. On a
+    ``Canvas`` the statistics cover each sample's valid region.
     """
     x32 = x.astype(stat_dtype(x))
-    mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
+    mean = _spatial_mean(x32, canvas)[:, None, None, :]
+    var = _spatial_mean(jnp.square(x32 - mean), canvas)[:, None, None, :]
     return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
@@ -166,15 +173,16 @@ class IBNorm(nn.Module):
     fused: bool = False
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, canvas=None):
+        _check_canvas(canvas, self.use_running_average)
         if self.fused:
             return _FusedIBNorm(self.use_running_average, self.axis_name, dtype=self.dtype,
-                                name="bnorm")(x)
+                                name="bnorm")(x, canvas)
         c_bn = x.shape[-1] // 2
         bn = BatchNorm(self.use_running_average, self.axis_name, dtype=self.dtype, name="bnorm")
         return jnp.concatenate(
-            [bn(x[..., :c_bn]), instance_norm(x[..., c_bn:]).astype(self.dtype)], axis=-1
-        )
+            [bn(x[..., :c_bn]), instance_norm(x[..., c_bn:], canvas=canvas).astype(self.dtype)],
+            axis=-1)
 
 
 class _FusedIBNorm(nn.Module):
@@ -194,12 +202,12 @@ class _FusedIBNorm(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, canvas=None):
         b, h, w, c = x.shape
         cb = c // 2
         scale, bias, ra_mean, ra_var = _declare_bn_variables(self, cb)
         x32 = x.astype(stat_dtype(x))
-        sample_mean = jnp.mean(x32, axis=(1, 2))  # [B, C]
+        sample_mean = _spatial_mean(x32, canvas)  # [B, C]
         if self.use_running_average:
             mean_bn = ra_mean.value
         else:
@@ -208,7 +216,7 @@ class _FusedIBNorm(nn.Module):
         centre = jnp.concatenate(
             [jnp.broadcast_to(mean_bn.astype(x32.dtype), (b, cb)), sample_mean[:, cb:]], axis=-1)
         dev = x32 - centre[:, None, None, :]
-        sample_var = jnp.mean(jnp.square(dev), axis=(1, 2))  # [B, C], about each centre
+        sample_var = _spatial_mean(jnp.square(dev), canvas)  # [B, C], about each centre
         if self.use_running_average:
             var_bn = ra_var.value
         else:
@@ -221,6 +229,12 @@ class _FusedIBNorm(nn.Module):
                                  jnp.zeros((b, c - cb), x32.dtype)], axis=-1)
         y = dev * inv[:, None, None, :] + shift[:, None, None, :]
         return y.astype(self.dtype)
+
+
+def _check_canvas(canvas, use_running_average: bool) -> None:
+    if canvas is not None and not use_running_average:
+        raise ValueError("a Canvas is for inference only: BatchNorm with batch statistics "
+                         "would average the padding")
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: Optional[int] = None,
@@ -329,7 +343,7 @@ class Conv2d(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Union[jax.Array, Sequence[jax.Array]]):
+    def __call__(self, x: Union[jax.Array, Sequence[jax.Array]], canvas=None):
         parts = list(x) if isinstance(x, (list, tuple)) else [x]
         widths = [int(part.shape[-1]) for part in parts]
         k = self.kernel_size
@@ -341,23 +355,29 @@ class Conv2d(nn.Module):
         kernel = kernel.astype(self.dtype)
         parts = [part.astype(self.dtype) for part in parts]
 
+        def conv_input(y):
+            """The (upsampled) input as the conv reads it; on a canvas, zeros past the valid
+            region and the upsampling clamped at its edge (``models.canvas``)."""
+            if self.upsample:
+                y = upsample2x_bilinear(y if canvas is None else canvas.extend(y))
+            if canvas is not None and k > 1:
+                y = canvas.mask(y)
+            return y
+
         if not self.fast:
             y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
-            if self.upsample:
-                y = upsample2x_bilinear(y)
-            y = conv_nhwc(y, kernel, self.stride, pad)
+            y = conv_nhwc(conv_input(y), kernel, self.stride, pad)
         elif (self.upsample and self.stride == 1 and pad == k // 2 and k % 2 == 1
               and sum(widths) >= UPSAMPLE_FUSE_MIN_RATIO * self.features):
             y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
-            y = conv_upsampled(y, kernel)
+            y = (conv_upsampled(y, kernel) if canvas is None
+                 else conv_upsampled_canvas(y, kernel, canvas))
         else:
             y = None
             offsets = [sum(widths[:i]) for i in range(len(widths))]
             for group in _channel_groups(widths):
                 xs = [parts[i] for i in group]
-                xg = xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1)
-                if self.upsample:
-                    xg = upsample2x_bilinear(xg)
+                xg = conv_input(xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1))
                 start = offsets[group[0]]
                 width = sum(widths[i] for i in group)
                 term = conv_nhwc(xg, kernel[:, :, start:start + width], self.stride, pad)
@@ -388,13 +408,13 @@ class ConvIBNormRelu(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, canvas=None):
         fast = resolve_fast_paths(self.fast_paths)
         x = Conv2d(self.features, self.kernel_size, self.stride, upsample=self.upsample_input,
-                   fast=fast, dtype=self.dtype, name="layers_0")(x)
+                   fast=fast, dtype=self.dtype, name="layers_0")(x, canvas)
         if self.with_ibn:
             x = IBNorm(self.use_running_average, self.axis_name, self.dtype, fused=fast,
-                       name="layers_1")(x)
+                       name="layers_1")(x, canvas)
         if self.with_relu:
             x = nn.relu(x)
         return x

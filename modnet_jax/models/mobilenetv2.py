@@ -66,9 +66,11 @@ class InvertedResidual(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, canvas=None):
         c_in = x.shape[-1]
         hidden = c_in * self.expansion
+        # On a canvas (models.canvas) the depthwise convs read zeros past the valid region.
+        masked = (lambda t: t) if canvas is None else canvas.mask
 
         def bn(name, border=0):
             return BatchNorm(self.use_running_average, self.axis_name, dtype=self.dtype,
@@ -79,7 +81,7 @@ class InvertedResidual(nn.Module):
                                  padding=padding, name=name)
 
         if self.expansion == 1:
-            h = nn.relu6(bn("conv_1")(dw("conv_0")(x)))
+            h = nn.relu6(bn("conv_1")(dw("conv_0")(masked(x))))
             h = bn("conv_4")(conv(self.out_channels, 1, use_bias=False, dtype=self.dtype,
                                   name="conv_3")(h))
         elif self.stride == 2 and resolve_fast_paths(self.fast_paths):
@@ -90,8 +92,9 @@ class InvertedResidual(nn.Module):
             # margin, so every number is the plain path's up to summation order.
             b, hgt, wid, _ = x.shape
             xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-            inside = jnp.pad(jnp.ones((1, hgt, wid, 1), self.dtype),
-                             ((0, 0), (1, 1), (1, 1), (0, 0)))
+            region = (jnp.ones((1, hgt, wid, 1), self.dtype) if canvas is None
+                      else canvas.inside(x).astype(self.dtype))
+            inside = jnp.pad(region, ((0, 0), (1, 1), (1, 1), (0, 0)))
             h = conv(hidden, 1, use_bias=False, dtype=self.dtype, name="conv_0")(xp)
             h = nn.relu6(bn("conv_1", border=1)(h)) * inside
             h = nn.relu6(bn("conv_4")(dw("conv_3", padding=0)(h)))
@@ -100,7 +103,7 @@ class InvertedResidual(nn.Module):
         else:
             h = nn.relu6(bn("conv_1")(conv(hidden, 1, use_bias=False, dtype=self.dtype,
                                            name="conv_0")(x)))
-            h = nn.relu6(bn("conv_4")(dw("conv_3")(h)))
+            h = nn.relu6(bn("conv_4")(dw("conv_3")(masked(h))))
             h = bn("conv_7")(conv(self.out_channels, 1, use_bias=False, dtype=self.dtype,
                                   name="conv_6")(h))
         if self.stride == 1 and c_in == self.out_channels:
@@ -122,7 +125,8 @@ class MobileNetV2(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, x) -> Dict[str, Any]:
+    def __call__(self, x, canvas=None) -> Dict[str, Any]:
+        """``canvas``: a ``models.canvas.Canvas`` (inference on a padded canvas), or None."""
         def bn(name):
             return BatchNorm(self.use_running_average, self.axis_name, dtype=self.dtype, name=name)
 
@@ -135,7 +139,7 @@ class MobileNetV2(nn.Module):
         for idx, (_, _, c_out, stride, t) in enumerate(block_specs(), start=1):
             x = InvertedResidual(c_out, stride, t, self.use_running_average, self.axis_name,
                                  self.depthwise_impl, self.dtype, self.fast_paths,
-                                 name=f"features_{idx}")(x)
+                                 name=f"features_{idx}")(x, canvas)
             if idx == 1:
                 taps["enc2x"] = x
             elif idx == 3:

@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence, Tuple
 import jax.numpy as jnp
 from flax import linen as nn
 
+from modnet_jax.models.canvas import Canvas
 from modnet_jax.models.layers import ConvIBNormRelu, DepthwiseConv, check_spatial, torch_default_init
 from modnet_jax.models.ops import downsample_bilinear, upsample2x_bilinear
 from modnet_jax.models.mobilenetv2 import MobileNetV2
@@ -35,6 +36,11 @@ def _out_dtype(x):
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
+def _upsample(x, canvas=None):
+    """Bilinear x2, clamped at each sample's valid edge on a ``Canvas``."""
+    return upsample2x_bilinear(x if canvas is None else canvas.extend(x))
+
+
 class SEBlock(nn.Module):
     """Squeeze-excitation: x * sigmoid(W2 relu(W1 mean_hw(x))). x: [B, H, W, C]."""
 
@@ -42,9 +48,10 @@ class SEBlock(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, canvas=None):
         c = x.shape[-1]
-        w = jnp.mean(x.astype(_out_dtype(x)), axis=(1, 2))
+        x_out = x.astype(_out_dtype(x))
+        w = jnp.mean(x_out, axis=(1, 2)) if canvas is None else canvas.mean(x_out)
         # Names mirror the release's Sequential: fc.0 (Linear), fc.1 ReLU, fc.2 (Linear).
         w = nn.relu(nn.Dense(c // self.reduction, use_bias=False, kernel_init=torch_default_init,
                              name="fc_0")(w))
@@ -71,27 +78,28 @@ class EASPP(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, canvas=None):
         c = x.shape[-1]
         mid = c // self.compression
+        masked = (lambda t: t) if canvas is None else canvas.mask
 
         def ibn_conv(features, name):
             return ConvIBNormRelu(features, 1, use_running_average=self.use_running_average,
                                   axis_name=self.axis_name, dtype=self.dtype,
                                   fast_paths=self.fast_paths, name=name)
 
-        h = ibn_conv(mid, "compress")(x)
+        h = ibn_conv(mid, "compress")(x, canvas)
         scales = [
             DepthwiseConv(3, 1, rate, impl=self.depthwise_impl, dtype=self.dtype,
-                          name=f"atrous_{i}")(h)
+                          name=f"atrous_{i}")(masked(h))
             for i, rate in enumerate(self.rates)
         ]
         # Depth-wise multi-scale fusion: channel c of the output mixes channel c of each scale.
         mix = self.param("scale_fusion", nn.initializers.constant(1.0 / len(self.rates)),
                          (len(self.rates), mid), jnp.float32)
         h = sum(s * mix[i].astype(self.dtype) for i, s in enumerate(scales))
-        h = ibn_conv(mid, "channel_fusion")(h)
-        return ibn_conv(c, "recover")(h)
+        h = ibn_conv(mid, "channel_fusion")(h, canvas)
+        return ibn_conv(c, "recover")(h, canvas)
 
 
 class LRBranch(nn.Module):
@@ -106,20 +114,21 @@ class LRBranch(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, enc32x, inference: bool):
+    def __call__(self, enc32x, inference: bool, canvas=None):
         ibn = dict(use_running_average=self.use_running_average, axis_name=self.axis_name,
                    dtype=self.dtype, fast_paths=self.fast_paths)
         if self.lr_branch == "se":
-            x = SEBlock(4, self.dtype, name="se_block")(enc32x)
+            x = SEBlock(4, self.dtype, name="se_block")(enc32x, canvas)
         else:
             x = EASPP(self.easpp_rates, 4, self.use_running_average, self.axis_name,
-                      self.depthwise_impl, self.dtype, self.fast_paths, name="easpp")(enc32x)
-        x = ConvIBNormRelu(96, 5, **ibn, upsample_input=True, name="conv_lr16x")(x)
-        lr8x = ConvIBNormRelu(32, 5, **ibn, upsample_input=True, name="conv_lr8x")(x)
+                      self.depthwise_impl, self.dtype, self.fast_paths, name="easpp")(enc32x,
+                                                                                    canvas)
+        x = ConvIBNormRelu(96, 5, **ibn, upsample_input=True, name="conv_lr16x")(x, canvas)
+        lr8x = ConvIBNormRelu(32, 5, **ibn, upsample_input=True, name="conv_lr8x")(x, canvas)
         pred_semantic = None
         if not inference:
             lr = ConvIBNormRelu(1, 3, 2, with_ibn=False, with_relu=False, **ibn,
-                                name="conv_lr")(lr8x)
+                                name="conv_lr")(lr8x, canvas)
             pred_semantic = nn.sigmoid(lr.astype(_out_dtype(lr)))
         return pred_semantic, lr8x
 
@@ -134,13 +143,14 @@ class HRBranch(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, img, enc2x, enc4x, lr8x, inference: bool):
+    def __call__(self, img, enc2x, enc4x, lr8x, inference: bool, canvas=None):
         hr = self.hr_channels
         ibn = dict(use_running_average=self.use_running_average, axis_name=self.axis_name,
                    dtype=self.dtype, fast_paths=self.fast_paths)
 
         def block(features, kernel, name, stride=1):
-            return ConvIBNormRelu(features, kernel, stride, **ibn, name=name)
+            layer = ConvIBNormRelu(features, kernel, stride, **ibn, name=name)
+            return lambda x: layer(x, canvas)
 
         # Concatenations are passed to the convs as tuples (torch.cat order); see Conv2d.
         img2x = downsample_bilinear(img, 2)
@@ -151,20 +161,21 @@ class HRBranch(nn.Module):
         e4 = block(hr, 1, "tohr_enc4x")(enc4x)
         hr4x = block(2 * hr, 3, "conv_enc4x")((hr4x, e4))
 
-        lr4x = upsample2x_bilinear(lr8x)
+        lr4x = _upsample(lr8x, canvas)
         h = block(2 * hr, 3, "conv_hr4x_0")((hr4x, lr4x, img4x))
         h = block(2 * hr, 3, "conv_hr4x_1")(h)
         h = block(hr, 3, "conv_hr4x_2")(h)
 
-        h = block(2 * hr, 3, "conv_hr2x_0")((upsample2x_bilinear(h), e2))
+        h = block(2 * hr, 3, "conv_hr2x_0")((_upsample(h, canvas), e2))
         h = block(hr, 3, "conv_hr2x_1")(h)
         h = block(hr, 3, "conv_hr2x_2")(h)
         hr2x = block(hr, 3, "conv_hr2x_3")(h)
 
         pred_detail = None
         if not inference:
-            h = block(hr, 3, "conv_hr_0")((upsample2x_bilinear(hr2x), img))
-            h = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn, name="conv_hr_1")(h)
+            h = block(hr, 3, "conv_hr_0")((_upsample(hr2x, canvas), img))
+            h = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn,
+                               name="conv_hr_1")(h, canvas)
             pred_detail = nn.sigmoid(h.astype(_out_dtype(h)))
         return pred_detail, hr2x
 
@@ -179,16 +190,17 @@ class FusionBranch(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, img, lr8x, hr2x):
+    def __call__(self, img, lr8x, hr2x, canvas=None):
         hr = self.hr_channels
         ibn = dict(use_running_average=self.use_running_average, axis_name=self.axis_name,
                    dtype=self.dtype, fast_paths=self.fast_paths)
-        lr4x = ConvIBNormRelu(hr, 5, **ibn, upsample_input=True, name="conv_lr4x")(lr8x)
-        lr2x = upsample2x_bilinear(lr4x)
-        f2x = ConvIBNormRelu(hr, 3, **ibn, name="conv_f2x")((lr2x, hr2x))
-        f = upsample2x_bilinear(f2x)
-        f = ConvIBNormRelu(hr // 2, 3, **ibn, name="conv_f_0")((f, img))
-        f = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn, name="conv_f_1")(f)
+        lr4x = ConvIBNormRelu(hr, 5, **ibn, upsample_input=True, name="conv_lr4x")(lr8x, canvas)
+        lr2x = _upsample(lr4x, canvas)
+        f2x = ConvIBNormRelu(hr, 3, **ibn, name="conv_f2x")((lr2x, hr2x), canvas)
+        f = _upsample(f2x, canvas)
+        f = ConvIBNormRelu(hr // 2, 3, **ibn, name="conv_f_0")((f, img), canvas)
+        f = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn,
+                           name="conv_f_1")(f, canvas)
         return nn.sigmoid(f.astype(_out_dtype(f)))
 
 
@@ -227,24 +239,29 @@ class MODNet(nn.Module):
 
     @nn.compact
     def __call__(self, img, train: bool = False, inference: bool = False,
-                 freeze_bn: bool = False) -> Tuple[Optional[Any], Optional[Any], Any]:
+                 freeze_bn: bool = False, canvas: Optional[Canvas] = None
+                 ) -> Tuple[Optional[Any], Optional[Any], Any]:
         if self.lr_branch not in LR_BRANCHES:
             raise ValueError(f"lr_branch must be one of {LR_BRANCHES}, got {self.lr_branch!r}")
         check_spatial(img.shape)
         if img.shape[-1] != 3:
             raise ValueError(f"MODNet expects 3 input channels (RGB), got shape {img.shape}")
         ura = (not train) or freeze_bn
+        if canvas is not None:
+            if train:
+                raise ValueError("a Canvas is for inference only (train=False)")
+            img = canvas.mask(img)
         img = img.astype(self.dtype)
         taps = MobileNetV2(ura, self.axis_name, self.depthwise_impl,
                            jnp.promote_types(self.dtype, self.backbone_dtype), self.fast_paths,
-                           name="backbone")(img)
+                           name="backbone")(img, canvas)
         pred_semantic, lr8x = LRBranch(self.lr_branch, self.easpp_rates, ura, self.axis_name,
                                        self.depthwise_impl, self.dtype, self.fast_paths,
-                                       name="lr_branch")(taps["enc32x"], inference)
+                                       name="lr_branch")(taps["enc32x"], inference, canvas)
         pred_detail, hr2x = HRBranch(self.hr_channels, ura, self.axis_name, self.dtype,
                                      self.fast_paths,
                                      name="hr_branch")(img, taps["enc2x"], taps["enc4x"], lr8x,
-                                                       inference)
+                                                       inference, canvas)
         pred_matte = FusionBranch(self.hr_channels, ura, self.axis_name, self.dtype,
-                                  self.fast_paths, name="f_branch")(img, lr8x, hr2x)
+                                  self.fast_paths, name="f_branch")(img, lr8x, hr2x, canvas)
         return pred_semantic, pred_detail, pred_matte

@@ -180,18 +180,32 @@ def conv_upsampled(x, kernel):
 
 
 def _conv_upsampled_fwd(x, kernel):
+    return _conv_upsampled_taps(x, kernel), (x, kernel)
+
+
+def conv_upsampled_canvas(x, kernel, canvas):
+    """``conv_upsampled`` on a ``models.canvas.Canvas`` batch (inference; no custom gradient):
+    the upsampling clamps at each sample's valid edge and the conv reads zeros past it."""
+    return _conv_upsampled_taps(x, kernel, canvas)
+
+
+def _conv_upsampled_taps(x, kernel, canvas=None):
     k, _, c_in, c_out = kernel.shape
     p = k // 2
     _, h, w, _ = x.shape
     z = jnp.dot(x, jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, k * k * c_out))
-    zp = jnp.pad(upsample2x_bilinear(z), ((0, 0), (p, p), (p, p), (0, 0)))
+    if canvas is None:
+        up = upsample2x_bilinear(z)
+    else:  # per pixel, the taps commute with the canvas's edge extension and mask
+        up = canvas.mask(upsample2x_bilinear(canvas.extend(z)))
+    zp = jnp.pad(up, ((0, 0), (p, p), (p, p), (0, 0)))
     out = None
     for i in range(k):
         for j in range(k):
             t = (i * k + j) * c_out
             term = zp[:, i:i + 2 * h, j:j + 2 * w, t:t + c_out]
             out = term if out is None else out + term
-    return out, (x, kernel)
+    return out
 
 
 def _conv_upsampled_bwd(res, g):
