@@ -175,6 +175,32 @@ def test_video_equals_host_path_across_batch_seams(untrained, engine, ofd):
         assert np.abs(out[3].matte - raw[3]).max() > 0.1
 
 
+def test_canvas_policy_shares_canvases_by_orientation_and_refits_a_wasteful_size():
+    eng = MattingEngine(None, {"params": {}}, ref_size=512, canvas_refit=1.0)
+    # A 4:3 photo makes a landscape canvas covering up to 7:4 (896 = 512 * 1.75).
+    assert eng.canvas_for(512, 672) == (512, 896)
+    assert eng.canvas_for(672, 512) == (896, 512)  # portrait: its own canvas
+    assert eng.canvas_for(512, 896) == (512, 896)  # 16:9 fits exactly: no waste counted
+    assert eng.canvas_for(512, 768) == (512, 896)
+    # 1:1 uses the landscape canvas (1.75x its area, within 2x) ...
+    assert eng.canvas_for(512, 512) == (512, 896)
+    # ... until its waste reaches canvas_refit photos (3/7 + 3/7 + 3/7 >= 1): its own canvas.
+    assert eng.canvas_for(512, 512) == (512, 896)
+    assert eng.canvas_for(512, 512) == (512, 512)
+    assert eng.canvas_for(512, 512) == (512, 512)
+    # 672 made the canvas (no waste counted then); it wastes 1 - 672/896 = 0.25 per photo: 2
+    # photos make 0.5, and a batch of 4 counts four photos (1.5 >= 1): its own canvas.
+    assert eng.canvas_for(512, 672, count=2) == (512, 896)
+    assert eng.canvas_for(512, 672, count=4) == (512, 672)
+    # More than twice the area: a canvas of its own, whose long side stays within the caps.
+    assert eng.canvas_for(256, 384) == (256, 448)
+    assert eng.canvas_for(512, 1920) == (512, 1920)
+    assert eng._canvas_list == [(512, 896), (896, 512), (512, 512), (512, 672), (256, 448),
+                                (512, 1920)]
+    exact = MattingEngine(None, {"params": {}}, ref_size=512, canvases=False)
+    assert exact.canvas_for(512, 672) == (512, 672) and exact._canvas_list == []
+
+
 def test_second_engine_loads_programs_from_the_persistent_cache(untrained, engine):
     model, variables, _ = untrained
     rng = np.random.default_rng(4)
@@ -182,8 +208,10 @@ def test_second_engine_loads_programs_from_the_persistent_cache(untrained, engin
     first = {k: r.matte for k, r in engine.images(items)}
     fresh = MattingEngine(model, variables, ref_size=REF, batch_size=4)
     second = {k: r.matte for k, r in fresh.images(items)}
-    assert fresh.programs.compiled == [] and fresh.programs.loaded == ["photo 1x64x80"]
-    assert "0 programs compiled, 1 loaded" in fresh.compile_summary()
+    assert fresh.programs.compiled == []
+    assert fresh.programs.loaded == ["photo_in 1x64x80", "canvas_model 1x64x128",
+                                     "photo_out 1x64x80"]
+    assert "0 programs compiled, 3 loaded" in fresh.compile_summary()
     for k in first:
         np.testing.assert_array_equal(second[k], first[k])
 

@@ -21,6 +21,7 @@ from modnet_jax import evaluate, metrics, predict, video_eval
 from modnet_jax.checkpointing import save_variables
 from modnet_jax.inference import (
     CheckpointError,
+    MattingEngine,
     area_resize,
     check_variables,
     count_frames,
@@ -116,29 +117,50 @@ def reference_mattes(model, variables, images):
     return [postprocess(m, *im.shape[:2]) for m, im in zip(out, images)]
 
 
-def test_mixed_size_folder_equals_host_path_and_compiles_each_image_size_once(untrained, engine):
+def test_mixed_size_folder_equals_host_path_and_shares_one_canvas(untrained, engine):
     model, variables, _ = untrained
     rng = np.random.default_rng(0)
-    # 64x80 four times: one full batch; 70x90 (model 64x64) and 64x100 (64x96) alone.
+    # 64x80 four times: one full batch; 70x90 (model 64x64) and 64x100 (64x96) alone. The
+    # first size makes a 64x128 canvas (long side up to 7/4 of the short), which the others
+    # fit within twice their area: one model program per batch size, resizes per image size.
     sizes = [(64, 80), (70, 90), (64, 80), (64, 80), (64, 80), (64, 100)]
     items = [(i, portrait(rng, h, w)[0]) for i, (h, w) in enumerate(sizes)]
     out = {k: r.matte for k, r in engine.images(items)}
-    assert engine.model_shapes == [(4, 64, 64), (1, 64, 64), (1, 64, 96)]
+    assert engine.model_shapes == [(4, 64, 128), (1, 64, 128)]
     labels = engine.programs.compiled + engine.programs.loaded
-    assert sorted(labels) == ["photo 1x64x100", "photo 1x70x90", "photo 4x64x80"]
+    assert sorted(labels) == sorted(
+        ["photo_in 4x64x80", "canvas_model 4x64x128", "photo_out 4x64x80",
+         "photo_in 1x70x90", "canvas_model 1x64x128", "photo_out 1x70x90",
+         "photo_in 1x64x100", "photo_out 1x64x100"])
     for i, (h, w) in enumerate(sizes):
         assert out[i].shape == (h, w) and out[i].dtype == np.float32
         assert 0.0 <= out[i].min() and out[i].max() <= 1.0
-    # Same batches as the engine: [0, 2, 3, 4], then [1] and [5] alone.
+    # Each photo's matte is the model's at its own size (batches as the engine's: [0, 2, 3, 4],
+    # then [1] and [5] alone).
     ref = reference_mattes(model, variables, [items[i][1] for i in (0, 2, 3, 4)])
     ref += reference_mattes(model, variables, [items[1][1]])
     ref += reference_mattes(model, variables, [items[5][1]])
+    # (Summation order only: the canvas's conv shapes differ from the photo's, ~1e-6 apart.)
     for i, want in zip((0, 2, 3, 4, 1, 5), ref):
-        np.testing.assert_allclose(out[i], want, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(out[i], want, rtol=0, atol=2e-6)
     again = {k: r.matte for k, r in engine.images(items)}
     assert len(engine.programs.compiled) + len(engine.programs.loaded) == len(labels)
     for i in out:
         np.testing.assert_array_equal(again[i], out[i])
+
+
+def test_exact_shapes_compile_one_fused_program_per_image_size(untrained):
+    model, variables, _ = untrained
+    exact = MattingEngine(model, variables, ref_size=REF, batch_size=4, canvases=False)
+    rng = np.random.default_rng(1)
+    items = [(i, portrait(rng, h, w)[0]) for i, (h, w) in enumerate([(64, 80), (64, 100)])]
+    out = {k: r.matte for k, r in exact.images(items)}
+    assert exact.model_shapes == [(1, 64, 64), (1, 64, 96)]
+    assert sorted(exact.programs.compiled + exact.programs.loaded) == ["photo 1x64x100",
+                                                                      "photo 1x64x80"]
+    for i, (_, image) in enumerate(items):
+        np.testing.assert_allclose(out[i], reference_mattes(model, variables, [image])[0],
+                                   rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("ofd", [True, False])

@@ -50,14 +50,21 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "The model input follows the release's rule (short side to --ref-size, sides floored "
         "to multiples of 32), scaled down when it would exceed --max-long-side or "
         "--max-pixels (extreme aspect ratios such as a 300x1 image); images above "
-        "--max-image-pixels are skipped with an error line. Compiled programs are kept in a "
-        "persistent cache, so a second run with the same sizes compiles nothing.")
+        "--max-image-pixels are skipped with an error line. Photos of different sizes share "
+        "compiled models through zero-padded canvases that give each photo the matte of its "
+        "own size (one model compile per canvas instead of per size; --exact-shapes turns "
+        "this off). Compiled programs are kept in a persistent cache, so a second run with "
+        "the same sizes compiles nothing.")
     m.add_argument("--max-long-side", type=int, default=MAX_LONG_SIDE,
                    help="cap on the model input's long side (default: %(default)s)")
     m.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="cap on the model input's pixel count (default: %(default)s)")
     m.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
                    help="larger images are refused, per file (default: %(default)s)")
+    m.add_argument("--exact-shapes", action="store_true",
+                   help="compile the model for each photo's own input size instead of sharing "
+                        "canvases (same mattes up to float rounding; faster per photo when a "
+                        "folder has many photos of few sizes, slower to compile otherwise)")
     m.add_argument("--compile-cache", metavar="DIR", default=None,
                    help=f"persistent compilation cache folder, or 'none' to turn it off "
                         f"(default: ${ENV_VAR} if set, else {default_cache_dir()})")
@@ -87,7 +94,8 @@ def engine_from_args(args: argparse.Namespace, devices=None) -> MattingEngine:
         resize_back=args.resize_back,
         max_long_side=args.max_long_side, max_pixels=args.max_pixels,
         max_image_pixels=args.max_image_pixels,
-        ofd_threshold=getattr(args, "ofd_threshold", OFD_THRESHOLD), devices=devices)
+        ofd_threshold=getattr(args, "ofd_threshold", OFD_THRESHOLD), devices=devices,
+        canvases=not getattr(args, "exact_shapes", False))
 
 
 def read_checked(engine: MattingEngine, path: str):
