@@ -13,6 +13,9 @@ Modes (PyTorch terms in brackets):
 * ``freeze_bn=True``: BatchNorm in inference mode while everything else trains (SOC).
 * ``inference=True``: skip the semantic and detail heads (returns ``None`` for them); the matte
   is bit-identical to the full forward pass.
+* ``canvas=Canvas(...)`` (with ``train=False``): the input is a zero-padded canvas holding each
+  sample in its top-left corner; each sample's outputs there equal the model's on the sample
+  alone (``models/canvas.py``), so one compiled program serves many image sizes.
 """
 
 from __future__ import annotations
