@@ -47,6 +47,7 @@ from modnet_jax.imaging import layouts
 from modnet_jax.imaging.files import list_files
 from modnet_jax.inference.cli import UserError, add_model_args, check_output_dir, finish
 from modnet_jax.inference.cli import engine_from_args, make_parent, read_checked, run_main
+from modnet_jax.inference.host_devices import split_host_cpu, video_devices
 from modnet_jax.inference.images import InputError, matte_to_uint8, orientation_of
 from modnet_jax.inference.images import read_matte, write_image
 from modnet_jax.inference.ofd import OFD_THRESHOLD
@@ -357,7 +358,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir = check_output_dir(args.output or f"eval_{os.path.basename(root.rstrip(os.sep))}")
     save_dir = os.path.join(out_dir, "mattes") if args.save_mattes else None
     regions = REGIONS if args.region == "both" else (args.region,)
-    engine = engine_from_args(args)
+    devices = None
+    if not args.exact_shapes:  # photos on canvases, one per host device (host_devices.py)
+        split_host_cpu()
+        devices = video_devices()
+    engine = engine_from_args(args, devices=devices)
     rows, summary, failures = evaluate_samples(engine, samples, regions, args.band_radius,
                                                save_dir, progress=not args.quiet,
                                                precision=args.precision, workers=args.workers)

@@ -121,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU, where larger batches were slower per frame; 8 on a GPU/TPU)")
     v.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="on a CPU, split the cores into N JAX devices that each matte their "
-                        "share of a video batch at the same time (default: 2 with 2 or more "
-                        "cores, where it was 1.2x faster than 1; a device count already in "
-                        "XLA_FLAGS wins; photos and --stream run on the first device)")
+                        "share of a video batch, or one photo each, at the same time (default: "
+                        "2 with 2 or more cores, where it was 1.2x faster than 1; a device "
+                        "count already in XLA_FLAGS wins; --stream and, with --exact-shapes, "
+                        "photos run on the first device)")
     v.add_argument("--video-format", choices=("mp4", "avi"), default="mp4",
                    help="container of output videos: mp4 (mp4v) or avi (MJPG) "
                         "(default: %(default)s)")
@@ -190,7 +191,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.cpu_devices is not None and args.cpu_devices < 1:
         raise UserError(f"--cpu-devices must be >= 1, got {args.cpu_devices}")
     devices = None
-    if videos:
+    if videos or not args.exact_shapes:  # photos on canvases are shared among devices too
         split_host_cpu(args.cpu_devices)  # before JAX starts (host_devices.py)
         devices = video_devices()
         if args.video_batch_size is None:

@@ -125,7 +125,8 @@ class MattingEngine:
     split into host devices by ``host_devices.py``, or several GPUs), a video batch is split
     across them, each device matting its share of the frames at the same time (one program,
     compiled once; ``video_batch_size`` is rounded up to a multiple of the device count).
-    Photos run on the first device.
+    Photos on canvases are shared the same way, one per device (``images``); everything else
+    runs on the first device.
 
     ``canvases``: photos of different sizes share compiled model programs (the module
     docstring says how, and that the mattes do not change); ``canvas_refit``: photos' worth of
@@ -297,6 +298,11 @@ class MattingEngine:
         programs (batch 1, and ``batch_size`` when that many of its photos come close
         together), and a folder of mixed sizes compiles one program per size.
 
+        With canvases on several devices (``split_photos``), photos are grouped by canvas
+        instead, one per device: each device mattes one photo of a batch at the same time
+        (one sharded model program per canvas; a last, incomplete batch is filled with copies
+        of its last photo, whose results are dropped).
+
         Results come as batches finish, not in input order. A per-item problem (an image
         above the pixel limit, or an ``Exception`` given instead of an image, e.g. by a reader
         that could not decode a file) is yielded as (key, InputError), so a folder always runs
@@ -307,12 +313,19 @@ class MattingEngine:
         in_flight: List[list] = []
         options = (cutout, with_image)
 
+        split = self.split_photos
+        group = len(self.devices) if split else self.batch_size
+
         def dispatch(bucket: list):
-            batches = [bucket] if len(bucket) == self.batch_size else [[i] for i in bucket]
-            for items_ in batches:
-                in_flight.append(self._run_photos(items_, background, options))
+            if split:
+                in_flight.append(self._run_split(bucket, background, options))
+            else:
+                batches = [bucket] if len(bucket) == self.batch_size else [[i] for i in bucket]
+                for items_ in batches:
+                    in_flight.append([self._run_photos(items_, background, options)])
             while len(in_flight) > 1:
-                yield from self._fetch(in_flight.pop(0))
+                for entry in in_flight.pop(0):
+                    yield from self._fetch(entry)
 
         for key, image in items:
             if isinstance(image, Exception):
@@ -323,12 +336,18 @@ class MattingEngine:
             except InputError as exc:
                 yield key, exc
                 continue
-            bucket = buckets.setdefault(image.shape[:2], [])
-            bucket.append((key, image))
+            if split:
+                size = self.input_size(*image.shape[:2])
+                where = self.canvas_for(*size)
+                item = (key, image, size, where)
+            else:
+                where, item = image.shape[:2], (key, image)
+            bucket = buckets.setdefault(where, [])
+            bucket.append(item)
             held += 1
-            if len(bucket) >= self.batch_size:
+            if len(bucket) >= group:
                 held -= len(bucket)
-                yield from dispatch(buckets.pop(image.shape[:2]))
+                yield from dispatch(buckets.pop(where))
             elif held >= self.max_pending:
                 oldest = next(iter(buckets))
                 held -= len(buckets[oldest])
@@ -336,7 +355,56 @@ class MattingEngine:
         for size in list(buckets):
             yield from dispatch(buckets.pop(size))
         for batch in in_flight:
-            yield from self._fetch(batch)
+            for entry in batch:
+                yield from self._fetch(entry)
+
+    @property
+    def split_photos(self) -> bool:
+        """Whether photos are shared among several devices (canvases on, > 1 device)."""
+        return self.canvases and len(self.devices) > 1
+
+    def _run_split(self, bucket: list, background: Optional[Background],
+                   options: Tuple[bool, bool]) -> list:
+        """Photos (key, image, model size, canvas) of one canvas, one per device (the batch
+        filled with copies of the last), through ``to_canvas`` and the outputs on the first
+        device and one sharded model program; returns one (keys, device results) per real
+        photo."""
+        n = len(self.devices)
+        real = len(bucket)
+        bucket = bucket + [bucket[-1]] * (n - real)
+        canvas = bucket[0][3]
+        images, shards = [], []
+        for (_, image, _, _), device in zip(bucket, self.devices):
+            h, w = image.shape[:2]
+            img = jax.device_put(image[None], self.devices[0])
+            taps = self._taps_for(h, w)
+            x = self.programs.run("photo_in", programs.to_canvas, (img, taps[0], taps[1]),
+                                  (("canvas", canvas),), label=f"1x{h}x{w}")
+            images.append(img)
+            shards.append(jax.device_put(x, device))
+        sharded = NamedSharding(self._mesh, PartitionSpec("frames"))
+        x = jax.make_array_from_single_device_arrays((n,) + canvas + (3,), sharded, shards)
+        sizes = jax.device_put(np.array([it[2] for it in bucket], np.int32), sharded)
+        if (n, canvas[0], canvas[1]) not in self.model_shapes:
+            self.model_shapes.append((n, canvas[0], canvas[1]))
+        mattes = self.programs.run("canvas_model", _canvas_model_split,
+                                   (self._variables_for(True), x, sizes),
+                                   (("model", self.model), ("mesh", self._mesh)),
+                                   label=f"{n}x{canvas[0]}x{canvas[1]}")
+        parts = sorted(mattes.addressable_shards, key=lambda sh: sh.index[0].start or 0)
+        out = []
+        for (key, image, size, _), img, part in list(zip(bucket, images, parts))[:real]:
+            h, w = image.shape[:2]
+            taps = self._taps_for(h, w)
+            res = self.programs.run(
+                "photo_out", _photo_out_program,
+                (img, jax.device_put(part.data, self.devices[0]), taps[2], taps[3],
+                 self._background(background, h, w)),
+                (("size", size), ("cutout", options[0]), ("with_image", options[1])),
+                label=f"1x{h}x{w}")
+            _copy_to_host_async(res)
+            out.append(([key], res))
+        return out
 
     def _photo_call(self, images, h: int, w: int, background: Optional[Background],
                     options: Tuple[bool, bool]):
@@ -542,6 +610,11 @@ def _photo_program(variables, images, taps, background, *, model, cutout, with_i
 
 def _canvas_model_program(variables, x, sizes, *, model):
     return programs.canvas_mattes(model, variables, x, sizes)
+
+
+def _canvas_model_split(variables, x, sizes, *, model, mesh):
+    mattes = programs.canvas_mattes(model, variables, x, sizes)
+    return jax.lax.with_sharding_constraint(mattes, NamedSharding(mesh, PartitionSpec("frames")))
 
 
 def _photo_out_program(images, mattes, back_rows, back_cols, background, *, size, cutout,

@@ -1,5 +1,5 @@
-"""Split a CPU into several JAX devices for video inference (``predict`` does it before JAX
-starts).
+"""Split a CPU into several JAX devices for video and photo inference (``predict`` and
+``evaluate`` do it before JAX starts).
 
 Why: on XLA:CPU one MODNet call does not keep every core busy (the MobileNetV2 encoder hardly
 runs faster on two cores than on one), and two calls on one device run one after the other.
@@ -7,7 +7,8 @@ Split into two host devices, the engine runs a video batch as one program whose 
 shared between the devices, each computing its own frames at the same time. On our 2-core
 machine a 512x896 frame took 214 ms of throughput instead of 262 ms (3 and 4 devices: 223
 and 240 ms), with the same mattes (each device's share equals running its frames alone).
-Photos and live streams, which want the lowest latency per frame, stay on the first device.
+Photos on canvases (``models/canvas.py``) are shared the same way, one photo per device;
+live streams, which want the lowest latency per frame, stay on the first device.
 
 ``XLA_FLAGS --xla_force_host_platform_device_count`` is only read when JAX's backends start,
 so the split must be asked for before anything uses JAX; a count already in ``XLA_FLAGS`` (the
