@@ -300,3 +300,23 @@ def test_video_split_over_two_devices_equals_host_path_and_reloads(untrained):
     assert all(r.matte is None for r in bare)
     np.testing.assert_array_equal(np.stack([r.composite for r in bare]),
                                   np.stack([r.composite for r in out]))
+
+
+def test_photos_split_over_two_devices_equal_one_device(untrained, engine):
+    """Canvas photos one per device (a landscape and a portrait canvas, an odd count so the
+    last batch of each is filled with a copy) equal the one-device canvas path."""
+    model, variables, _ = untrained
+    rng = np.random.default_rng(7)
+    sizes = [(70, 90), (64, 100), (96, 64), (64, 80), (100, 64)]
+    items = [(i, rng.integers(0, 256, s + (3,), dtype=np.uint8)) for i, s in enumerate(sizes)]
+    two = MattingEngine(model, variables, ref_size=REF, devices=jax.devices()[:2])
+    assert two.split_photos and not engine.split_photos
+    want = dict(engine.images(items, background=(0, 255, 0)))
+    with jax.transfer_guard("disallow"):
+        got = dict(two.images(items, background=(0, 255, 0)))
+    assert sorted(got) == list(range(len(sizes)))
+    for i, (h, w) in enumerate(sizes):
+        assert got[i].matte.shape == (h, w)
+        np.testing.assert_allclose(got[i].matte, want[i].matte, rtol=0, atol=1e-6)
+        assert np.abs(got[i].composite.astype(int) - want[i].composite).max() <= 1
+    assert two.model_shapes == [(2, 64, 128), (2, 128, 64)]
