@@ -317,6 +317,7 @@ def test_photos_split_over_two_devices_equal_one_device(untrained, engine):
     assert sorted(got) == list(range(len(sizes)))
     for i, (h, w) in enumerate(sizes):
         assert got[i].matte.shape == (h, w)
-        np.testing.assert_allclose(got[i].matte, want[i].matte, rtol=0, atol=1e-6)
+        # The same canvas program per device, but another batch: summation order may differ.
+        np.testing.assert_allclose(got[i].matte, want[i].matte, rtol=0, atol=1e-5)
         assert np.abs(got[i].composite.astype(int) - want[i].composite).max() <= 1
     assert two.model_shapes == [(2, 64, 128), (2, 128, 64)]

@@ -140,9 +140,11 @@ def test_mixed_size_folder_equals_host_path_and_shares_one_canvas(untrained, eng
     ref = reference_mattes(model, variables, [items[i][1] for i in (0, 2, 3, 4)])
     ref += reference_mattes(model, variables, [items[1][1]])
     ref += reference_mattes(model, variables, [items[5][1]])
-    # (Summation order only: the canvas's conv shapes differ from the photo's, ~1e-6 apart.)
+    # Summation order only: the canvas's conv shapes differ from the photo's, and XLA's CPU
+    # conv kernels (the tests run them) block their sums by shape: up to ~5e-6 apart here (a
+    # 0..255 matte moves by < 0.002 levels); test_exact_shapes_... holds the exact path to 1e-6.
     for i, want in zip((0, 2, 3, 4, 1, 5), ref):
-        np.testing.assert_allclose(out[i], want, rtol=0, atol=2e-6)
+        np.testing.assert_allclose(out[i], want, rtol=0, atol=1e-5)
     again = {k: r.matte for k, r in engine.images(items)}
     assert len(engine.programs.compiled) + len(engine.programs.loaded) == len(labels)
     for i in out:
