@@ -18,12 +18,8 @@ on a zero-padded canvas told each photo's valid size (``models.canvas``), which 
 mattes of the photo's own size, so one compiled model serves every model input size that fits
 its canvas. On a CPU compiling the model costs as much as matting ~10 photos, while the
 per-size programs around it (area resize onto the canvas; resize back and outputs) compile in
-a fraction of a second. ``canvas_for`` says which canvas a size uses: a new canvas is made
-generous (its long side covers up to 16:9 at the size's short side) so the usual photo shapes
-of one orientation share it; a size uses a compiled canvas of at most twice its area; and a
-size that has wasted ``canvas_refit`` photos' worth of padding gets a canvas of its own (a
-folder of thousands of 4:3 photos then runs at its exact size after a few dozen). The choice
-depends only on the order of the sizes, so a second run of the same folder compiles nothing.
+a fraction of a second. Which canvas a size uses is ``canvas_policy.py``'s choice; it depends
+only on the order of the sizes, so a second run of the same folder compiles nothing.
 ``canvases=False``: one fused program per image size (the resize, the model at the exact
 size, the resize back and outputs; a second one at ``batch_size`` for a size whose photos come
 ``batch_size`` at a time, see ``images``). With several ``devices`` a video batch is one
@@ -52,6 +48,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from modnet_jax.inference import programs
+from modnet_jax.inference.canvas_policy import REFIT, CanvasPolicy
 from modnet_jax.inference.checkpoint import load_checked_variables
 from modnet_jax.inference.compile_cache import cache_hits
 from modnet_jax.inference.export_cache import compile_flat
@@ -63,13 +60,6 @@ from modnet_jax.inference.resize import make_taps
 from modnet_jax.models import model_from_config
 
 MAX_IMAGE_PIXELS = 120_000_000
-# Canvas policy (see the module docstring): a new canvas's long side covers this aspect ratio
-# at its short side; a size uses a canvas of at most CANVAS_MAX_AREA times its area; a size
-# whose photos have wasted CANVAS_REFIT photos' worth of canvas gets its own (on our 2-core
-# CPU a model compile costs about as much as 8-12 photos at 512x672).
-CANVAS_ASPECT = 7 / 4
-CANVAS_MAX_AREA = 2.0
-CANVAS_REFIT = 8.0
 
 
 @dataclass
@@ -140,7 +130,7 @@ class MattingEngine:
                  max_image_pixels: int = MAX_IMAGE_PIXELS,
                  ofd_threshold: float = OFD_THRESHOLD, max_pending: Optional[int] = None,
                  devices: Optional[Sequence[Any]] = None, canvases: bool = True,
-                 canvas_refit: float = CANVAS_REFIT):
+                 canvas_refit: float = REFIT):
         if batch_size < 1 or (video_batch_size is not None and video_batch_size < 1):
             raise ValueError(f"batch sizes must be >= 1, got {batch_size}, {video_batch_size}")
         if resize_back not in ("area", "bilinear"):
@@ -165,9 +155,8 @@ class MattingEngine:
         self.max_pending = max(int(max_pending or 2 * self.batch_size), self.batch_size)
         self.programs = _Programs()
         self.canvases = bool(canvases)
-        self.canvas_refit = float(canvas_refit)
-        self._canvas_list: List[Tuple[int, int]] = []
-        self._canvas_waste: Dict[Tuple[int, int], float] = {}
+        self.canvas_policy = CanvasPolicy(canvases, canvas_refit, max_pixels=self.max_pixels,
+                                          max_long_side=self.max_long_side)
         self.model_shapes: List[Tuple[int, int, int]] = []
         self._taps: Dict[Tuple[int, int, str], Any] = {}
         self._backgrounds: "OrderedDict[Hashable, Any]" = OrderedDict()
@@ -188,27 +177,8 @@ class MattingEngine:
 
     def canvas_for(self, rh: int, rw: int, count: int = 1) -> Tuple[int, int]:
         """The canvas (height, width) that ``count`` photos of model input size rh x rw run on
-        next, and its bookkeeping (see the module docstring); (rh, rw) with canvases off."""
-        if not self.canvases or (rh, rw) in self._canvas_list:
-            return rh, rw
-        area = rh * rw
-        fits = [c for c in self._canvas_list
-                if c[0] >= rh and c[1] >= rw and c[0] * c[1] <= CANVAS_MAX_AREA * area]
-        if fits:
-            best = min(fits, key=lambda c: c[0] * c[1])
-            waste = self._canvas_waste.get((rh, rw), 0.0) + count * (1 - area / (best[0] * best[1]))
-            if waste < self.canvas_refit:
-                self._canvas_waste[(rh, rw)] = waste
-                return best
-            new = (rh, rw)  # this size has wasted enough: its own canvas from now on
-        else:
-            short, long_ = min(rh, rw), max(rh, rw)
-            wide = max(long_, -(-int(short * CANVAS_ASPECT) // 32) * 32)
-            if short * wide > max(self.max_pixels, area) or wide > max(self.max_long_side, long_):
-                wide = long_
-            new = (short, wide) if rh <= rw else (wide, short)
-        self._canvas_list.append(new)
-        return new
+        next (``canvas_policy.py``); (rh, rw) with canvases off."""
+        return self.canvas_policy.choose(rh, rw, count)
 
     def check_size(self, height: int, width: int) -> None:
         """Raise ``InputError`` if an image this size is above ``max_image_pixels``."""
@@ -322,7 +292,7 @@ class MattingEngine:
             else:
                 batches = [bucket] if len(bucket) == self.batch_size else [[i] for i in bucket]
                 for items_ in batches:
-                    in_flight.append([self._run_photos(items_, background, options)])
+                    in_flight.append(self._run_photos(items_, background, options))
             while len(in_flight) > 1:
                 for entry in in_flight.pop(0):
                     yield from self._fetch(entry)
@@ -366,89 +336,84 @@ class MattingEngine:
     def _run_split(self, bucket: list, background: Optional[Background],
                    options: Tuple[bool, bool]) -> list:
         """Photos (key, image, model size, canvas) of one canvas, one per device (the batch
-        filled with copies of the last), through ``to_canvas`` and the outputs on the first
-        device and one sharded model program; returns one (keys, device results) per real
-        photo."""
-        n = len(self.devices)
-        real = len(bucket)
-        bucket = bucket + [bucket[-1]] * (n - real)
-        canvas = bucket[0][3]
-        images, shards = [], []
-        for (_, image, _, _), device in zip(bucket, self.devices):
-            h, w = image.shape[:2]
-            img = jax.device_put(image[None], self.devices[0])
-            taps = self._taps_for(h, w)
-            x = self.programs.run("photo_in", programs.to_canvas, (img, taps[0], taps[1]),
-                                  (("canvas", canvas),), label=f"1x{h}x{w}")
-            images.append(img)
-            shards.append(jax.device_put(x, device))
-        sharded = NamedSharding(self._mesh, PartitionSpec("frames"))
-        x = jax.make_array_from_single_device_arrays((n,) + canvas + (3,), sharded, shards)
-        sizes = jax.device_put(np.array([it[2] for it in bucket], np.int32), sharded)
-        if (n, canvas[0], canvas[1]) not in self.model_shapes:
-            self.model_shapes.append((n, canvas[0], canvas[1]))
-        mattes = self.programs.run("canvas_model", _canvas_model_split,
-                                   (self._variables_for(True), x, sizes),
-                                   (("model", self.model), ("mesh", self._mesh)),
-                                   label=f"{n}x{canvas[0]}x{canvas[1]}")
-        parts = sorted(mattes.addressable_shards, key=lambda sh: sh.index[0].start or 0)
-        out = []
-        for (key, image, size, _), img, part in list(zip(bucket, images, parts))[:real]:
-            h, w = image.shape[:2]
-            taps = self._taps_for(h, w)
-            res = self.programs.run(
-                "photo_out", _photo_out_program,
-                (img, jax.device_put(part.data, self.devices[0]), taps[2], taps[3],
-                 self._background(background, h, w)),
-                (("size", size), ("cutout", options[0]), ("with_image", options[1])),
-                label=f"1x{h}x{w}")
-            _copy_to_host_async(res)
-            out.append(([key], res))
-        return out
-
-    def _photo_call(self, images, h: int, w: int, background: Optional[Background],
-                    options: Tuple[bool, bool]):
-        """(name, fn, args, static) of the photo program for images [B, h, w, 3]."""
-        return ("photo", _photo_program,
-                (self.variables, images, self._taps_for(h, w), self._background(background, h, w)),
-                (("model", self.model), ("cutout", options[0]), ("with_image", options[1])))
+        filled with copies of the last); returns one (keys, device results) per photo."""
+        groups = [([key], image[None], size) for key, image, size, _ in bucket]
+        return self._run_on_canvas(groups, bucket[0][3], background, options, split=True)
 
     def _run_photos(self, bucket: list, background: Optional[Background],
                     options: Tuple[bool, bool]) -> list:
-        """Dispatch the photo program(s) for photos of one size; returns (keys, device results)."""
+        """Photos (key, image) of one size as one batch on the first device; returns
+        [(keys, device results)]."""
         b = len(bucket)
         h, w = bucket[0][1].shape[:2]
-        rh, rw = self.input_size(h, w)
-        ch, cw = self.canvas_for(rh, rw, b)
-        if (b, ch, cw) not in self.model_shapes:
-            self.model_shapes.append((b, ch, cw))
-        images = jax.device_put(bucket[0][1][None] if b == 1
-                                else np.stack([item[1] for item in bucket]), self.devices[0])
-        if not self.canvases:
-            name, fn, args, static = self._photo_call(images, h, w, background, options)
-            res = self.programs.run(name, fn, args, static, label=f"{b}x{h}x{w}")
-        else:
-            res = self._run_on_canvas(images, (rh, rw), (ch, cw), background, options)
-        _copy_to_host_async(res)
-        return [item[0] for item in bucket], res
-
-    def _run_on_canvas(self, images, size: Tuple[int, int], canvas: Tuple[int, int],
-                       background: Optional[Background], options: Tuple[bool, bool]):
-        """Photos [B, h, w, 3] of model input ``size`` through the canvas programs: onto the
-        canvas (per image size), the model (per canvas), off the canvas and outputs."""
-        b, h, w = images.shape[:3]
-        taps = self._taps_for(h, w)
-        x = self.programs.run("photo_in", programs.to_canvas, (images, taps[0], taps[1]),
-                              (("canvas", canvas),), label=f"{b}x{h}x{w}")
-        sizes = jax.device_put(np.tile(np.array([size], np.int32), (b, 1)), self.devices[0])
-        mattes = self.programs.run("canvas_model", _canvas_model_program,
-                                   (self.variables, x, sizes), (("model", self.model),),
-                                   label=f"{b}x{canvas[0]}x{canvas[1]}")
-        return self.programs.run(
-            "photo_out", _photo_out_program,
-            (images, mattes, taps[2], taps[3], self._background(background, h, w)),
-            (("size", size), ("cutout", options[0]), ("with_image", options[1])),
+        keys = [item[0] for item in bucket]
+        host = bucket[0][1][None] if b == 1 else np.stack([item[1] for item in bucket])
+        size = self.input_size(h, w)
+        if self.canvases:
+            return self._run_on_canvas([(keys, host, size)], self.canvas_for(*size, b),
+                                       background, options)
+        self._note_model_shape(b, size)
+        images = jax.device_put(host, self.devices[0])
+        res = self.programs.run(
+            "photo", programs.photo,
+            (self.variables, images, self._taps_for(h, w), self._background(background, h, w)),
+            (("model", self.model), ("cutout", options[0]), ("with_image", options[1])),
             label=f"{b}x{h}x{w}")
+        _copy_to_host_async(res)
+        return [(keys, res)]
+
+    def _run_on_canvas(self, groups: list, canvas: Tuple[int, int],
+                       background: Optional[Background], options: Tuple[bool, bool],
+                       split: bool = False) -> list:
+        """Groups (keys, uint8 photos [b, h, w, 3] of one size, their model input size) on one
+        canvas: each group onto the canvas (a program per image size), one model call for all
+        of them, each group off the canvas and its outputs (per image size). ``split``: one
+        group of one photo per device, the model sharded over the devices (missing groups are
+        copies of the last, their results dropped). Returns (keys, device results) per group."""
+        dev0 = self.devices[0]
+        placed, xs = [], []
+        for _, host, size in groups:
+            b, h, w = host.shape[:3]
+            images, taps = jax.device_put(host, dev0), self._taps_for(h, w)
+            xs.append(self.programs.run("photo_in", programs.to_canvas,
+                                        (images, taps[0], taps[1]), (("canvas", canvas),),
+                                        label=f"{b}x{h}x{w}"))
+            placed.append((images, taps))
+        sizes = np.array([size for _, host, size in groups for _ in range(len(host))], np.int32)
+        if split:
+            pad = len(self.devices) - len(groups)
+            sizes = np.concatenate([sizes, np.repeat(sizes[-1:], pad, axis=0)])
+            at = NamedSharding(self._mesh, PartitionSpec("frames"))
+            shards = [jax.device_put(x, d) for x, d in zip(xs + xs[-1:] * pad, self.devices)]
+            x = jax.make_array_from_single_device_arrays((len(sizes),) + canvas + (3,), at,
+                                                         shards)
+        else:
+            at, x = dev0, xs[0]
+        self._note_model_shape(len(sizes), canvas)
+        mattes = self.programs.run(
+            "canvas_model", programs.canvas_model,
+            (self._variables_for(split), x, jax.device_put(sizes, at)),
+            (("model", self.model), ("mesh", self._mesh if split else None)),
+            label=f"{len(sizes)}x{canvas[0]}x{canvas[1]}")
+        parts = [mattes]
+        if split:  # each photo's matte back to the first device, in batch order
+            shards = sorted(mattes.addressable_shards, key=lambda sh: sh.index[0].start or 0)
+            parts = [jax.device_put(sh.data, dev0) for sh in shards]
+        out = []
+        for (keys, _, size), (images, taps), part in zip(groups, placed, parts):
+            b, h, w = images.shape[:3]
+            res = self.programs.run(
+                "photo_out", programs.photo_out,
+                (images, part, taps[2], taps[3], self._background(background, h, w)),
+                (("size", size), ("cutout", options[0]), ("with_image", options[1])),
+                label=f"{b}x{h}x{w}")
+            _copy_to_host_async(res)
+            out.append((keys, res))
+        return out
+
+    def _note_model_shape(self, batch: int, size: Tuple[int, int]) -> None:
+        if (batch,) + tuple(size) not in self.model_shapes:
+            self.model_shapes.append((batch,) + tuple(size))
 
     @staticmethod
     def _fetch(batch) -> Iterator[Tuple[Hashable, Matted]]:
@@ -511,9 +476,7 @@ class MattingEngine:
         split = self._mesh is not None and ofd
         carry = jax.device_put((np.zeros((2, h, w), np.float32), np.zeros((1, h, w, 3), np.uint8)),
                                self._placement(not split))
-        rh, rw = self.input_size(h, w)
-        if (self.video_batch_size, rh, rw) not in self.model_shapes:
-            self.model_shapes.append((self.video_batch_size, rh, rw))
+        self._note_model_shape(self.video_batch_size, self.input_size(h, w))
         frames_at = (NamedSharding(self._mesh, PartitionSpec("frames")) if self._mesh is not None
                      else self.devices[0])
         finish = (("threshold", self.ofd_threshold), ("ofd", ofd), ("cutout", options[0]),
@@ -534,7 +497,7 @@ class MattingEngine:
         frames = jax.device_put(host, state["frames_at"])
         first = jax.device_put(np.bool_(state["first"]), self._placement(not state["split"]))
         if state["split"]:
-            raw = self.programs.run("video_raw", _video_raw_program,
+            raw = self.programs.run("video_raw", programs.video_raw_split,
                                     (self._variables_for(True), frames, state["taps"]),
                                     static=state["raw_static"], label=state["label"])
             raw, frames = jax.device_put((raw, host), self.devices[0])
@@ -545,7 +508,7 @@ class MattingEngine:
         else:
             args = (self._variables_for(True), frames, state["carry"][0], state["carry"][1],
                     first, state["taps"], state["bg"])
-            res, state["carry"] = self.programs.run("video_step", _video_program, args,
+            res, state["carry"] = self.programs.run("video_step", programs.video_program, args,
                                                     static=state["static"], label=state["label"])
         _copy_to_host_async(res)
         if not state["ofd"]:
@@ -601,41 +564,3 @@ def _copy_to_host_async(tree) -> None:
     for leaf in jax.tree.leaves(tree):
         leaf.copy_to_host_async()
 
-
-def _photo_program(variables, images, taps, background, *, model, cutout, with_image):
-    x = programs.prepare(images, taps[0], taps[1])
-    mattes = programs.restore(programs.model_mattes(model, variables, x), taps[2], taps[3])
-    return programs.outputs(images, mattes, background, cutout, with_image)
-
-
-def _canvas_model_program(variables, x, sizes, *, model):
-    return programs.canvas_mattes(model, variables, x, sizes)
-
-
-def _canvas_model_split(variables, x, sizes, *, model, mesh):
-    mattes = programs.canvas_mattes(model, variables, x, sizes)
-    return jax.lax.with_sharding_constraint(mattes, NamedSharding(mesh, PartitionSpec("frames")))
-
-
-def _photo_out_program(images, mattes, back_rows, back_cols, background, *, size, cutout,
-                       with_image):
-    restored = programs.restore(programs.from_canvas(mattes, size), back_rows, back_cols)
-    return programs.outputs(images, restored, background, cutout, with_image)
-
-
-def _video_raw_program(variables, frames, taps, *, model, mesh):
-    raw = programs.video_raw(model, variables, frames, taps)
-    return jax.lax.with_sharding_constraint(raw, NamedSharding(mesh, PartitionSpec("frames")))
-
-
-def _video_program(variables, frames, carry_mattes, carry_frame, first, taps, background, *,
-                   model, threshold, ofd, cutout, with_image, with_matte, mesh):
-    out, carry = programs.video_step(model, variables, frames, carry_mattes, carry_frame, first,
-                                     taps, background, threshold=threshold, ofd=ofd,
-                                     cutout=cutout, with_image=with_image, with_matte=with_matte)
-    if mesh is not None:
-        # Outputs split by frame like the input (each device finishes its own frames); the
-        # carry replicated, as the next batch takes it.
-        out = jax.lax.with_sharding_constraint(out, NamedSharding(mesh, PartitionSpec("frames")))
-        carry = jax.lax.with_sharding_constraint(carry, NamedSharding(mesh, PartitionSpec()))
-    return out, carry

@@ -14,13 +14,19 @@ Everything between a decoded uint8 frame and the arrays an encoder needs:
   state carried between batches (see ``video_step`` for the seams); ``video_raw`` and
   ``video_finish`` are its two halves (before and after OFD), run as separate programs when a
   batch is shared by several devices.
+
+The entry points the engine compiles (``photo``, ``canvas_model``, ``photo_out``,
+``video_raw_split``, ``video_program``) take their options as keywords (static arguments) and,
+given a device ``mesh``, keep their results split by frame across its devices.
 """
 
 from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
+import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
 from modnet_jax.inference.resize import Taps, exact_divide, resize_hw
 from modnet_jax.models.canvas import Canvas
@@ -142,3 +148,48 @@ def video_flush(carry_mattes, carry_frame, background, *, cutout: bool, with_ima
                 with_matte: bool = True):
     """Outputs of the frame held back at the end of a stream (its matte unchanged)."""
     return outputs(carry_frame, carry_mattes[1:], background, cutout, with_image, with_matte)
+
+
+# ---------------------------------------------------------------- entry points the engine compiles
+
+def _by_frame(tree, mesh):
+    """``tree`` split along its first axis over ``mesh``'s devices (unchanged without a mesh)."""
+    if mesh is None:
+        return tree
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, PartitionSpec("frames")))
+
+
+def photo(variables, images, taps, background, *, model, cutout, with_image):
+    """Photos [B, H, W, 3] of one size end to end at their exact model input size."""
+    x = prepare(images, taps[0], taps[1])
+    mattes = restore(model_mattes(model, variables, x), taps[2], taps[3])
+    return outputs(images, mattes, background, cutout, with_image)
+
+
+def canvas_model(variables, x, sizes, *, model, mesh=None):
+    """``canvas_mattes``; with a ``mesh``, each device mattes its share of the canvases."""
+    return _by_frame(canvas_mattes(model, variables, x, sizes), mesh)
+
+
+def photo_out(images, mattes, back_rows, back_cols, background, *, size, cutout, with_image):
+    """Outputs of photos [B, H, W, 3] from their canvas mattes (valid corner ``size``)."""
+    restored = restore(from_canvas(mattes, size), back_rows, back_cols)
+    return outputs(images, restored, background, cutout, with_image)
+
+
+def video_raw_split(variables, frames, taps, *, model, mesh):
+    """``video_raw`` with the frames and raw mattes split over ``mesh``'s devices."""
+    return _by_frame(video_raw(model, variables, frames, taps), mesh)
+
+
+def video_program(variables, frames, carry_mattes, carry_frame, first, taps, background, *,
+                  model, threshold, ofd, cutout, with_image, with_matte, mesh):
+    """``video_step``; with a ``mesh``, the outputs split by frame like the input (each device
+    finishes its own frames) and the carry replicated, as the next batch takes it."""
+    out, carry = video_step(model, variables, frames, carry_mattes, carry_frame, first, taps,
+                            background, threshold=threshold, ofd=ofd, cutout=cutout,
+                            with_image=with_image, with_matte=with_matte)
+    if mesh is not None:
+        out = _by_frame(out, mesh)
+        carry = jax.lax.with_sharding_constraint(carry, NamedSharding(mesh, PartitionSpec()))
+    return out, carry
