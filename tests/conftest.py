@@ -5,7 +5,8 @@
 * XLA's own CPU conv kernels, as train.py chooses (modnet_jax/training/xla_cpu.py);
 * a persistent compilation cache shared with the subprocesses the training tests start, so
   the same programs (model init, train/eval steps) compile once per machine instead of once
-  per test or process (~40 s -> ~2 s each on a 2-core CPU).
+  per test or process (~40 s -> ~2 s each on a 2-core CPU);
+* compiled programs released after each test module (``_release_compiled_programs``).
 
 Everything is set through environment variables (not jax.config) so that subprocesses compile
 identical programs and hit the same cache entries.
@@ -32,8 +33,28 @@ from modnet_jax.training import xla_cpu  # noqa: E402
 xla_cpu.prefer_xla_kernels()
 
 
-# Fixtures the engine and inference tests share (module-scoped: one model per test module).
+import gc  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's caches of compiled programs when a test module ends.
+
+    XLA:CPU maps each compiled kernel into memory on its own (a MODNet train step with XLA's
+    kernels adds ~2,400 memory mappings), and the mappings live as long as the program is
+    cached. The whole suite in one process compiles enough programs to pass Linux's default
+    limit of 65,530 mappings per process (``vm.max_map_count``); XLA then aborts the process
+    (SIGABRT while writing a program to the persistent cache, in test_train.py), which lost
+    the whole run. Programs a later module needs again come back from the persistent cache.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
+
+
+# Fixtures the engine and inference tests share (module-scoped: one model per test module).
 
 
 @pytest.fixture(scope="module")
