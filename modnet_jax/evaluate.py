@@ -49,7 +49,7 @@ from modnet_jax.inference.cli import UserError, add_model_args, check_output_dir
 from modnet_jax.inference.cli import engine_from_args, make_parent, read_checked, run_main
 from modnet_jax.inference.host_devices import split_host_cpu, video_devices
 from modnet_jax.inference.images import InputError, matte_to_uint8, orientation_of
-from modnet_jax.inference.images import read_matte, write_image
+from modnet_jax.inference.images import read_matte, upright_size, write_image
 from modnet_jax.inference.ofd import OFD_THRESHOLD
 from modnet_jax.inference.pipeline import prefetch
 from modnet_jax.progress import Progress
@@ -178,6 +178,8 @@ def evaluate_samples(engine, samples: Sequence[Sample], regions: Sequence[str] =
                 bar.note(f"error: {exc}")
                 bar.update()
 
+    # Compiling starts now, from the files' headers, while the first images are decoded.
+    engine.warm_up(upright_size(s.image) for s in samples if s.matte is not None)
     rows: List[dict] = []
     scoring: "deque" = deque()
 

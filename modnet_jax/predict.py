@@ -57,6 +57,7 @@ from modnet_jax.inference.images import (  # noqa: E402
     InputError,
     parse_colour,
     read_image,
+    upright_size,
     write_image,
 )
 from modnet_jax.inference.ofd import OFD_THRESHOLD  # noqa: E402
@@ -236,6 +237,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     depth = 2 * args.batch_size
     options = dict(cutout=args.cutout and not clean, background=None if clean else background,
                    with_image=clean)
+    # Compiling starts now, from the files' headers, while the first photos are decoded.
+    engine.warm_up((upright_size(path) for path in images), **options)
     with prefetch(decoded(), depth) as source, BackgroundWriter(write, depth) as writer:
         for item in engine.images(source, **options):
             writer.put(item)

@@ -19,6 +19,8 @@ from modnet_jax import predict
 from modnet_jax.inference import MattingEngine, OneFrameDelay, model_input_size
 from modnet_jax.inference import programs
 from modnet_jax.inference.foreground import clean_outputs
+from modnet_jax.inference import export_cache
+from modnet_jax.inference.compiled import Programs
 from modnet_jax.inference.engine import Matted
 from modnet_jax.inference.images import composite
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
@@ -70,6 +72,39 @@ def test_model_input_caps():
     for hw in ((300, 1), (1, 300), (7, 99999), (99999, 99999)):
         rh, rw = model_input_size(*hw, **caps)
         assert 32 <= min(rh, rw) and max(rh, rw) <= 2048 and rh * rw <= 2048 * 1024
+
+
+def test_programs_compile_ahead_or_on_demand_each_key_once(monkeypatch):
+    """A program asked for ahead is compiled on a worker and ``run`` waits for it; one still
+    queued behind a busy worker is compiled by ``run`` itself (not twice); abstract arguments
+    (ShapeDtypeStruct with a device) give the program real arrays on that device use."""
+    monkeypatch.setattr(export_cache, "export_dir", lambda: None)  # always trace
+    progs = Programs(workers=1)
+    busy, traced = threading.Event(), []
+
+    def slow(x):
+        traced.append("slow")
+        busy.wait(30)  # holds the only worker while it traces
+        return x * 2
+
+    def double(x):
+        traced.append("double")
+        return x + x
+
+    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    spec = jax.ShapeDtypeStruct((3,), np.float32, sharding=dev)
+    progs.prefetch("slow", slow, (spec,), label="3")
+    progs.prefetch("double", double, (spec,), label="3")
+    progs.prefetch("double", double, (spec,), label="3")  # already queued: nothing
+    assert progs.asked == 2
+    x = jax.device_put(np.arange(3, dtype=np.float32), jax.devices()[0])
+    np.testing.assert_array_equal(progs.run("double", double, (x,), label="3"), [0, 2, 4])
+    busy.set()
+    np.testing.assert_array_equal(progs.run("slow", slow, (x,), label="3"), [0, 2, 4])
+    np.testing.assert_array_equal(progs.run("double", double, (x,), label="3"), [0, 2, 4])
+    assert sorted(traced) == ["double", "slow"]
+    assert sorted(progs.compiled + progs.loaded) == ["double 3", "slow 3"]
+    assert progs.ahead == 1  # "slow" on the worker; "double" was compiled by run
 
 
 def test_prefetch_is_bounded_and_raises_in_the_consumer():
@@ -321,3 +356,31 @@ def test_photos_split_over_two_devices_equal_one_device(untrained, engine):
         np.testing.assert_allclose(got[i].matte, want[i].matte, rtol=0, atol=1e-5)
         assert np.abs(got[i].composite.astype(int) - want[i].composite).max() <= 1
     assert two.model_shapes == [(2, 64, 128), (2, 128, 64)]
+
+
+def test_warm_up_compiles_ahead_exactly_the_programs_photos_need(untrained):
+    """``warm_up`` from the photos' sizes (an unknown and an oversized one among them) asks for
+    each program the split photo path will use, once, and nothing else: the run then compiles
+    nothing more and gives the same mattes as an engine that was not warmed up."""
+    model, variables, _ = untrained
+    rng = np.random.default_rng(8)
+    sizes = [(70, 90), (96, 64), (64, 100), (70, 90), (100, 64), (64, 80)]
+    items = [(i, rng.integers(0, 256, s + (3,), dtype=np.uint8)) for i, s in enumerate(sizes)]
+    cold = MattingEngine(model, variables, ref_size=REF, devices=jax.devices()[:2])
+    want = dict(cold.images(items, background=(0, 0, 255)))
+    warm = MattingEngine(model, variables, ref_size=REF, devices=jax.devices()[:2])
+    hints = sizes[:3] + [None, (20_000, 20_000)] + sizes[3:]
+    # 5 image sizes: photo_in and photo_out each; 2 canvases (landscape, portrait).
+    assert warm.warm_up(hints, background=(0, 0, 255)) == 5 + 5 + 2
+    assert warm.warm_up(hints, background=(0, 0, 255)) == 0  # all asked for already
+    got = dict(warm.images(items, background=(0, 0, 255)))
+    done = sorted(warm.programs.compiled + warm.programs.loaded)
+    assert done == sorted(cold.programs.compiled + cold.programs.loaded) and len(done) == 12
+    for i in range(len(sizes)):
+        np.testing.assert_array_equal(got[i].matte, want[i].matte)
+        np.testing.assert_array_equal(got[i].composite, want[i].composite)
+    one = MattingEngine(model, variables, ref_size=REF)
+    assert one.warm_up(sizes) == 0 and one.programs.asked == 0  # one device: nothing ahead
+    ahead = warm.programs.ahead  # compiled on the workers; run compiled any still queued
+    assert 0 <= ahead <= 12
+    assert (f"{ahead} of them ahead of need" in warm.compile_summary()) == (ahead > 0)

@@ -266,13 +266,14 @@ def load_raw(path: str, channels: int) -> np.ndarray:
 
 
 def image_size(path: str) -> tuple[int, int] | None:
-    """(height, width) from the file's header without decoding it (any format imagesize
-    reads: JPEG, PNG, BMP, TIFF, WebP, PPM/PGM...; raw .npy too), or None when unknown."""
+    """(height, width) as stored, from the file's header without decoding it (any format
+    imagesize reads: JPEG, PNG, BMP, TIFF, WebP, PPM/PGM...; raw .npy too), or None when
+    unknown. The EXIF orientation is not applied (`file_orientation` says how to turn it)."""
     try:
         if extension(path) == RAW_EXTENSION:
             head = _raw_header(path)
             return head.height, head.width
-        width, height = imagesize.get(path)
+        width, height = imagesize.get(path, exif_rotation=False)
     except (OSError, ValueError, struct.error, IndexError, UnusableFile):
         return None
     return (int(height), int(width)) if width > 0 and height > 0 else None

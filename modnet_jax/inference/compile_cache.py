@@ -26,6 +26,7 @@ _DISABLED = ("none", "off", "0", "")
 
 _lock = threading.Lock()
 _hits = 0
+_thread = threading.local()  # this thread's hits: compiles run on several threads at once
 
 
 def default_cache_dir() -> str:
@@ -38,11 +39,18 @@ def _on_event(event: str, **_kwargs) -> None:
     if event == "/jax/compilation_cache/cache_hits":
         with _lock:
             _hits += 1
+        _thread.hits = getattr(_thread, "hits", 0) + 1
 
 
 def cache_hits() -> int:
     """Programs loaded from the persistent cache in this process so far."""
     return _hits
+
+
+def thread_cache_hits() -> int:
+    """Programs this thread loaded from the persistent cache so far (JAX reports a hit on the
+    thread that compiles, so this tells which of several concurrent compiles were hits)."""
+    return getattr(_thread, "hits", 0)
 
 
 jax.monitoring.register_event_listener(_on_event)

@@ -26,7 +26,9 @@ size, the resize back and outputs; a second one at ``batch_size`` for a size who
 program sharded by frame across them (``host_devices.py`` says why that pays on a CPU).
 With the persistent cache (``compile_cache.py``) a second run compiles nothing, and with the
 traced programs kept beside it (``export_cache.py``) it does not trace the model either;
-``compile_summary()`` says what was compiled and how long it took.
+``compile_summary()`` says what was compiled and how long it took. ``warm_up(sizes)`` starts
+compiling, on background threads (``compiled.py``), what photos of the given sizes will need,
+so a folder's compiles overlap its start instead of waiting for each photo.
 
 Bounded memory: the model input follows the release's rule capped by ``max_long_side`` and
 ``max_pixels`` (``preprocess.model_input_size``); an image above ``max_image_pixels`` is refused
@@ -37,7 +39,8 @@ caller handles the previous one (so the device works while the caller encodes).
 
 from __future__ import annotations
 
-import time
+import copy
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import (Any, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Tuple,
@@ -45,13 +48,12 @@ from typing import (Any, Dict, Hashable, Iterable, Iterator, List, Optional, Seq
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from modnet_jax.inference import programs
 from modnet_jax.inference.canvas_policy import REFIT, CanvasPolicy
 from modnet_jax.inference.checkpoint import load_checked_variables
-from modnet_jax.inference.compile_cache import cache_hits
-from modnet_jax.inference.export_cache import compile_flat
+from modnet_jax.inference.compiled import Programs
 from modnet_jax.inference.images import Background, InputError, background_for, matte_to_uint8
 from modnet_jax.inference.ofd import OFD_THRESHOLD
 from modnet_jax.inference.preprocess import MAX_LONG_SIDE, MAX_PIXELS, REF_SIZE
@@ -60,6 +62,7 @@ from modnet_jax.inference.resize import make_taps
 from modnet_jax.models import model_from_config
 
 MAX_IMAGE_PIXELS = 120_000_000
+WARM_UP_PHOTOS = 64
 
 
 @dataclass
@@ -76,30 +79,6 @@ class Matted:
     @property
     def matte_uint8(self) -> np.ndarray:
         return matte_to_uint8(self.matte)
-
-
-class _Programs:
-    """Compiled programs keyed by name, static options and argument shapes; counts compiles."""
-
-    def __init__(self):
-        self._exe: Dict[Hashable, Any] = {}
-        self.compiled: List[str] = []
-        self.loaded: List[str] = []
-        self.seconds = 0.0
-
-    def run(self, name: str, fn, args: tuple, static: tuple = (), label: str = ""):
-        leaves = jax.tree.leaves(args)
-        key = (name, static, tuple((np.shape(x), np.dtype(x.dtype).str,
-                                    getattr(x, "sharding", None)) for x in leaves))
-        exe = self._exe.get(key)
-        if exe is None:
-            hits, start = cache_hits(), time.perf_counter()
-            exe, _ = compile_flat(name, fn, args, static)
-            self.seconds += time.perf_counter() - start
-            (self.loaded if cache_hits() > hits else self.compiled).append(
-                f"{name} {label}".strip())
-            self._exe[key] = exe
-        return exe(*leaves)
 
 
 class MattingEngine:
@@ -153,7 +132,7 @@ class MattingEngine:
         self.max_image_pixels = int(max_image_pixels)
         self.ofd_threshold = float(ofd_threshold)
         self.max_pending = max(int(max_pending or 2 * self.batch_size), self.batch_size)
-        self.programs = _Programs()
+        self.programs = Programs()
         self.canvases = bool(canvases)
         self.canvas_policy = CanvasPolicy(canvases, canvas_refit, max_pixels=self.max_pixels,
                                           max_long_side=self.max_long_side)
@@ -277,7 +256,16 @@ class MattingEngine:
         above the pixel limit, or an ``Exception`` given instead of an image, e.g. by a reader
         that could not decode a file) is yielded as (key, InputError), so a folder always runs
         to its end.
+
+        ``warm_up`` beforehand with the photos' sizes lets compiling start before they come.
         """
+        try:
+            yield from self._images(items, cutout, background, with_image)
+        finally:
+            self.programs.cancel_pending()  # what ``warm_up`` asked for and no photo needed
+
+    def _images(self, items, cutout: bool, background: Optional[Background],
+                with_image: bool) -> Iterator[Tuple[Hashable, Union[Matted, InputError]]]:
         buckets: "OrderedDict[Tuple[int, int], list]" = OrderedDict()
         held = 0
         in_flight: List[list] = []
@@ -332,6 +320,56 @@ class MattingEngine:
     def split_photos(self) -> bool:
         """Whether photos are shared among several devices (canvases on, > 1 device)."""
         return self.canvases and len(self.devices) > 1
+
+    def warm_up(self, sizes: Iterable[Optional[Tuple[int, int]]], *, cutout: bool = False,
+                background: Optional[Background] = None, with_image: bool = False,
+                limit: int = WARM_UP_PHOTOS) -> int:
+        """Start compiling, on background threads, the programs ``images`` will need for
+        photos of these (height, width) sizes, given in the order ``images`` will get them (e.g.
+        from the files' headers; None: unknown, skipped), with the options ``images`` will get.
+        Returns how many programs were asked for (``compiled.Programs.prefetch``).
+
+        Only the first ``limit`` sizes are looked at, and only when photos are shared among
+        devices (``split_photos``), where each photo runs alone through programs that follow
+        from its size and the canvases chosen before it: the canvas policy is played forward
+        on a copy, so the canvases are the ones ``images`` will choose. Otherwise nothing
+        happens. A size that never comes only costs a compile; the results are the same.
+        """
+        if not self.split_photos:
+            return 0
+        policy = copy.deepcopy(self.canvas_policy)
+        dev0 = SingleDeviceSharding(self.devices[0])
+        frames = NamedSharding(self._mesh, PartitionSpec("frames"))
+        n_dev = len(self.devices)
+        model_static = (("model", self.model), ("mesh", self._mesh))
+        before = self.programs.asked
+        for hw in itertools.islice(sizes, max(0, int(limit))):
+            if hw is None or min(hw) < 1 or hw[0] * hw[1] > self.max_image_pixels:
+                continue
+            h, w = int(hw[0]), int(hw[1])
+            size = self.input_size(h, w)
+            canvas = policy.choose(*size)
+            taps = self._taps_for(h, w)
+            images = jax.ShapeDtypeStruct((1, h, w, 3), np.uint8, sharding=dev0)
+            label = f"1x{h}x{w}"
+            self.programs.prefetch("photo_in", programs.to_canvas, (images, taps[0], taps[1]),
+                                   (("canvas", canvas),), label)
+            self.programs.prefetch(
+                "canvas_model", programs.canvas_model,
+                (self._variables_for(True),
+                 jax.ShapeDtypeStruct((n_dev,) + canvas + (3,), np.float32, sharding=frames),
+                 jax.ShapeDtypeStruct((n_dev, 2), np.int32, sharding=frames)),
+                model_static, f"{n_dev}x{canvas[0]}x{canvas[1]}")
+            if isinstance(background, np.ndarray):  # its resized copy is made when needed
+                bg = jax.ShapeDtypeStruct((h, w, 3), np.float32, sharding=dev0)
+            else:
+                bg = self._background(background, h, w)
+            self.programs.prefetch(
+                "photo_out", programs.photo_out,
+                (images, jax.ShapeDtypeStruct((1,) + canvas, np.float32, sharding=dev0),
+                 taps[2], taps[3], bg),
+                (("size", size), ("cutout", cutout), ("with_image", with_image)), label)
+        return self.programs.asked - before
 
     def _run_split(self, bucket: list, background: Optional[Background],
                    options: Tuple[bool, bool]) -> list:
@@ -550,11 +588,13 @@ class MattingEngine:
     # ------------------------------------------------------------------ reporting
 
     def compile_summary(self) -> str:
-        """One line: programs compiled / loaded from the persistent cache, time, model shapes."""
+        """One line: programs compiled / loaded from the persistent cache, the time it took
+        (summed over the threads that compiled), how many started ahead, model shapes."""
         p = self.programs
         shapes = ", ".join(f"{b}x{h}x{w}" for b, h, w in self.model_shapes) or "none"
+        ahead = f", {p.ahead} of them ahead of need" if p.ahead else ""
         return (f"{len(p.compiled)} programs compiled, {len(p.loaded)} loaded from the compile "
-                f"cache ({p.seconds:.1f} s); model shapes (batch x H x W"
+                f"cache ({p.seconds:.1f} s{ahead}); model shapes (batch x H x W"
                 f"{', canvases for photos' if self.canvases else ''}): {shapes}")
 
 

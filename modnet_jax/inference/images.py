@@ -25,7 +25,7 @@ from modnet_jax.imaging.files import InputError, UnusableFile, is_image_path
 
 __all__ = ["IMAGE_EXTS", "NAMED_COLOURS", "Background", "InputError", "background_for",
            "composite", "cutout", "image_size", "is_image_path", "matte_to_uint8", "orientation_of",
-           "parse_colour", "read_image", "read_matte", "write_image"]
+           "parse_colour", "read_image", "read_matte", "upright_size", "write_image"]
 
 NAMED_COLOURS = {
     "green": (0, 255, 0), "blue": (0, 0, 255), "red": (255, 0, 0), "white": (255, 255, 255),
@@ -50,6 +50,15 @@ def orientation_of(path: str) -> int:
 def image_size(path: str) -> Optional[Tuple[int, int]]:
     """(height, width) from the file's header without decoding it, or None if unknown."""
     return decode.image_size(path)
+
+
+def upright_size(path: str) -> Optional[Tuple[int, int]]:
+    """(height, width) of the image ``read_image`` will return (header and EXIF orientation
+    only, no decoding), or None if unknown."""
+    size = image_size(path)
+    if size is not None and orientation_of(path) in (5, 6, 7, 8):  # turned by 90 degrees
+        size = (size[1], size[0])
+    return size
 
 
 def read_image(path: str) -> np.ndarray:
