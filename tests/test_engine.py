@@ -230,8 +230,8 @@ def test_canvas_policy_shares_canvases_by_orientation_and_refits_a_wasteful_size
     # More than twice the area: a canvas of its own, whose long side stays within the caps.
     assert eng.canvas_for(256, 384) == (256, 448)
     assert eng.canvas_for(512, 1920) == (512, 1920)
-    assert eng.canvas_policy.canvases == [(512, 896), (896, 512), (512, 512), (512, 672), (256, 448),
-                                (512, 1920)]
+    assert eng.canvas_policy.canvases == [(512, 896), (896, 512), (512, 512), (512, 672),
+                                          (256, 448), (512, 1920)]
     exact = MattingEngine(None, {"params": {}}, ref_size=512, canvases=False)
     assert exact.canvas_for(512, 672) == (512, 672) and exact.canvas_policy.canvases == []
 

@@ -133,7 +133,6 @@ class MattingEngine:
         self.ofd_threshold = float(ofd_threshold)
         self.max_pending = max(int(max_pending or 2 * self.batch_size), self.batch_size)
         self.programs = Programs()
-        self.canvases = bool(canvases)
         self.canvas_policy = CanvasPolicy(canvases, canvas_refit, max_pixels=self.max_pixels,
                                           max_long_side=self.max_long_side)
         self.model_shapes: List[Tuple[int, int, int]] = []
@@ -315,6 +314,11 @@ class MattingEngine:
         for batch in in_flight:
             for entry in batch:
                 yield from self._fetch(entry)
+
+    @property
+    def canvases(self) -> bool:
+        """Whether photos run on shared canvases (the ``canvases`` option)."""
+        return self.canvas_policy.enabled
 
     @property
     def split_photos(self) -> bool:
