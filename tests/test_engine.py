@@ -106,6 +106,20 @@ def test_programs_compile_ahead_or_on_demand_each_key_once(monkeypatch):
     assert sorted(progs.compiled + progs.loaded) == ["double 3", "slow 3"]
     assert progs.ahead == 1  # "slow" on the worker; "double" was compiled by run
 
+    # A compile ahead that fails (here: the first trace only) is compiled again by run.
+    calls = []
+
+    def flaky(x):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first trace fails")
+        return x - 1
+
+    progs.prefetch("flaky", flaky, (spec,), label="3")
+    progs.join()
+    np.testing.assert_array_equal(progs.run("flaky", flaky, (x,), label="3"), [-1, 0, 1])
+    assert len(calls) == 2 and "flaky 3" in progs.compiled + progs.loaded
+
 
 def test_prefetch_is_bounded_and_raises_in_the_consumer():
     produced = []
@@ -359,9 +373,10 @@ def test_photos_split_over_two_devices_equal_one_device(untrained, engine):
 
 
 def test_warm_up_compiles_ahead_exactly_the_programs_photos_need(untrained):
-    """``warm_up`` from the photos' sizes (an unknown and an oversized one among them) asks for
-    each program the split photo path will use, once, and nothing else: the run then compiles
-    nothing more and gives the same mattes as an engine that was not warmed up."""
+    """``warm_up`` from the photos' sizes (an oversized one among them, skipped; an unknown one
+    ends the plan) asks for each program the split photo path will use, once, and nothing
+    else: after the run the programs compiled are exactly the ones an engine that was not
+    warmed up compiles (same keys), and the mattes are the same."""
     model, variables, _ = untrained
     rng = np.random.default_rng(8)
     sizes = [(70, 90), (96, 64), (64, 100), (70, 90), (100, 64), (64, 80)]
@@ -369,18 +384,20 @@ def test_warm_up_compiles_ahead_exactly_the_programs_photos_need(untrained):
     cold = MattingEngine(model, variables, ref_size=REF, devices=jax.devices()[:2])
     want = dict(cold.images(items, background=(0, 0, 255)))
     warm = MattingEngine(model, variables, ref_size=REF, devices=jax.devices()[:2])
-    hints = sizes[:3] + [None, (20_000, 20_000)] + sizes[3:]
-    # 5 image sizes: photo_in and photo_out each; 2 canvases (landscape, portrait).
+    hints = sizes[:3] + [(20_000, 20_000)] + sizes[3:] + [None, (40, 300)]
+    # 5 image sizes: photo_in and photo_out each; 2 canvases (landscape, portrait); nothing
+    # for the oversized size or for (40, 300), which comes after the unknown one.
     assert warm.warm_up(hints, background=(0, 0, 255)) == 5 + 5 + 2
     assert warm.warm_up(hints, background=(0, 0, 255)) == 0  # all asked for already
+    warm.programs.join()  # all 12 compiled ahead: a key images() does not use would add one
+    assert len(warm.programs.keys()) == 12
     got = dict(warm.images(items, background=(0, 0, 255)))
-    done = sorted(warm.programs.compiled + warm.programs.loaded)
-    assert done == sorted(cold.programs.compiled + cold.programs.loaded) and len(done) == 12
+    assert warm.programs.keys() == cold.programs.keys() and warm.programs.ahead == 12
+    assert sorted(warm.programs.compiled + warm.programs.loaded) == sorted(
+        cold.programs.compiled + cold.programs.loaded)
     for i in range(len(sizes)):
         np.testing.assert_array_equal(got[i].matte, want[i].matte)
         np.testing.assert_array_equal(got[i].composite, want[i].composite)
+    assert "12 compiled ahead of need" in warm.compile_summary()
     one = MattingEngine(model, variables, ref_size=REF)
     assert one.warm_up(sizes) == 0 and one.programs.asked == 0  # one device: nothing ahead
-    ahead = warm.programs.ahead  # compiled on the workers; run compiled any still queued
-    assert 0 <= ahead <= 12
-    assert (f"{ahead} of them ahead of need" in warm.compile_summary()) == (ahead > 0)

@@ -11,8 +11,13 @@ Python on one core while XLA's compile and the model's own run keep both cores b
 photo folder whose landscape model traces while its portrait model compiles (and whose first
 photos run while later programs compile) spends less of its start waiting.
 
-A key covers the argument shapes and dtypes and where each argument lives (its devices and
-partitioning), so a program compiled ahead is the one the real call uses.
+A key covers the argument shapes and dtypes and where each argument lives (its device ids
+and partition spec; the engine passes its device mesh as a static option wherever one is
+used), so a program compiled ahead is the one the real call uses. A compile ahead that fails
+is retried by ``run`` when the program is needed (the error then is the real one).
+
+Worker threads finish their queue before the interpreter exits: whoever asks for compiles
+ahead and then does not need them calls ``cancel_pending`` (``MattingEngine.images`` does).
 """
 
 from __future__ import annotations
@@ -89,8 +94,14 @@ class Programs:
                 future = self._pending.pop(key, None)
             if future is not None and future.cancel():
                 future = None  # queued but not started: compile it here, now
-            exe = (future.result() if future is not None
-                   else self._compile(key, name, fn, args, static, label))
+            exe = None
+            if future is not None:
+                try:
+                    exe = future.result()
+                except Exception:  # noqa: BLE001 - compiled ahead from abstract arguments
+                    exe = None  # compile it again here: a real error is raised from there
+            if exe is None:
+                exe = self._compile(key, name, fn, args, static, label)
         return exe(*jax.tree.leaves(args))
 
     def prefetch(self, name: str, fn: Callable, args: tuple, static: tuple = (),
@@ -115,3 +126,17 @@ class Programs:
             for key, future in list(self._pending.items()):
                 if future.cancel() or future.done():
                     del self._pending[key]
+
+    def join(self) -> None:
+        """Wait for every compile asked for ahead that has not been cancelled (their errors
+        are left for ``run``)."""
+        with self._lock:
+            futures = list(self._pending.values())
+        for future in futures:
+            if not future.cancelled():
+                future.exception()
+
+    def keys(self) -> frozenset:
+        """Keys of the programs compiled so far."""
+        with self._lock:
+            return frozenset(self._exe)

@@ -333,47 +333,62 @@ class MattingEngine:
         from the files' headers; None: unknown, skipped), with the options ``images`` will get.
         Returns how many programs were asked for (``compiled.Programs.prefetch``).
 
-        Only the first ``limit`` sizes are looked at, and only when photos are shared among
-        devices (``split_photos``), where each photo runs alone through programs that follow
-        from its size and the canvases chosen before it: the canvas policy is played forward
-        on a copy, so the canvases are the ones ``images`` will choose. Otherwise nothing
-        happens. A size that never comes only costs a compile; the results are the same.
+        Only the first ``limit`` sizes are looked at, up to the first unknown one, and only
+        when photos are shared among devices (``split_photos``), where each photo runs alone
+        through programs that follow from its size and the canvases chosen before it: the
+        canvas policy is played forward on a copy, so the canvases are the ones ``images``
+        will choose as long as the photos come as announced. Otherwise nothing happens. A
+        photo announced but not given (e.g. one that fails to decode) can make later plans
+        differ; that costs compiles, never results: ``images`` only runs what it needs.
+        Compiles no photo needed are cancelled when ``images`` ends (call
+        ``programs.cancel_pending()`` if it is not called).
         """
         if not self.split_photos:
             return 0
         policy = copy.deepcopy(self.canvas_policy)
+        before = self.programs.asked
+        try:
+            for hw in itertools.islice(sizes, max(0, int(limit))):
+                if hw is None:
+                    break  # its canvas choice is unknown, and so are the ones after it
+                if min(hw) < 1 or hw[0] * hw[1] > self.max_image_pixels:
+                    continue  # refused by ``images`` before any canvas is chosen
+                h, w = int(hw[0]), int(hw[1])
+                size = self.input_size(h, w)
+                self._prefetch_photo(h, w, size, policy.choose(*size),
+                                     (cutout, with_image), background)
+        except BaseException:  # e.g. interrupted while reading headers: nothing left queued
+            self.programs.cancel_pending()
+            raise
+        return self.programs.asked - before
+
+    def _prefetch_photo(self, h: int, w: int, size: Tuple[int, int], canvas: Tuple[int, int],
+                        options: Tuple[bool, bool], background: Optional[Background]) -> None:
+        """Ask for the three programs ``_run_on_canvas`` runs for one photo per device, with
+        abstract arguments shaped and placed like its real ones."""
         dev0 = SingleDeviceSharding(self.devices[0])
         frames = NamedSharding(self._mesh, PartitionSpec("frames"))
         n_dev = len(self.devices)
-        model_static = (("model", self.model), ("mesh", self._mesh))
-        before = self.programs.asked
-        for hw in itertools.islice(sizes, max(0, int(limit))):
-            if hw is None or min(hw) < 1 or hw[0] * hw[1] > self.max_image_pixels:
-                continue
-            h, w = int(hw[0]), int(hw[1])
-            size = self.input_size(h, w)
-            canvas = policy.choose(*size)
-            taps = self._taps_for(h, w)
-            images = jax.ShapeDtypeStruct((1, h, w, 3), np.uint8, sharding=dev0)
-            label = f"1x{h}x{w}"
-            self.programs.prefetch("photo_in", programs.to_canvas, (images, taps[0], taps[1]),
-                                   (("canvas", canvas),), label)
-            self.programs.prefetch(
-                "canvas_model", programs.canvas_model,
-                (self._variables_for(True),
-                 jax.ShapeDtypeStruct((n_dev,) + canvas + (3,), np.float32, sharding=frames),
-                 jax.ShapeDtypeStruct((n_dev, 2), np.int32, sharding=frames)),
-                model_static, f"{n_dev}x{canvas[0]}x{canvas[1]}")
-            if isinstance(background, np.ndarray):  # its resized copy is made when needed
-                bg = jax.ShapeDtypeStruct((h, w, 3), np.float32, sharding=dev0)
-            else:
-                bg = self._background(background, h, w)
-            self.programs.prefetch(
-                "photo_out", programs.photo_out,
-                (images, jax.ShapeDtypeStruct((1,) + canvas, np.float32, sharding=dev0),
-                 taps[2], taps[3], bg),
-                (("size", size), ("cutout", cutout), ("with_image", with_image)), label)
-        return self.programs.asked - before
+        taps = self._taps_for(h, w)
+        images = jax.ShapeDtypeStruct((1, h, w, 3), np.uint8, sharding=dev0)
+        label = f"1x{h}x{w}"
+        self.programs.prefetch("photo_in", programs.to_canvas, (images, taps[0], taps[1]),
+                               (("canvas", canvas),), label)
+        self.programs.prefetch(
+            "canvas_model", programs.canvas_model,
+            (self._variables_for(True),
+             jax.ShapeDtypeStruct((n_dev,) + canvas + (3,), np.float32, sharding=frames),
+             jax.ShapeDtypeStruct((n_dev, 2), np.int32, sharding=frames)),
+            (("model", self.model), ("mesh", self._mesh)), f"{n_dev}x{canvas[0]}x{canvas[1]}")
+        if isinstance(background, np.ndarray):  # its resized copy is made when needed
+            bg = jax.ShapeDtypeStruct((h, w, 3), np.float32, sharding=dev0)
+        else:
+            bg = self._background(background, h, w)
+        self.programs.prefetch(
+            "photo_out", programs.photo_out,
+            (images, jax.ShapeDtypeStruct((1,) + canvas, np.float32, sharding=dev0),
+             taps[2], taps[3], bg),
+            (("size", size), ("cutout", options[0]), ("with_image", options[1])), label)
 
     def _run_split(self, bucket: list, background: Optional[Background],
                    options: Tuple[bool, bool]) -> list:
@@ -596,7 +611,7 @@ class MattingEngine:
         (summed over the threads that compiled), how many started ahead, model shapes."""
         p = self.programs
         shapes = ", ".join(f"{b}x{h}x{w}" for b, h, w in self.model_shapes) or "none"
-        ahead = f", {p.ahead} of them ahead of need" if p.ahead else ""
+        ahead = f"; {p.ahead} compiled ahead of need" if p.ahead else ""
         return (f"{len(p.compiled)} programs compiled, {len(p.loaded)} loaded from the compile "
                 f"cache ({p.seconds:.1f} s{ahead}); model shapes (batch x H x W"
                 f"{', canvases for photos' if self.canvases else ''}): {shapes}")
