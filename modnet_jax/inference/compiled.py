@@ -92,14 +92,14 @@ class Programs:
         if exe is None:
             with self._lock:
                 future = self._pending.pop(key, None)
-            if future is not None and future.cancel():
-                future = None  # queued but not started: compile it here, now
-            exe = None
-            if future is not None:
+            # Queued but not started (cancelled): compiled here, now. Started: waited for; if
+            # it failed (from abstract arguments), compiled again here, where a real error
+            # is raised.
+            if future is not None and not future.cancel():
                 try:
                     exe = future.result()
-                except Exception:  # noqa: BLE001 - compiled ahead from abstract arguments
-                    exe = None  # compile it again here: a real error is raised from there
+                except Exception:  # noqa: BLE001
+                    pass
             if exe is None:
                 exe = self._compile(key, name, fn, args, static, label)
         return exe(*jax.tree.leaves(args))

@@ -371,24 +371,38 @@ class MattingEngine:
         n_dev = len(self.devices)
         taps = self._taps_for(h, w)
         images = jax.ShapeDtypeStruct((1, h, w, 3), np.uint8, sharding=dev0)
-        label = f"1x{h}x{w}"
-        self.programs.prefetch("photo_in", programs.to_canvas, (images, taps[0], taps[1]),
-                               (("canvas", canvas),), label)
-        self.programs.prefetch(
-            "canvas_model", programs.canvas_model,
-            (self._variables_for(True),
-             jax.ShapeDtypeStruct((n_dev,) + canvas + (3,), np.float32, sharding=frames),
-             jax.ShapeDtypeStruct((n_dev, 2), np.int32, sharding=frames)),
-            (("model", self.model), ("mesh", self._mesh)), f"{n_dev}x{canvas[0]}x{canvas[1]}")
+        x = jax.ShapeDtypeStruct((n_dev,) + canvas + (3,), np.float32, sharding=frames)
+        sizes = jax.ShapeDtypeStruct((n_dev, 2), np.int32, sharding=frames)
+        mattes = jax.ShapeDtypeStruct((1,) + canvas, np.float32, sharding=dev0)
         if isinstance(background, np.ndarray):  # its resized copy is made when needed
             bg = jax.ShapeDtypeStruct((h, w, 3), np.float32, sharding=dev0)
         else:
             bg = self._background(background, h, w)
-        self.programs.prefetch(
-            "photo_out", programs.photo_out,
-            (images, jax.ShapeDtypeStruct((1,) + canvas, np.float32, sharding=dev0),
-             taps[2], taps[3], bg),
-            (("size", size), ("cutout", options[0]), ("with_image", options[1])), label)
+        for call in (self._photo_in_call(images, taps, canvas),
+                     self._canvas_model_call(x, sizes, split=True),
+                     self._photo_out_call(images, mattes, taps, bg, size, options)):
+            self.programs.prefetch(*call)
+
+    # The programs of a canvas batch as (name, fn, args, static options, label), for
+    # ``programs.run`` with arrays and ``programs.prefetch`` with abstract ones (``warm_up``).
+
+    def _photo_in_call(self, images, taps, canvas: Tuple[int, int]) -> tuple:
+        b, h, w = images.shape[:3]
+        return ("photo_in", programs.to_canvas, (images, taps[0], taps[1]),
+                (("canvas", canvas),), f"{b}x{h}x{w}")
+
+    def _canvas_model_call(self, x, sizes, split: bool) -> tuple:
+        n, ch, cw = x.shape[:3]
+        return ("canvas_model", programs.canvas_model, (self._variables_for(split), x, sizes),
+                (("model", self.model), ("mesh", self._mesh if split else None)),
+                f"{n}x{ch}x{cw}")
+
+    def _photo_out_call(self, images, mattes, taps, background, size: Tuple[int, int],
+                        options: Tuple[bool, bool]) -> tuple:
+        b, h, w = images.shape[:3]
+        return ("photo_out", programs.photo_out, (images, mattes, taps[2], taps[3], background),
+                (("size", size), ("cutout", options[0]), ("with_image", options[1])),
+                f"{b}x{h}x{w}")
 
     def _run_split(self, bucket: list, background: Optional[Background],
                    options: Tuple[bool, bool]) -> list:
@@ -429,12 +443,10 @@ class MattingEngine:
         copies of the last, their results dropped). Returns (keys, device results) per group."""
         dev0 = self.devices[0]
         placed, xs = [], []
-        for _, host, size in groups:
-            b, h, w = host.shape[:3]
+        for _, host, _ in groups:
+            h, w = host.shape[1:3]
             images, taps = jax.device_put(host, dev0), self._taps_for(h, w)
-            xs.append(self.programs.run("photo_in", programs.to_canvas,
-                                        (images, taps[0], taps[1]), (("canvas", canvas),),
-                                        label=f"{b}x{h}x{w}"))
+            xs.append(self.programs.run(*self._photo_in_call(images, taps, canvas)))
             placed.append((images, taps))
         sizes = np.array([size for _, host, size in groups for _ in range(len(host))], np.int32)
         if split:
@@ -448,22 +460,16 @@ class MattingEngine:
             at, x = dev0, xs[0]
         self._note_model_shape(len(sizes), canvas)
         mattes = self.programs.run(
-            "canvas_model", programs.canvas_model,
-            (self._variables_for(split), x, jax.device_put(sizes, at)),
-            (("model", self.model), ("mesh", self._mesh if split else None)),
-            label=f"{len(sizes)}x{canvas[0]}x{canvas[1]}")
+            *self._canvas_model_call(x, jax.device_put(sizes, at), split))
         parts = [mattes]
         if split:  # each photo's matte back to the first device, in batch order
             shards = sorted(mattes.addressable_shards, key=lambda sh: sh.index[0].start or 0)
             parts = [jax.device_put(sh.data, dev0) for sh in shards]
         out = []
         for (keys, _, size), (images, taps), part in zip(groups, placed, parts):
-            b, h, w = images.shape[:3]
-            res = self.programs.run(
-                "photo_out", programs.photo_out,
-                (images, part, taps[2], taps[3], self._background(background, h, w)),
-                (("size", size), ("cutout", options[0]), ("with_image", options[1])),
-                label=f"{b}x{h}x{w}")
+            h, w = images.shape[1:3]
+            res = self.programs.run(*self._photo_out_call(
+                images, part, taps, self._background(background, h, w), size, options))
             _copy_to_host_async(res)
             out.append((keys, res))
         return out
