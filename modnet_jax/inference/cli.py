@@ -41,7 +41,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                         "%(default)s; sides are then floored to multiples of 32)")
     g.add_argument("--batch-size", type=int, default=4,
                    help="photos of equal size run together when this many of them come "
-                        "close together; others run one by one (default: %(default)s)")
+                        "close together; others run one by one (default: %(default)s). "
+                        "Where photos are shared among several devices (canvases on 2 or "
+                        "more host devices or GPUs: the default on a CPU with 2 or more "
+                        "cores), each device takes one photo at a time and this is not used")
     g.add_argument("--resize-back", choices=("area", "bilinear"), default="area",
                    help="how the matte returns to the image size (default: %(default)s, as "
                         "the release)")
