@@ -154,7 +154,6 @@ def model_alone(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
 
     host_devices.split_host_cpu()  # the split predict makes, before JAX starts
     import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     from modnet_jax.checkpointing import load_variables
     from modnet_jax.models import model_from_config
@@ -168,14 +167,25 @@ def model_alone(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
         x = jax.device_put(rng.uniform(-1, 1, (b, h, w, 3)).astype(np.float32))
         out[f"batch_{b}"] = _median_ms(lambda: fwd(v, x).block_until_ready(), reps) / b
     devices = host_devices.video_devices()
-    if len(devices) > 1:  # how predict runs a video: one frame on each device at once
-        mesh = Mesh(np.array(devices), ("frames",))
-        xs = jax.device_put(rng.uniform(-1, 1, (len(devices), h, w, 3)).astype(np.float32),
-                            NamedSharding(mesh, PartitionSpec("frames")))
-        vs = jax.device_put(v, NamedSharding(mesh, PartitionSpec()))
+    if len(devices) > 1:  # how predict runs a video on a CPU: one frame on each device at once
+        # (on several GPUs predict puts 8 frames per call; this row is one frame per device)
+        frames = rng.uniform(-1, 1, (len(devices), h, w, 3)).astype(np.float32)
+        vs, xs = one_frame_per_device(devices, v, frames)
         out[f"split_{len(devices)}"] = _median_ms(
             lambda: fwd(vs, xs).block_until_ready(), reps) / len(devices)
     return out
+
+
+def one_frame_per_device(devices, variables, frames):
+    """(variables replicated on ``devices``, ``frames`` [len(devices), H, W, 3] split along
+    the batch so that each device holds one frame), as predict's video batches are placed."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("frames",))
+    return (jax.device_put(variables, NamedSharding(mesh, PartitionSpec())),
+            jax.device_put(frames, NamedSharding(mesh, PartitionSpec("frames"))))
 
 
 def worker(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:

@@ -77,6 +77,18 @@ def test_rows_speedup_goals_and_table():
     assert "the model alone: 2.40x" in note
 
 
+def test_one_frame_per_device_places_frames_as_predict_does():
+    devices = jax.devices()[:4]
+    frames = np.arange(4 * 2 * 3 * 3, dtype=np.float32).reshape(4, 2, 3, 3)
+    variables = {"w": np.ones((5,), np.float32)}
+    vs, xs = e2e_speed.one_frame_per_device(devices, variables, frames)
+    assert vs["w"].sharding.is_fully_replicated and len(vs["w"].sharding.device_set) == 4
+    shards = sorted(xs.addressable_shards, key=lambda sh: sh.index[0].start)
+    assert [sh.device for sh in shards] == devices  # frame i on device i, one each
+    for i, sh in enumerate(shards):
+        np.testing.assert_array_equal(np.asarray(sh.data), frames[i:i + 1])
+
+
 @pytest.mark.slow
 def test_smoke_run_prints_the_table_and_writes_the_json(tmp_path):
     out = tmp_path / "e2e.json"

@@ -44,7 +44,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                         "close together; others run one by one (default: %(default)s). "
                         "Where photos are shared among several devices (canvases on 2 or "
                         "more host devices or GPUs: the default on a CPU with 2 or more "
-                        "cores), each device takes one photo at a time and this is not used")
+                        "cores), each device takes one photo at a time and this only sets "
+                        "how many photos may wait for a partner on their canvas (twice this) "
+                        "before a call runs with the devices not all busy")
     g.add_argument("--resize-back", choices=("area", "bilinear"), default="area",
                    help="how the matte returns to the image size (default: %(default)s, as "
                         "the release)")
