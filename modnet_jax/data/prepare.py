@@ -191,8 +191,7 @@ def _colour_size(path: str) -> tuple[int, int]:
     without one)."""
     head = decode.probe_header(path)
     if head is not None:
-        turned = decode.file_orientation(path) in (5, 6, 7, 8)
-        return (head.width, head.height) if turned else (head.height, head.width)
+        return decode.upright_hw(head.height, head.width, decode.file_orientation(path))
     return decode.decode_rgb(path).shape[:2]
 
 

@@ -172,10 +172,18 @@ def file_orientation(path: str, data: bytes | None = None) -> int:
     return exif_orientation(data)
 
 
+_AXES_SWAPPED = (5, 6, 7, 8)  # the EXIF orientations that turn an image by 90 degrees
+
+
+def upright_hw(height: int, width: int, orientation: int) -> tuple[int, int]:
+    """(height, width) of a stored `height` x `width` image once `orient` has turned it."""
+    return (width, height) if orientation in _AXES_SWAPPED else (height, width)
+
+
 def orient(image: np.ndarray, orientation: int) -> np.ndarray:
     """`image` [H, W, ...] as EXIF `orientation` says to display it (1: unchanged; 6: rotated
     90 degrees clockwise; 8: counter-clockwise; 3: 180; 2/4: mirrored; 5/7: transposed)."""
-    if orientation in (5, 6, 7, 8):
+    if orientation in _AXES_SWAPPED:
         image = np.swapaxes(image, 0, 1)  # 5 = transpose; 6, 7, 8 flip it further
     flips = {2: (1,), 3: (0, 1), 4: (0,), 6: (1,), 7: (0, 1), 8: (0,)}.get(orientation, ())
     for axis in flips:

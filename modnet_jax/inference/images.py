@@ -56,9 +56,7 @@ def upright_size(path: str) -> Optional[Tuple[int, int]]:
     """(height, width) of the image ``read_image`` will return (header and EXIF orientation
     only, no decoding), or None if unknown."""
     size = image_size(path)
-    if size is not None and orientation_of(path) in (5, 6, 7, 8):  # turned by 90 degrees
-        size = (size[1], size[0])
-    return size
+    return None if size is None else decode.upright_hw(*size, orientation_of(path))
 
 
 def read_image(path: str) -> np.ndarray:
