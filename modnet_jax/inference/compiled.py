@@ -45,8 +45,8 @@ def _where(x) -> Optional[tuple]:
             str(getattr(sharding, "spec", "")))
 
 
-def program_key(name: str, static: tuple, args: Any) -> Hashable:
-    leaves = jax.tree.leaves(args)
+def program_key(name: str, static: tuple, leaves: List[Any]) -> Hashable:
+    """The key of ``name`` with these static options and flattened arguments."""
     return (name, static, tuple((tuple(np.shape(x)), np.dtype(x.dtype).str, _where(x))
                                 for x in leaves))
 
@@ -87,7 +87,8 @@ class Programs:
 
     def run(self, name: str, fn: Callable, args: tuple, static: tuple = (), label: str = ""):
         """``fn(*args, **dict(static))`` through its compiled program."""
-        key = program_key(name, static, args)
+        leaves = jax.tree.leaves(args)
+        key = program_key(name, static, leaves)
         exe = self._exe.get(key)
         if exe is None:
             with self._lock:
@@ -102,14 +103,14 @@ class Programs:
                     pass
             if exe is None:
                 exe = self._compile(key, name, fn, args, static, label)
-        return exe(*jax.tree.leaves(args))
+        return exe(*leaves)
 
     def prefetch(self, name: str, fn: Callable, args: tuple, static: tuple = (),
                  label: str = "") -> None:
         """Start compiling what ``run`` with arrays shaped and placed like ``args`` (arrays or
         ``jax.ShapeDtypeStruct`` with a sharding) will need, on a background thread; nothing
         if it is compiled or queued already. Queued compiles run in the order asked for."""
-        key = program_key(name, static, args)
+        key = program_key(name, static, jax.tree.leaves(args))
         with self._lock:
             if key in self._exe or key in self._pending:
                 return
