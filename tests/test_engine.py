@@ -399,5 +399,13 @@ def test_warm_up_compiles_ahead_exactly_the_programs_photos_need(untrained):
         np.testing.assert_array_equal(got[i].matte, want[i].matte)
         np.testing.assert_array_equal(got[i].composite, want[i].composite)
     assert "12 compiled ahead of need" in warm.compile_summary()
+    # An image background (resized to each photo when it runs): its abstract stand-in in the
+    # warm-up gives the real program's key, so the run compiles nothing more.
+    backdrop = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    pic = MattingEngine(model, variables, ref_size=REF, devices=jax.devices()[:2])
+    assert pic.warm_up(sizes[:1], background=backdrop) == 3
+    pic.programs.join()
+    assert list(dict(pic.images(items[:1], background=backdrop))) == [0]
+    assert len(pic.programs.keys()) == 3 and pic.programs.ahead == 3
     one = MattingEngine(model, variables, ref_size=REF)
     assert one.warm_up(sizes) == 0 and one.programs.asked == 0  # one device: nothing ahead
