@@ -125,6 +125,8 @@ class MattingEngine:
         self.video_batch_size = -(-int(video_batch_size or batch_size) // n_dev) * n_dev
         # Video on several devices: frames split along the batch, the rest replicated.
         self._mesh = Mesh(np.array(self.devices), ("frames",)) if n_dev > 1 else None
+        self._by_frame = (NamedSharding(self._mesh, PartitionSpec("frames"))
+                          if self._mesh is not None else None)  # one batch slice per device
         self._replicated_variables = None
         self.resize_back = resize_back
         self.max_long_side = int(max_long_side)
@@ -367,7 +369,7 @@ class MattingEngine:
         """Ask for the three programs ``_run_on_canvas`` runs for one photo per device, with
         abstract arguments shaped and placed like its real ones."""
         dev0 = SingleDeviceSharding(self.devices[0])
-        frames = NamedSharding(self._mesh, PartitionSpec("frames"))
+        frames = self._by_frame
         n_dev = len(self.devices)
         taps = self._taps_for(h, w)
         images = jax.ShapeDtypeStruct((1, h, w, 3), np.uint8, sharding=dev0)
@@ -452,7 +454,7 @@ class MattingEngine:
         if split:
             pad = len(self.devices) - len(groups)
             sizes = np.concatenate([sizes, np.repeat(sizes[-1:], pad, axis=0)])
-            at = NamedSharding(self._mesh, PartitionSpec("frames"))
+            at = self._by_frame
             shards = [jax.device_put(x, d) for x, d in zip(xs + xs[-1:] * pad, self.devices)]
             x = jax.make_array_from_single_device_arrays((len(sizes),) + canvas + (3,), at,
                                                          shards)
@@ -540,8 +542,7 @@ class MattingEngine:
         carry = jax.device_put((np.zeros((2, h, w), np.float32), np.zeros((1, h, w, 3), np.uint8)),
                                self._placement(not split))
         self._note_model_shape(self.video_batch_size, self.input_size(h, w))
-        frames_at = (NamedSharding(self._mesh, PartitionSpec("frames")) if self._mesh is not None
-                     else self.devices[0])
+        frames_at = self._by_frame if self._mesh is not None else self.devices[0]
         finish = (("threshold", self.ofd_threshold), ("ofd", ofd), ("cutout", options[0]),
                   ("with_image", options[1]), ("with_matte", options[2]))
         return {"shape": shape, "taps": self._taps_for(h, w, True), "carry": carry,
