@@ -49,6 +49,7 @@ from modnet_jax.data import (
 )
 from modnet_jax.models import init_variables, model_from_config
 from modnet_jax.training.pretrained import load_init_variables, merge_pretrained
+from modnet_jax.training import soc_report
 from modnet_jax.training.reporting import Reporter
 from modnet_jax.training.run_config import save_run_config
 
@@ -338,6 +339,7 @@ def train(config, workdir: str) -> Dict[str, Any]:
         result["last_saved"] = step
 
     refresh = mode == "soc" and bool(config.soc.refresh_frozen_every_epoch)
+    soc_check = soc_report.start(config, model, replica.frozen_host) if mode == "soc" else None
     with _StopFlag() as stop:
         step = start
         try:
@@ -370,6 +372,8 @@ def train(config, workdir: str) -> Dict[str, Any]:
     result["last_train"] = log.last
     result["final_step"] = step
     result["final_state"] = parallel.get_state(replica.state)
+    if soc_check is not None:  # held-out SOC loss / flicker before and after, with a verdict
+        result["soc_report"] = soc_report.finish(soc_check, result["final_state"].variables)
     return result
 
 

@@ -1,0 +1,68 @@
+"""SOC's extra pieces: the neighbouring-frame term and the recipes' parameter masks, against
+hand-computed values."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from modnet_jax import losses
+from modnet_jax.training.soc_recipes import RECIPES, Recipe, adapt_mask, make_optimizer
+
+
+def test_temporal_consistency_hand_value():
+    # 3 frames of 1x2 pixels; grey levels -> the model's [-1, 1] input
+    grey = np.array([[[10, 10], [50, 50]],      # frame 0
+                     [[12, 10], [90, 50]],      # frame 1: px0 moved 2 (still), px1 moved 40
+                     [[12, 10], [90, 56]]],     # frame 2: px0 still, px1 moved 6 (> 4)
+                    np.float32)[:, None]        # [3, 1, 2, 2]: H=1, W=2, C=2 channels
+    image = grey / 127.5 - 1.0
+    matte = np.array([0.2, 0.9, 0.5, 0.7, 0.4, 0.6], np.float32).reshape(3, 1, 2, 1)
+    # pair (0,1): px0 still (max change 2 <= 4): |0.5-0.2| = 0.3; px1 not still
+    # pair (1,2): px0 still: |0.4-0.5| = 0.1; px1 changed 6 in one channel: not still
+    got = float(losses.temporal_consistency(jnp.asarray(matte), jnp.asarray(image)))
+    assert got == pytest.approx((0.3 + 0.1) / 2, abs=1e-6)
+    # a stricter threshold leaves no still pixel in pair (0,1)
+    got = float(losses.temporal_consistency(jnp.asarray(matte), jnp.asarray(image), 1.0))
+    assert got == pytest.approx(0.1, abs=1e-6)
+    assert float(losses.temporal_consistency(jnp.asarray(matte[:1]), jnp.asarray(image[:1]))) == 0
+
+
+def _toy_params():
+    w = lambda *s: np.ones(s, np.float32)  # noqa: E731
+    return {"backbone": {"conv": {"kernel": w(2)}, "bn": {"scale": w(2), "bias": w(2)}},
+            "lr_branch": {"conv": {"kernel": w(3)}},
+            "hr_branch": {"conv": {"kernel": w(2), "bias": w(2)}, "bn": {"scale": w(1),
+                                                                          "bias": w(1)}}}
+
+
+def test_adapt_masks():
+    p = _toy_params()
+    low = adapt_mask(p, "lowres")
+    assert low["backbone"]["conv"]["kernel"] and low["lr_branch"]["conv"]["kernel"]
+    assert not low["hr_branch"]["conv"]["kernel"] and not low["hr_branch"]["bn"]["scale"]
+    bn = adapt_mask(p, "bn_affine")
+    assert bn["backbone"]["bn"]["scale"] and bn["hr_branch"]["bn"]["bias"]
+    assert not bn["backbone"]["conv"]["kernel"] and not bn["hr_branch"]["conv"]["bias"]
+    with pytest.raises(ValueError):
+        adapt_mask(p, "everything")
+
+
+@pytest.mark.parametrize("adapt", ["all", "lowres", "bn_affine"])
+def test_optimizer_moves_only_what_adapts(adapt):
+    import jax
+    import optax
+
+    p = _toy_params()
+    tx = make_optimizer(Recipe(lr=1e-3, adapt=adapt))
+    grads = jax.tree.map(lambda x: np.full_like(x, -2.0), p)
+    updates, _ = tx.update(grads, tx.init(p), p)
+    new = optax.apply_updates(p, updates)
+    mask = adapt_mask(p, adapt)
+    for m, a, b in zip(jax.tree.leaves(mask), jax.tree.leaves(p), jax.tree.leaves(new)):
+        # Adam's first step is lr * sign(-g) (bias-corrected moments); frozen ones stay put
+        np.testing.assert_allclose(b - a, 1e-3 if m else 0.0, atol=1e-6)  # float32 1 + 1e-3
+
+
+def test_recipes_are_the_documented_ones():
+    assert RECIPES["release"] == Recipe(lr=1e-5, adapt="all")
+    assert RECIPES["paper"].lr == 1e-4 and RECIPES["paper"].adapt == "all"
