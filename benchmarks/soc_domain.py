@@ -48,8 +48,10 @@ GOALS = {"mad": 0.90, "clean_mad": 1.05, "flicker": 1.00, "flicker_ofd": 1.00}
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="folder with image/ and matte/")
-    p.add_argument("--init", required=True, help=".onnx export or checkpoint to adapt")
+    p.add_argument("--data", help="folder with image/ and matte/")
+    p.add_argument("--init", help=".onnx export or checkpoint to adapt")
+    p.add_argument("--tables", nargs="+", metavar="JSON",
+                   help="only print the table of earlier --json files (e.g. one per domain)")
     p.add_argument("--size", type=int, default=256, help="square side (multiple of 32)")
     p.add_argument("--steps", type=int, default=30, help="SOC steps per run")
     p.add_argument("--eval-every", type=int, default=10)
@@ -64,6 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--compile-cache", default="/tmp/modnet_jax_soc_domain_cache",
                    help="JAX's persistent compilation cache (shared by parallel runs)")
     args = p.parse_args(argv)
+    if not args.tables and not (args.data and args.init):
+        p.error("give --data and --init (run), or --tables")
     bad = [r for r in args.recipes.split(",") if r not in RECIPES]
     if bad:
         p.error(f"unknown recipes {bad}; known: {', '.join(RECIPES)}")
@@ -185,6 +189,8 @@ def picks(run):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.tables:
+        return print_merged(args.tables)
     import jax
 
     # every run, domain and process compiles the same few programs: compile each once
@@ -232,6 +238,9 @@ def main(argv=None):
                                args.eval_every, seed, pairs=domain == "clip" and bool(
                                    recipe.temporal_weight or recipe.pairs))
                 results[domain][name][seed] = r
+                if args.json:  # after every run, so an interrupted benchmark keeps its runs
+                    with open(args.json, "w") as f:
+                        json.dump({"args": vars(args), "results": results}, f, indent=1)
                 last = r[max(r)]
                 print(f"[{time.time() - t0:5.0f} s] {domain} {name} seed {seed}: MAD "
                       f"{r[0]['mad']:.4f} -> {last['mad']:.4f}, clean {r[0]['clean_mad']:.4f}"
@@ -239,9 +248,6 @@ def main(argv=None):
                       f"{last['soc_loss']:.4f}" + (f", flicker {r[0]['flicker']:.2e} -> "
                                                    f"{last['flicker']:.2e}" if frames is not None
                                                    else ""), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=1)
     print_table(args, results, time.time() - t0)
 
 
@@ -264,10 +270,25 @@ def summarise(results, how):
     return out
 
 
+def print_merged(paths):
+    """The table of several --json files (their runs merged; settings from the first)."""
+    results, settings = {}, None
+    for path in paths:
+        with open(path) as f:
+            d = json.load(f)
+        settings = settings or d["args"]
+        for domain, by_recipe in d["results"].items():
+            for name, by_seed in by_recipe.items():
+                results.setdefault(domain, {})[name] = {
+                    seed: {int(k): v for k, v in run.items()} for seed, run in by_seed.items()}
+    print_table(argparse.Namespace(**settings), results, None)
+
+
 def print_table(args, results, seconds):
     print(f"\nSOC domain adaptation: {args.size}x{args.size}, {args.steps} steps (batch 1; "
-          f"clip pairs batch 2), scored every {args.eval_every}; seeds {args.seeds}; "
-          f"{seconds / 60:.0f} min, load {os.getloadavg()[0]:.1f}")
+          f"clip pairs batch 2), scored every {args.eval_every}; seeds {args.seeds}"
+          + ("" if seconds is None else
+             f"; {seconds / 60:.0f} min, load {os.getloadavg()[0]:.1f}"))
     print("cells: after/before ratio, mean over seeds [min..max]; MAD / clean MAD / flicker "
           "(raw, OFD) on the clip")
     before = {d: next(iter(next(iter(r.values())).values()))[0] for d, r in results.items()}

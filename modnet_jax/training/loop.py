@@ -49,7 +49,7 @@ from modnet_jax.data import (
 )
 from modnet_jax.models import init_variables, model_from_config
 from modnet_jax.training.pretrained import load_init_variables, merge_pretrained
-from modnet_jax.training import soc_report
+from modnet_jax.training import soc_recipes, soc_report
 from modnet_jax.training.reporting import Reporter
 from modnet_jax.training.run_config import save_run_config
 
@@ -391,6 +391,8 @@ def _fresh_state(config, model, steps_per_epoch: int, prepare=None):
     if prepare is not None:
         variables = _recalibrate(config, variables, *prepare, int(config.seed), mode)
     tx = state_lib.make_optimizer(config.optimizer, steps_per_epoch)
+    if mode == "soc":  # what adapts (soc.adapt): every parameter, or a documented subset
+        tx = soc_recipes.restrict(tx, str(config.soc.get("adapt", "all")))
     state = jax.device_get(state_lib.create_train_state(model, variables, tx))
     return state, (jax.device_get(state.variables) if mode == "soc" else None)
 

@@ -1,10 +1,12 @@
 """SOC recipes: what adapts, how fast, against which M', with which extra term.
 
-A ``Recipe`` is what ``benchmarks/soc_domain.py`` measures and what the ``soc`` config
-variants select (``config.soc``): the optimiser (Adam, betas (0.9, 0.99) as released), the
+A ``Recipe`` is what ``benchmarks/soc_domain.py`` measures; the trainer takes the same
+choices from its config (``optimizer.learning_rate``, ``soc.adapt`` through ``restrict``,
+``soc.refresh_frozen_every_epoch``; the ``soc`` config variants): the optimiser (Adam, betas (0.9, 0.99) as released), the
 parameters that adapt (``adapt``), how often M' is re-copied from M (``refresh_every``, 0:
 never) and the weight of the neighbouring-frame term (``temporal_weight``,
-``losses.temporal_consistency``; batches are then pairs of consecutive frames). BatchNorm
+``losses.temporal_consistency``; batches are then pairs of consecutive frames; measured by
+the benchmark only: the trainer's unlabelled batches are not consecutive frames). BatchNorm
 statistics are always frozen (SOC runs M with ``freeze_bn``).
 
 ``adapt``:
@@ -54,7 +56,7 @@ RECIPES: Dict[str, Recipe] = {
 def adapt_mask(params, adapt: str = "all"):
     """A pytree of bools over ``params``: True where the parameter adapts."""
     if adapt not in ADAPT:
-        raise ValueError(f"soc adapt must be one of {ADAPT}, got {adapt!r}")
+        raise ValueError(f"soc.adapt must be one of {ADAPT}, got {adapt!r}")
     flat = traverse_util.flatten_dict(dict(params))
     bn = {p[:-1] for p in flat if p[-1] == "scale"}
     if adapt == "all":
@@ -66,14 +68,21 @@ def adapt_mask(params, adapt: str = "all"):
     return traverse_util.unflatten_dict(keep)
 
 
+def restrict(tx: optax.GradientTransformation, adapt: str = "all"
+             ) -> optax.GradientTransformation:
+    """``tx`` on the parameters that adapt (``adapt_mask``); the others get zero updates
+    (and no optimiser state). ``adapt="all"`` returns ``tx`` itself."""
+    if adapt not in ADAPT:
+        raise ValueError(f"soc.adapt must be one of {ADAPT}, got {adapt!r}")
+    if adapt == "all":
+        return tx
+    return optax.multi_transform({True: tx, False: optax.set_to_zero()},
+                                 lambda p: adapt_mask(p, adapt))
+
+
 def make_optimizer(recipe: Recipe) -> optax.GradientTransformation:
-    """Adam (betas 0.9, 0.99) on the adapting parameters; the others get zero updates."""
-    adam = optax.adam(recipe.lr, b1=0.9, b2=0.99)
-    if recipe.adapt == "all":
-        return adam
-    return optax.multi_transform(
-        {True: adam, False: optax.set_to_zero()},
-        lambda p: adapt_mask(p, recipe.adapt))
+    """Adam (betas 0.9, 0.99, as released) on the parameters that adapt."""
+    return restrict(optax.adam(recipe.lr, b1=0.9, b2=0.99), recipe.adapt)
 
 
 def make_soc_update(model, recipe: Recipe):
