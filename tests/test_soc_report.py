@@ -76,3 +76,33 @@ def test_report_numbers_and_verdict():
     lines = soc_report.report_lines({"soc_loss": 2.0}, {"soc_loss": 1.0}, 5, False, True)
     assert "x0.500" in lines[1] and lines[-1].endswith(soc_report.verdict(
         {"soc_loss": 2.0}, {"soc_loss": 1.0}))
+
+
+def test_start_and_finish_on_a_held_out_video(tmp_path, caplog):
+    import logging
+
+    import ml_collections
+
+    from modnet_jax.data.synthetic_video import write_clip
+
+    clip = np.full((5, 40, 48, 3), 90, np.uint8)
+    clip[:, 10:30, 20:30] = np.arange(5, dtype=np.uint8)[:, None, None, None] * 40
+    path = str(tmp_path / "held.avi")
+    write_clip(path, clip)
+    frames, is_video = soc_report.load_report_frames(path, 32, 4)
+    assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8 and is_video
+
+    c = ml_collections.ConfigDict({"image_size": 32, "seed": 0, "soc": {
+        "report_from": path, "report_frames": 4}})
+    frozen, adapted = {"gain": np.float32(1.0)}, {"gain": np.float32(0.8)}
+    report = soc_report.start(c, _StubModel(), frozen)
+    assert report.before["soc_loss"] == pytest.approx(report.measure(frozen, frozen)["soc_loss"])
+    with caplog.at_level(logging.INFO, logger=soc_report.__name__):
+        out = soc_report.finish(report, adapted)
+    assert out["after"] == report.measure(adapted, frozen)
+    assert set(out["after"]) == {"soc_loss", "flicker", "flicker_ofd"}
+    assert out["verdict"] == soc_report.verdict(out["before"], out["after"])
+    assert "verdict: " + out["verdict"] in caplog.text
+
+    c.soc.report_frames = 0
+    assert soc_report.start(c, _StubModel(), frozen) is None

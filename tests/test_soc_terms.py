@@ -66,3 +66,14 @@ def test_optimizer_moves_only_what_adapts(adapt):
 def test_recipes_are_the_documented_ones():
     assert RECIPES["release"] == Recipe(lr=1e-5, adapt="all")
     assert RECIPES["paper"].lr == 1e-4 and RECIPES["paper"].adapt == "all"
+
+
+def test_config_variants_select_the_recipes():
+    from modnet_jax.configs.soc import get_config
+
+    for name in ("release", "paper", "lowres", "bn_affine"):
+        c = get_config(name)
+        assert (c.optimizer.learning_rate, c.soc.adapt) == (RECIPES[name].lr,
+                                                           RECIPES[name].adapt)
+        assert c.optimizer.name == "adam" and c.optimizer.b2 == 0.99 and c.batch_size == 1
+    assert get_config().soc.adapt in ("all", "lowres", "bn_affine")

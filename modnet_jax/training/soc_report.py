@@ -101,6 +101,7 @@ class SocReport:
                  chunk: int = 4):
         self.frames, self.is_video, self.held_out = frames, is_video, held_out
         self.frozen, self.before = None, {}  # set by ``start``
+        self._reference = None  # (frozen variables, their outputs)
         self.chunk = chunk
         self._fwd = jax.jit(lambda v, x: model.apply(v, normalize_image(x), train=False))
 
@@ -114,8 +115,11 @@ class SocReport:
     def measure(self, variables, frozen) -> Dict[str, float]:
         """{"soc_loss"[, "flicker", "flicker_ofd"]} of ``variables`` against M' ``frozen``."""
         with jax.transfer_guard("allow"):  # a one-off measurement outside the step loop
-            sem, det, matte = self._outputs(variables)
-            _, frozen_det, frozen_matte = self._outputs(frozen)
+            if self._reference is None or self._reference[0] is not frozen:
+                self._reference = (frozen, self._outputs(frozen))  # M' outputs, computed once
+            ref = self._reference[1]
+            sem, det, matte = ref if variables is frozen else self._outputs(variables)
+            frozen_det, frozen_matte = ref[1], ref[2]
             out = {"soc_loss": float(np.mean(soc_loss_per_image(sem, det, matte, frozen_det,
                                                                 frozen_matte)))}
         if self.is_video:
