@@ -83,7 +83,7 @@ class Scorer:
         self.clean, self.clean_gt = clean, clean_gt.astype(np.float32) / 255.0
         self.clip_frames = clip_frames  # the held-out clip's frames (flicker), or None
         self._fwd = fwd  # jit(variables, x) -> (semantic, detail, matte), shared by domains
-        self.frozen = None
+        self.frozen, self.start = None, None
 
     def outputs(self, variables, images):
         """(semantic, detail, matte) numpy arrays for uint8 images, a fixed batch shape."""
@@ -146,14 +146,17 @@ def run_recipe(model, recipe, variables, train_images, scorer, steps, eval_every
 
     from modnet_jax.training.soc_recipes import make_soc_update
 
-    if recipe not in _UPDATES:  # one compiled update per recipe, reused by every run
-        _UPDATES[recipe] = make_soc_update(model, recipe)
-    init, update = _UPDATES[recipe]
-    opt_state, params = init(variables["params"])
+    if "soc" not in _UPDATES:  # one compiled update for every recipe and run
+        _UPDATES["soc"] = make_soc_update(model)
+    init, update = _UPDATES["soc"]
+    opt_state, mask = init(recipe, variables["params"])
+    params = variables["params"]
     frozen = variables
     stats = variables["batch_stats"]
     rng = np.random.default_rng(seed + 1)
-    out = {0: dict(scorer.score(variables), train_loss=float("nan"))}
+    if scorer.start is None:  # step 0 is the prepared model, the same for every run
+        scorer.start = dict(scorer.score(variables), train_loss=float("nan"))
+    out = {0: dict(scorer.start)}
     snapshots, losses = {}, []
     for step in range(1, steps + 1):
         if recipe.refresh_every and step > 1 and (step - 1) % recipe.refresh_every == 0:
@@ -163,7 +166,8 @@ def run_recipe(model, recipe, variables, train_images, scorer, steps, eval_every
             batch = train_images[i:i + 2]
         else:
             batch = train_images[rng.integers(len(train_images))][None]
-        params, opt_state, terms = update(params, opt_state, stats, frozen, batch)
+        params, opt_state, terms = update(params, opt_state, stats, frozen, batch, mask,
+                                          np.float32(recipe.temporal_weight))
         losses.append(float(terms["total"]))
         if step % eval_every == 0 or step == steps:
             v = jax.device_get({"params": params, "batch_stats": stats})
@@ -228,16 +232,15 @@ def main(argv=None):
         print(f"[{time.time() - t0:5.0f} s] {domain}: prepared (head loss "
               f"{head_losses[0]:.3f} -> {head_losses[-1]:.3f})", flush=True)
         results[domain] = {}
-        for name in recipes:
-            recipe = RECIPES[name]
-            if recipe.temporal_weight and domain != "clip":
-                continue
-            results[domain][name] = {}
-            for seed in seeds:
+        for seed in seeds:  # seed-major: an interrupted run still has every recipe once
+            for name in recipes:
+                recipe = RECIPES[name]
+                if (recipe.temporal_weight or recipe.pairs) and domain != "clip":
+                    continue
                 r = run_recipe(model, recipe, prepared, train, scorer, args.steps,
                                args.eval_every, seed, pairs=domain == "clip" and bool(
                                    recipe.temporal_weight or recipe.pairs))
-                results[domain][name][seed] = r
+                results[domain].setdefault(name, {})[seed] = r
                 if args.json:  # after every run, so an interrupted benchmark keeps its runs
                     with open(args.json, "w") as f:
                         json.dump({"args": vars(args), "results": results}, f, indent=1)

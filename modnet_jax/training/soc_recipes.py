@@ -80,21 +80,29 @@ def restrict(tx: optax.GradientTransformation, adapt: str = "all"
                                  lambda p: adapt_mask(p, adapt))
 
 
-def make_optimizer(recipe: Recipe) -> optax.GradientTransformation:
-    """Adam (betas 0.9, 0.99, as released) on the parameters that adapt."""
-    return restrict(optax.adam(recipe.lr, b1=0.9, b2=0.99), recipe.adapt)
+def adapt_weights(params, adapt: str = "all"):
+    """``adapt_mask`` as float arrays shaped like ``params`` (1.0 adapts, 0.0 stays)."""
+    return jax.tree.map(lambda keep, p: jax.numpy.full(jax.numpy.shape(p), float(keep),
+                                                       jax.numpy.float32),
+                        adapt_mask(params, adapt), params)
 
 
-def make_soc_update(model, recipe: Recipe):
-    """(init(params) -> (opt_state, params), jitted update(params, opt_state, batch_stats,
-    frozen, image_u8) -> (params, opt_state, terms)): one SOC step on one device."""
-    tx = make_optimizer(recipe)
+def make_soc_update(model):
+    """(init(recipe, params) -> (opt_state, mask), jitted update(params, opt_state,
+    batch_stats, frozen, image_u8, mask, temporal_weight) -> (params, opt_state, terms)): one
+    SOC step on one device. The learning rate lives in the optimiser state and what adapts in
+    ``mask`` (1.0 / 0.0 per parameter, multiplying Adam's update, which for an element-wise
+    optimiser is ``restrict``'s result), so every recipe runs the same compiled program
+    (one per batch size)."""
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-5, b1=0.9, b2=0.99)
 
-    def init(params):
-        return tx.init(params), params
+    def init(recipe: "Recipe", params):
+        opt_state = tx.init(params)
+        opt_state.hyperparams["learning_rate"] = jax.numpy.asarray(recipe.lr, jax.numpy.float32)
+        return opt_state, adapt_weights(params, recipe.adapt)
 
     @jax.jit
-    def update(params, opt_state, stats, frozen, image_u8):
+    def update(params, opt_state, stats, frozen, image_u8, mask, temporal_weight):
         image = normalize_image(image_u8)
         _, frozen_detail, frozen_matte = model.apply(jax.lax.stop_gradient(frozen), image,
                                                      train=False)
@@ -103,13 +111,13 @@ def make_soc_update(model, recipe: Recipe):
             sem, det, matte = model.apply({"params": p, "batch_stats": stats}, image,
                                           train=True, freeze_bn=True)
             terms = soc_loss(sem, det, matte, frozen_detail, frozen_matte)
-            if recipe.temporal_weight:
-                terms["temporal"] = temporal_consistency(matte, image)
-                terms["total"] = terms["total"] + recipe.temporal_weight * terms["temporal"]
+            terms["temporal"] = temporal_consistency(matte, image)
+            terms["total"] = terms["total"] + temporal_weight * terms["temporal"]
             return terms["total"], terms
 
         grads, terms = jax.grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u, m: u * m, updates, mask)
         return optax.apply_updates(params, updates), opt_state, terms
 
     return init, update

@@ -175,6 +175,8 @@ def start(config, model, frozen) -> Optional[SocReport]:
         report = SocReport(model, np.asarray(next(it)["image"]), False, held_out=False)
     report.frozen = frozen
     report.before = report.measure(frozen, frozen)
+    LOGGER.info("SOC report, before adaptation: %s", ", ".join(
+        f"{k} {v:.4g}" for k, v in report.before.items()))
     return report
 
 
