@@ -84,4 +84,4 @@ def test_config_variants_select_the_recipes():
         assert (c.optimizer.learning_rate, c.soc.adapt) == (RECIPES[name].lr,
                                                            RECIPES[name].adapt)
         assert c.optimizer.name == "adam" and c.optimizer.b2 == 0.99 and c.batch_size == 1
-    assert get_config().soc.adapt in ("all", "lowres", "bn_affine")
+    assert (get_config().optimizer.learning_rate, get_config().soc.adapt) == (1e-4, "bn_affine")
