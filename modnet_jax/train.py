@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 
 from absl import app, flags
@@ -118,32 +119,38 @@ def main(argv):
             print(f"error: jax.distributed.initialize: {err} (outside TPU VMs and SLURM give "
                   f"--coordinator, --num_processes and --process_id)", file=sys.stderr)
             sys.exit(1)
-    from modnet_jax.data import DatasetError
-    from modnet_jax.training.loop import NonFiniteLossError, train
+    from modnet_jax.training import preflight
 
     if jax.process_index() != 0:
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        result = train(config, workdir)
-    except (DatasetError, NonFiniteLossError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
-    if jax.process_index() == 0:
-        before, after = result.get("val_crop_before"), result.get("val_crop_after")
-        lines = [f"workdir: {os.path.abspath(workdir)}",
-                 f"steps: {result['start_step']} -> {result['final_step']} "
-                 f"of {result['total_steps']}"]
-        if before:
-            lines.append(f"val_crop before: MAD {before['mad']:.4f}  MSE {before['mse']:.4f}")
-        if after:
-            lines.append(f"val_crop after:  MAD {after['mad']:.4f}  MSE {after['mse']:.4f}")
-        if before or after:
-            lines.append("(val_crop: validation centre crops at the training size; "
-                         "full-resolution metrics: python -m modnet_jax.evaluate)")
-        if result["stopped_by"]:
-            lines.append(f"stopped by {result['stopped_by']}; rerun the same command to resume")
-        print("\n".join(lines))
+        checked = preflight.check_run(config, resuming=run_config.has_checkpoint(workdir))
+    except preflight.ConfigError as err:
+        cli.fail(str(err))
+    _train(config, workdir, checked)
 
+
+def _train(config, workdir: str, checked) -> None:
+    """The run itself. A failure is one ``error:`` line with exit status 1; a workdir this
+    run created is removed again unless it holds a checkpoint by then."""
+    import jax
+
+    from modnet_jax.data import DatasetError
+    from modnet_jax.training import reporting, run_config
+    from modnet_jax.training.loop import NonFiniteLossError, train
+
+    created = not os.path.exists(workdir)
+    try:
+        result = train(config, workdir, checked)
+    except BaseException as err:
+        if created and jax.process_index() == 0 and not run_config.has_checkpoint(workdir):
+            shutil.rmtree(workdir, ignore_errors=True)
+        if isinstance(err, (DatasetError, NonFiniteLossError, ValueError, FileNotFoundError)):
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+        raise
+    if jax.process_index() == 0:
+        print("\n".join(reporting.summary_lines(workdir, result)))
 
 if __name__ == "__main__":
     app.run(main, flags_parser=parse_flags)
