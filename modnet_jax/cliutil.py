@@ -40,7 +40,11 @@ def dashed(argv: Optional[List[str]]) -> List[str]:
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions keep their line breaks; each option's help ends with its default (when it
-    has one worth showing and the text does not already say it)."""
+    has one worth showing and the text does not already say it); 100 columns, so that most
+    options take one line."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=28, width=None):
+        super().__init__(prog, indent_increment, max_help_position, width or 100)
 
     def _get_help_string(self, action):
         text = action.help or ""
