@@ -195,3 +195,13 @@ def test_train_help_lists_every_shipped_config_and_variant():
                                "VARIANTS", ()):
             if variant != "tiny":
                 assert f":{variant}" in text, (name, variant)
+
+
+def test_evaluate_parser_values_match_their_homes():
+    """The light parser's copies of the choices are the modules' own."""
+    from modnet_jax import evaluate, metrics
+    from modnet_jax.inference import compile_cache, ofd, preprocess
+
+    assert evaluate.PRECISIONS == metrics.PRECISIONS
+    assert evaluate.OFD_THRESHOLD == ofd.OFD_THRESHOLD
+    assert (preprocess.REF_SIZE, compile_cache.ENV_VAR) == (512, "MODNET_JAX_COMPILE_CACHE")

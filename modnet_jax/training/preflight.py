@@ -129,7 +129,7 @@ def _split_counts(config, n_train: int, n_global: int) -> None:
     if n_train < int(config.batch_size):
         raise ConfigError(f"data[train] holds {n_train} samples, fewer than one batch "
                           f"(config.batch_size {config.batch_size}): lower --config.batch_size "
-                          f"(a multiple of the {n_global} devices) or add data")
+                          f"(a multiple of the device count, {n_global}) or add data")
 
 
 def _val_plan(config, n_train: int, n_global: int):
@@ -147,7 +147,7 @@ def _val_plan(config, n_train: int, n_global: int):
         n_val = 0  # every usable sample is in the training split: the fraction rounded to 0
     if n_val >= eval_batch:
         return plan
-    advice = (f"lower --config.eval_batch_size (a multiple of the {n_global} devices), "
+    advice = (f"lower --config.eval_batch_size (a multiple of the device count, {n_global}), "
               f"--config.eval_every=-1 (no validation)")
     if not held_out:
         raise ConfigError(f"data[val] at {data.val_root} holds {n_val} samples, fewer than "
