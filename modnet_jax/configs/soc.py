@@ -29,8 +29,7 @@ recalibrate command above, 60 head steps); then
       --config.init_from=/tmp/soc/prepared --config.data.root=/tmp/soc/videos
   python benchmarks/soc_flicker.py --score /tmp/soc/prepared /tmp/soc/run
 
-40 steps (batch 1, Adam 1e-5), 16 min wall (about 7 of them start-up and compilation). On
-the held-out clip: flicker (``temporal.flicker_score``) 1.07e-3 -> 1.17e-3 (with One-Frame
+40 steps (batch 1, Adam 1e-5). On the held-out clip: flicker (``temporal.flicker_score``) 1.07e-3 -> 1.17e-3 (with One-Frame
 Delay 8.76e-4 -> 9.60e-4), mean |matte - unadapted matte| 0.0015, MAD vs the true matte
 0.0081 -> 0.0086. SOC as released does not lower flicker here either; see
 benchmarks/RESULTS.md (issue 15) for the variants measured.
