@@ -1,0 +1,146 @@
+"""The one place the server touches the inference package: every call into ``MattingEngine``
+and ``modnet_jax.inference`` goes through ``EngineAdapter``, so the engine's internals can
+change without the server noticing.
+
+What the server uses of the engine, and nothing else:
+
+* ``inference.cli.engine_from_args`` builds the engine from predict's model options (a project
+  checkpoint, a release PyTorch file or the official ONNX, read as predict reads them);
+* ``MattingEngine(model, variables, **options)`` with the public attributes ``model``,
+  ``variables``, ``devices``, ``ref_size``, ``batch_size``, ``video_batch_size``,
+  ``resize_back``, ``max_long_side``, ``max_pixels``, ``max_image_pixels``, ``ofd_threshold``,
+  ``canvases``: one more engine per other reference size the page offers (same weights);
+* ``MattingEngine.check_size`` (the pixel cap, from the file header before decoding),
+  ``MattingEngine.images`` (photos; the engine batches equal sizes) and
+  ``MattingEngine.video`` (the one video path, One-Frame Delay included);
+* ``inference.images.read_image`` / ``image_size`` (predict's decoding: EXIF orientation,
+  truncated files) and ``InputError``.
+
+The engine is not thread-safe, so all its work runs under ``lock``. A video or live stream
+holds the lock only while the engine works on a frame, not while it waits for the next one
+(``video``), so photos are served in between.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Hashable, Iterable, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from modnet_jax.inference import InputError, MattingEngine
+from modnet_jax.inference.cli import engine_from_args
+from modnet_jax.inference.images import image_size, read_image
+
+Colour = Tuple[int, int, int]
+
+
+class TooManyPixels(InputError):
+    """An image above the engine's pixel cap (``--max-image-pixels``)."""
+
+
+class EngineAdapter:
+    """A ``MattingEngine`` (and siblings at other reference sizes) behind one lock."""
+
+    def __init__(self, engine: MattingEngine, ref_sizes: Iterable[int] = ()):
+        self.engine = engine
+        self.lock = threading.Lock()
+        self._engines: Dict[int, MattingEngine] = {engine.ref_size: engine}
+        self.ref_sizes = sorted({engine.ref_size, *(int(r) for r in ref_sizes)})
+
+    @classmethod
+    def from_args(cls, args, ref_sizes: Iterable[int] = ()) -> "EngineAdapter":
+        """Raises ``CheckpointError`` / ``UserError`` (one line) as predict does."""
+        return cls(engine_from_args(args), ref_sizes)
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def ref_size(self) -> int:
+        return self.engine.ref_size
+
+    @property
+    def batch_size(self) -> int:
+        return self.engine.batch_size
+
+    @property
+    def max_image_pixels(self) -> int:
+        return self.engine.max_image_pixels
+
+    def device(self) -> str:
+        d = self.engine.devices[0]
+        return f"{d.platform}:{d.id} ({getattr(d, 'device_kind', d.platform)})"
+
+    def _for(self, ref_size: Optional[int]) -> MattingEngine:
+        ref = self.ref_size if ref_size is None else int(ref_size)
+        if ref not in self.ref_sizes:
+            raise ValueError(f"reference size {ref} is not served (one of {self.ref_sizes})")
+        if ref not in self._engines:
+            e = self.engine
+            self._engines[ref] = MattingEngine(
+                e.model, e.variables, ref_size=ref, batch_size=e.batch_size,
+                video_batch_size=e.video_batch_size, resize_back=e.resize_back,
+                max_long_side=e.max_long_side, max_pixels=e.max_pixels,
+                max_image_pixels=e.max_image_pixels, ofd_threshold=e.ofd_threshold,
+                devices=e.devices, canvases=e.canvases)
+        return self._engines[ref]
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, path: str) -> np.ndarray:
+        """RGB uint8 [H, W, 3] of an image file, upright, decoded as predict decodes it.
+        ``TooManyPixels`` from the header, before decoding, for an image above the cap;
+        ``InputError`` for anything else wrong with the file."""
+        size = image_size(path)
+        if size is None:
+            raise InputError(f"{path}: not an image this server reads, or its header is "
+                             f"damaged")
+        try:
+            self.engine.check_size(*size)
+        except InputError as exc:
+            raise TooManyPixels(f"{path}: {exc}") from None
+        return read_image(path)
+
+    # ------------------------------------------------------------------ matting
+
+    def photos(self, items: List[Tuple[Hashable, np.ndarray]], *, ref_size: Optional[int] = None,
+               background: Optional[Colour] = None, cutout: bool = False
+               ) -> Dict[Hashable, Any]:
+        """{key: Matted or InputError} for (key, RGB image) pairs matted together: one engine
+        call, which batches photos of equal size."""
+        engine = self._for(ref_size)
+        with self.lock:
+            return dict(engine.images(items, cutout=cutout, background=background))
+
+    def video(self, frames: Iterable[np.ndarray], *, ref_size: Optional[int] = None,
+              ofd: bool = True, background: Any = None, matte: bool = True
+              ) -> Iterator[Any]:
+        """``MattingEngine.video`` over ``frames`` (one ``Matted`` per frame, in order), holding
+        the lock only while the engine works: it is let go while the next frame is awaited
+        and while the caller handles a result."""
+        engine = self._for(ref_size)
+        lock = self.lock
+        source = iter(frames)
+
+        def feed():
+            while True:
+                lock.release()
+                try:
+                    frame = next(source, None)
+                finally:
+                    lock.acquire()
+                if frame is None:
+                    return
+                yield frame
+
+        results = engine.video(feed(), ofd=ofd, background=background, matte=matte)
+        try:
+            while True:
+                with lock:
+                    result = next(results, None)
+                if result is None:
+                    return
+                yield result
+        finally:
+            with lock:
+                results.close()

@@ -1,0 +1,148 @@
+"""One worker thread that mattes the photos of every request, batching concurrent ones.
+
+    request threads --submit--> bounded queue --> worker: take what is waiting (up to
+    ``max_batch``, waiting ``window`` s at most for more) --> one engine call per setting
+    --> each request's Future
+
+Requests that arrive together run in one ``MattingEngine.images`` call, which batches photos
+of equal size (so a GPU sees batches, not single frames). ``max_batch=1`` runs one request at a
+time (the load benchmark's baseline). When ``max_queue`` requests already wait, ``submit``
+raises ``Busy`` at once (the API answers 503 with ``Retry-After``) instead of letting memory
+grow with the backlog.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from modnet_jax.serve.engine_adapter import Colour, EngineAdapter
+
+
+class Busy(Exception):
+    """The queue is full; ``retry_after``: seconds after which a retry is likely to be taken."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"the server is busy ({retry_after} s until it is likely to have room)")
+        self.retry_after = retry_after
+
+
+@dataclass
+class Job:
+    image: np.ndarray
+    ref_size: Optional[int] = None
+    background: Optional[Colour] = None
+    cutout: bool = False
+    future: Future = field(default_factory=Future)
+
+    @property
+    def setting(self) -> Tuple:
+        return (self.ref_size, self.background, self.cutout)
+
+
+class BatchWorker:
+    """The worker thread (started at construction; ``close`` ends it)."""
+
+    def __init__(self, adapter: EngineAdapter, max_queue: int = 32,
+                 max_batch: Optional[int] = None, window: float = 0.005):
+        self.adapter = adapter
+        self.max_batch = int(max_batch or 4 * adapter.batch_size)
+        self.window = float(window)
+        self._queue: "queue.Queue[Optional[Job]]" = queue.Queue(maxsize=int(max_queue))
+        self._seconds_per_photo = 0.5  # running estimate, for Retry-After
+        self.served = 0
+        self.batches = 0
+        self._thread = threading.Thread(target=self._run, name="matting-worker", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ callers
+
+    def retry_after(self) -> int:
+        return max(1, int(np.ceil(self._queue.maxsize * self._seconds_per_photo)))
+
+    def full(self) -> bool:
+        return self._queue.full()
+
+    def submit(self, job: Job) -> Future:
+        """Queue ``job``; its Future gives a ``Matted`` or raises the job's ``InputError``.
+        Raises ``Busy`` when the queue is full."""
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise Busy(self.retry_after()) from None
+        return job.future
+
+    def submit_job(self, image: np.ndarray, **options) -> Future:
+        """``submit(Job(image, **options))``."""
+        return self.submit(Job(image, **options))
+
+    def matte(self, image: np.ndarray, **options) -> Any:
+        """Blocking: the ``Matted`` for one image (raises as ``submit`` and the job do)."""
+        return self.submit_job(image, **options).result()
+
+    def close(self) -> None:
+        try:
+            self._queue.put(None, timeout=5)
+        except queue.Full:
+            pass
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------------ the thread
+
+    def _take(self) -> Optional[List[Job]]:
+        first = self._queue.get()
+        if first is None:
+            return None
+        jobs = [first]
+        deadline = time.monotonic() + self.window
+        while len(jobs) < self.max_batch:
+            try:
+                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(None)  # end after this batch
+                break
+            jobs.append(job)
+        return jobs
+
+    def _run(self) -> None:
+        while True:
+            jobs = self._take()
+            if jobs is None:
+                return
+            groups: Dict[Tuple, List[Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.setting, []).append(job)
+            for setting, group in groups.items():
+                self._matte_group(setting, group)
+
+    def _matte_group(self, setting: Tuple, group: List[Job]) -> None:
+        ref_size, background, cutout = setting
+        started = time.monotonic()
+        try:
+            results = self.adapter.photos([(i, job.image) for i, job in enumerate(group)],
+                                          ref_size=ref_size, background=background,
+                                          cutout=cutout)
+        except Exception as exc:  # noqa: BLE001 -- handed to every waiting request
+            for job in group:
+                job.future.set_exception(exc)
+            return
+        for i, job in enumerate(group):
+            result = results.get(i)
+            if isinstance(result, Exception):
+                job.future.set_exception(result)
+            elif result is None:
+                job.future.set_exception(RuntimeError("the engine returned no result"))
+            else:
+                job.future.set_result(result)
+        per_photo = (time.monotonic() - started) / len(group)
+        self._seconds_per_photo = 0.8 * self._seconds_per_photo + 0.2 * per_photo
+        self.served += len(group)
+        self.batches += 1
