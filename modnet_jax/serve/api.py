@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from modnet_jax.inference import InputError
-from modnet_jax.inference.images import parse_colour
+from modnet_jax.inference.images import composite, cutout, matte_to_uint8, parse_colour
 from modnet_jax.serve.uploads import UploadError, UploadFolder, check_length, decode_upload
 from modnet_jax.serve.uploads import too_large
 from modnet_jax.serve.worker import BatchWorker, Busy
@@ -160,16 +160,24 @@ def create_api(worker: BatchWorker, folder: UploadFolder, *, max_bytes: int,
         image = await asyncio.to_thread(decode_upload, data, folder, adapter)
         del data
         try:
-            future = worker.submit_job(image, ref_size=ref_size, background=colour,
-                                       cutout=output == "cutout")
+            future = worker.submit_job(image, ref_size=ref_size)
         except Busy as exc:
             return _busy(exc.retry_after)
         result = await asyncio.wrap_future(future)
-        out = {"matte": result.matte_uint8 if output == "matte" else None,
-               "cutout": result.cutout, "composite": result.composite}[output]
-        return Response(await asyncio.to_thread(png, out), media_type="image/png")
+        body = await asyncio.to_thread(_encoded, output, image, result.matte, colour)
+        return Response(body, media_type="image/png")
 
     return app
+
+
+def _encoded(output: str, image: np.ndarray, matte: np.ndarray, colour) -> bytes:
+    """The PNG asked for: the 8-bit matte, the RGBA cut-out (the image's colours, the matte
+    as alpha) or the composite over ``colour`` -- predict's pixels for each."""
+    if output == "cutout":
+        return png(cutout(image, matte))
+    if output == "composite":
+        return png(composite(image, matte, colour))
+    return png(matte_to_uint8(matte))
 
 
 def _busy(retry_after: int) -> JSONResponse:

@@ -32,8 +32,6 @@ from modnet_jax.inference import InputError, MattingEngine
 from modnet_jax.inference.cli import engine_from_args
 from modnet_jax.inference.images import image_size, read_image
 
-Colour = Tuple[int, int, int]
-
 
 class TooManyPixels(InputError):
     """An image above the engine's pixel cap (``--max-image-pixels``)."""
@@ -103,14 +101,13 @@ class EngineAdapter:
 
     # ------------------------------------------------------------------ matting
 
-    def photos(self, items: List[Tuple[Hashable, np.ndarray]], *, ref_size: Optional[int] = None,
-               background: Optional[Colour] = None, cutout: bool = False
+    def photos(self, items: List[Tuple[Hashable, np.ndarray]], *, ref_size: Optional[int] = None
                ) -> Dict[Hashable, Any]:
-        """{key: Matted or InputError} for (key, RGB image) pairs matted together: one engine
-        call, which batches photos of equal size."""
+        """{key: Matted (its ``matte``) or InputError} for (key, RGB image) pairs matted
+        together: one engine call, which batches photos of equal size."""
         engine = self._for(ref_size)
         with self.lock:
-            return dict(engine.images(items, cutout=cutout, background=background))
+            return dict(engine.images(items))
 
     def video(self, frames: Iterable[np.ndarray], *, ref_size: Optional[int] = None,
               ofd: bool = True, background: Any = None, matte: bool = True

@@ -5,7 +5,9 @@
     --> each request's Future
 
 Requests that arrive together run in one ``MattingEngine.images`` call, which batches photos
-of equal size (so a GPU sees batches, not single frames). ``max_batch=1`` runs one request at a
+of equal size (so a GPU sees batches, not single frames). The worker asks for mattes only:
+cut-outs and composites are made from them by the caller, on the host, so requests for
+different outputs still share batches and compiled programs. ``max_batch=1`` runs one request at a
 time (the load benchmark's baseline). When ``max_queue`` requests already wait, ``submit``
 raises ``Busy`` at once (the API answers 503 with ``Retry-After``) instead of letting memory
 grow with the backlog.
@@ -18,11 +20,11 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from modnet_jax.serve.engine_adapter import Colour, EngineAdapter
+from modnet_jax.serve.engine_adapter import EngineAdapter
 
 
 class Busy(Exception):
@@ -37,13 +39,7 @@ class Busy(Exception):
 class Job:
     image: np.ndarray
     ref_size: Optional[int] = None
-    background: Optional[Colour] = None
-    cutout: bool = False
     future: Future = field(default_factory=Future)
-
-    @property
-    def setting(self) -> Tuple:
-        return (self.ref_size, self.background, self.cutout)
 
 
 class BatchWorker:
@@ -117,19 +113,17 @@ class BatchWorker:
             jobs = self._take()
             if jobs is None:
                 return
-            groups: Dict[Tuple, List[Job]] = {}
+            groups: Dict[Optional[int], List[Job]] = {}
             for job in jobs:
-                groups.setdefault(job.setting, []).append(job)
-            for setting, group in groups.items():
-                self._matte_group(setting, group)
+                groups.setdefault(job.ref_size, []).append(job)
+            for ref_size, group in groups.items():
+                self._matte_group(ref_size, group)
 
-    def _matte_group(self, setting: Tuple, group: List[Job]) -> None:
-        ref_size, background, cutout = setting
+    def _matte_group(self, ref_size: Optional[int], group: List[Job]) -> None:
         started = time.monotonic()
         try:
             results = self.adapter.photos([(i, job.image) for i, job in enumerate(group)],
-                                          ref_size=ref_size, background=background,
-                                          cutout=cutout)
+                                          ref_size=ref_size)
         except Exception as exc:  # noqa: BLE001 -- handed to every waiting request
             for job in group:
                 job.future.set_exception(exc)
