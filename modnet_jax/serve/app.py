@@ -23,6 +23,7 @@ import numpy as np
 
 from modnet_jax.imaging.compositing import composite_over, estimate_foreground_ml
 from modnet_jax.imaging.video import DEFAULT_FPS, open_video, read_frames
+from modnet_jax.inference import InputError
 from modnet_jax.inference.images import matte_to_uint8
 from modnet_jax.serve.live import LiveSessions
 from modnet_jax.serve.uploads import UploadError, UploadFolder, read_file_upload
@@ -72,7 +73,13 @@ def build_page(worker: BatchWorker, sessions: LiveSessions, folder: UploadFolder
     def video(path, ref_size, ofd, output, colour, bg_image, progress=gr.Progress()):
         if not path:
             return None
-        cap, info = open_video(path)  # InputError: shown as the error line
+        try:
+            return _video(path, ref_size, ofd, output, colour, bg_image, progress)
+        except InputError as exc:
+            raise gr.Error(str(exc).replace(path, "the video")) from None
+
+    def _video(path, ref_size, ofd, output, colour, bg_image, progress):
+        cap, info = open_video(path)
         out_path = folder.new_path(".webm")
         writer = None
         background = _background(colour, bg_image)
@@ -103,7 +110,10 @@ def build_page(worker: BatchWorker, sessions: LiveSessions, folder: UploadFolder
         if frame is None:
             return gr.skip(), gr.skip()
         key = request.session_hash or "default"
-        session = sessions.session(key, (int(ref_size), bool(ofd)), frame.shape)
+        try:
+            session = sessions.session(key, (int(ref_size), bool(ofd)), frame.shape)
+        except RuntimeError as exc:  # too many cameras at once
+            raise gr.Error(str(exc)) from None
         seen = session.results
         session.push(frame)
         _, latest = session.latest(seen, timeout=2.0)
@@ -162,7 +172,8 @@ def build_page(worker: BatchWorker, sessions: LiveSessions, folder: UploadFolder
                 live_out = gr.Image(format="png", label="Matted", elem_id="live-out",
                                     streaming=False)
             with gr.Row():
-                live_view = gr.Radio(["composite", "matte"], value="composite", label="Show")
+                live_view = gr.Radio(["composite", "matte"], value="composite", label="Show",
+                                     elem_id="live-view")
                 stats = gr.Textbox(label="Frame rate and latency", elem_id="live-stats",
                                    interactive=False)
             cam.stream(live, [cam, ref_size, ofd, live_view, colour, bg_image],
