@@ -12,9 +12,9 @@ the server's peak resident memory (sampled from /proc) and whether ``/v1/health`
 afterwards. The levels alternate between the two servers (batched, then one-at-a-time, for
 each N), so a change in machine load hits both; the ratio column is batched / one-at-a-time.
 
-The servers run with ``--exact-shapes``: every photo here has one size, so each server needs
-two programs (one photo, a full batch), compiled during the warm-up; with shared canvases
-(the default, for photos of mixed sizes) a canvas refit could compile during a timed level.
+The servers run with serve's defaults (on a CPU: split into host devices, each matting one of
+the photos that come together, as predict does); the warm-up runs every level twice before
+timing, so the programs they need are compiled.
 Without ``--checkpoint`` the release architecture with random weights is used (the speed does
 not depend on the weights). Bounded: each level stops after ``--seconds`` or
 ``--max-requests`` answers, whichever is first. Loopback only.
@@ -217,8 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         checkpoint = args.checkpoint or random_checkpoint(os.path.join(work, "ckpt"))
         common = ["--checkpoint", checkpoint, "--ref-size", str(args.ref_size), "--ref-sizes",
-                  "", "--batch-size", str(args.batch_size), "--max-queue", str(args.max_queue),
-                  "--exact-shapes"]
+                  "", "--batch-size", str(args.batch_size), "--max-queue", str(args.max_queue)]
         servers = [ServerProcess("batched", common, work),
                    ServerProcess("one-at-a-time", common + ["--max-batch", "1"], work)]
         for s in servers:

@@ -23,6 +23,7 @@ from typing import List, Optional
 
 from modnet_jax.cliutil import add_version
 from modnet_jax.inference.cli import UserError, add_model_args, run_main
+from modnet_jax.inference.host_devices import split_host_cpu
 
 TOKEN_ENV = "MODNET_SERVE_TOKEN"
 
@@ -56,8 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-clean-colours", action="store_true",
                    help="the page's 'clean colours' box starts unticked")
     s.add_argument("--video-batch-size", type=int, default=1,
-                   help="video and camera frames per model call (default: %(default)s, the "
-                        "lowest latency)")
+                   help="video and camera frames per model call, on the first device (default: "
+                        "%(default)s, the lowest latency)")
+    s.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="on a CPU, split the cores into N JAX devices that each matte one of "
+                        "the photos that come together, at the same time (as predict; "
+                        "default: 2 with 2 or more cores; not with --exact-shapes)")
     add_version(p)
     return p
 
@@ -78,6 +83,8 @@ def check_args(args: argparse.Namespace) -> List[int]:
                         f"--auth TOKEN (or ${TOKEN_ENV}), or --no-auth to accept that")
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be 1..65535, got {args.port}")
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        raise UserError(f"--cpu-devices must be >= 1, got {args.cpu_devices}")
     if args.max_upload_mb <= 0 or args.max_queue < 1 or (args.max_batch or 1) < 1:
         raise UserError("--max-upload-mb, --max-queue and --max-batch must be positive")
     try:
@@ -92,6 +99,8 @@ def check_args(args: argparse.Namespace) -> List[int]:
 def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)
     ref_sizes = check_args(args)
+    if not args.exact_shapes:
+        split_host_cpu(args.cpu_devices)  # before JAX starts (host_devices.py)
     from modnet_jax.serve.server import Server  # imports gradio/jax: after the checks
 
     server = Server.from_args(args, ref_sizes)

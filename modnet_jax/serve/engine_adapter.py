@@ -14,7 +14,9 @@ What the server uses of the engine, and nothing else:
   ``MattingEngine.images`` (photos; the engine batches equal sizes) and
   ``MattingEngine.video`` (the one video path, One-Frame Delay included);
 * ``inference.images.read_image`` / ``image_size`` (predict's decoding: EXIF orientation,
-  truncated files) and ``InputError``.
+  truncated files) and ``InputError``;
+* ``inference.host_devices.split_host_cpu`` (in ``__main__``, before JAX starts) and
+  ``video_devices``: photos shared among devices as predict shares them.
 
 The engine is not thread-safe, so all its work runs under ``lock``. A video or live stream
 holds the lock only while the engine works on a frame, not while it waits for the next one
@@ -30,6 +32,7 @@ import numpy as np
 
 from modnet_jax.inference import InputError, MattingEngine
 from modnet_jax.inference.cli import engine_from_args
+from modnet_jax.inference.host_devices import video_devices
 from modnet_jax.inference.images import image_size, read_image
 
 
@@ -40,16 +43,25 @@ class TooManyPixels(InputError):
 class EngineAdapter:
     """A ``MattingEngine`` (and siblings at other reference sizes) behind one lock."""
 
-    def __init__(self, engine: MattingEngine, ref_sizes: Iterable[int] = ()):
+    def __init__(self, engine: MattingEngine, ref_sizes: Iterable[int] = (),
+                 stream_batch: int = 1):
         self.engine = engine
+        self.stream_batch = int(stream_batch)  # video / camera frames per model call
         self.lock = threading.Lock()
-        self._engines: Dict[int, MattingEngine] = {engine.ref_size: engine}
+        self._engines: Dict[Tuple[int, bool], MattingEngine] = {(engine.ref_size, False): engine}
+        if len(engine.devices) == 1 and engine.video_batch_size == self.stream_batch:
+            self._engines[(engine.ref_size, True)] = engine
+        self._engines_lock = threading.Lock()
         self.ref_sizes = sorted({engine.ref_size, *(int(r) for r in ref_sizes)})
 
     @classmethod
     def from_args(cls, args, ref_sizes: Iterable[int] = ()) -> "EngineAdapter":
-        """Raises ``CheckpointError`` / ``UserError`` (one line) as predict does."""
-        return cls(engine_from_args(args), ref_sizes)
+        """Raises ``CheckpointError`` / ``UserError`` (one line) as predict does. Photos are
+        shared among the local devices as predict shares them (the CPU split into host devices
+        by ``split_host_cpu`` before JAX started, or every GPU) unless ``--exact-shapes``."""
+        devices = None if args.exact_shapes else video_devices()
+        return cls(engine_from_args(args, devices=devices), ref_sizes,
+                   stream_batch=args.video_batch_size)
 
     # ------------------------------------------------------------------ facts
 
@@ -69,19 +81,24 @@ class EngineAdapter:
         d = self.engine.devices[0]
         return f"{d.platform}:{d.id} ({getattr(d, 'device_kind', d.platform)})"
 
-    def _for(self, ref_size: Optional[int]) -> MattingEngine:
+    def _for(self, ref_size: Optional[int], stream: bool = False) -> MattingEngine:
+        """The engine for ``ref_size``; ``stream``: the one for videos and cameras, on the
+        first device only (a live frame wants the lowest latency, not a batch split among
+        devices)."""
         ref = self.ref_size if ref_size is None else int(ref_size)
         if ref not in self.ref_sizes:
             raise ValueError(f"reference size {ref} is not served (one of {self.ref_sizes})")
-        if ref not in self._engines:
-            e = self.engine
-            self._engines[ref] = MattingEngine(
-                e.model, e.variables, ref_size=ref, batch_size=e.batch_size,
-                video_batch_size=e.video_batch_size, resize_back=e.resize_back,
-                max_long_side=e.max_long_side, max_pixels=e.max_pixels,
-                max_image_pixels=e.max_image_pixels, ofd_threshold=e.ofd_threshold,
-                devices=e.devices, canvases=e.canvases)
-        return self._engines[ref]
+        with self._engines_lock:
+            if (ref, stream) not in self._engines:
+                e = self.engine
+                devices = e.devices[:1] if stream else e.devices
+                self._engines[(ref, stream)] = MattingEngine(
+                    e.model, e.variables, ref_size=ref, batch_size=e.batch_size,
+                    video_batch_size=self.stream_batch if stream else e.video_batch_size,
+                    resize_back=e.resize_back, max_long_side=e.max_long_side,
+                    max_pixels=e.max_pixels, max_image_pixels=e.max_image_pixels,
+                    ofd_threshold=e.ofd_threshold, devices=devices, canvases=e.canvases)
+            return self._engines[(ref, stream)]
 
     # ------------------------------------------------------------------ reading
 
@@ -115,7 +132,7 @@ class EngineAdapter:
         """``MattingEngine.video`` over ``frames`` (one ``Matted`` per frame, in order), holding
         the lock only while the engine works: it is let go while the next frame is awaited
         and while the caller handles a result."""
-        engine = self._for(ref_size)
+        engine = self._for(ref_size, stream=True)
         lock = self.lock
         source = iter(frames)
 

@@ -1,8 +1,11 @@
 """One worker thread that mattes the photos of every request, batching concurrent ones.
 
     request threads --submit--> bounded queue --> worker: take what is waiting (up to
-    ``max_batch``, waiting ``window`` s at most for more) --> one engine call per setting
-    --> each request's Future
+    ``max_batch``; ``window`` s more for stragglers, default none) --> one engine call per
+    reference size --> each request's Future
+
+While the worker is busy, new requests wait in the queue; it then takes them all at once, so
+under load batches form by themselves, and a lone request adds no wait.
 
 Requests that arrive together run in one ``MattingEngine.images`` call, which batches photos
 of equal size (so a GPU sees batches, not single frames). The worker asks for mattes only:
@@ -46,7 +49,7 @@ class BatchWorker:
     """The worker thread (started at construction; ``close`` ends it)."""
 
     def __init__(self, adapter: EngineAdapter, max_queue: int = 32,
-                 max_batch: Optional[int] = None, window: float = 0.005):
+                 max_batch: Optional[int] = None, window: float = 0.0):
         self.adapter = adapter
         self.max_batch = int(max_batch or 4 * adapter.batch_size)
         self.window = float(window)
