@@ -9,8 +9,10 @@ Per server and client count: requests/s answered 200, p50/p95 latency of those, 
 status code (an honest 503 with Retry-After when the queue is full; clients wait
 ``--backoff`` s and send again), requests lost (sent without any answer: timeouts, resets),
 the server's peak resident memory (sampled from /proc) and whether ``/v1/health`` answers
-afterwards. The levels alternate between the two servers (batched, then one-at-a-time, for
-each N), so a change in machine load hits both; the ratio column is batched / one-at-a-time.
+afterwards. Each level alternates between the two servers in ``--rounds`` rounds (A B A B
+...), so a change in machine load hits both; the ratio column is batched / one-at-a-time. With
+one client both servers run the same code path (a batch of one), so that row's ratio shows
+how far the machine's noise alone moves the figures.
 
 The servers run with serve's defaults (on a CPU: split into host devices, each matting one of
 the photos that come together, as predict does); the warm-up runs every level twice before
@@ -154,29 +156,44 @@ async def load(url: str, body: bytes, clients: int, seconds: float, max_requests
             "lost": sent[0] - answered}
 
 
-def run_level(server: ServerProcess, body: bytes, clients: int, args) -> Dict:
-    peak = [rss_mib(server.proc.pid)]
-    done = threading.Event()
+class Level:
+    """One server at one client count, summed over its rounds."""
 
-    def sample():
-        while not done.wait(0.2):
-            peak[0] = max(peak[0], rss_mib(server.proc.pid))
+    def __init__(self, server: ServerProcess, clients: int):
+        self.server, self.clients = server, clients
+        self.elapsed, self.codes, self.latencies, self.lost = 0.0, Counter(), [], 0
+        self.peak = 0.0
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    result = asyncio.run(load(server.url, body, clients, args.seconds, args.max_requests,
-                              args.backoff))
-    done.set()
-    sampler.join()
-    lat = np.asarray(result["latencies"]) * 1000
-    ok = result["codes"].get(200, 0)
-    return {"server": server.name, "clients": clients, "ok": ok,
-            "rate": ok / result["elapsed"],
-            "p50": float(np.percentile(lat, 50)) if lat.size else float("nan"),
-            "p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
-            "codes": ", ".join(f"{k}: {v}" for k, v in sorted(result["codes"].items(),
-                                                             key=lambda kv: str(kv[0]))),
-            "lost": result["lost"], "rss": peak[0], "healthy": server.healthy()}
+    def run(self, body: bytes, seconds: float, max_requests: int, backoff: float) -> None:
+        pid = self.server.proc.pid
+        self.peak = max(self.peak, rss_mib(pid))
+        done = threading.Event()
+
+        def sample():
+            while not done.wait(0.2):
+                self.peak = max(self.peak, rss_mib(pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        result = asyncio.run(load(self.server.url, body, self.clients, seconds, max_requests,
+                                  backoff))
+        done.set()
+        sampler.join()
+        self.elapsed += result["elapsed"]
+        self.codes.update(result["codes"])
+        self.latencies += result["latencies"]
+        self.lost += result["lost"]
+
+    def row(self) -> Dict:
+        lat = np.asarray(self.latencies) * 1000
+        ok = self.codes.get(200, 0)
+        return {"server": self.server.name, "clients": self.clients, "ok": ok,
+                "rate": ok / self.elapsed if self.elapsed else 0.0,
+                "p50": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+                "p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+                "codes": ", ".join(f"{k}: {v}" for k, v in sorted(self.codes.items(),
+                                                                 key=lambda kv: str(kv[0]))),
+                "lost": self.lost, "rss": self.peak, "healthy": self.server.healthy()}
 
 
 def warm_up(server: ServerProcess, body: bytes, clients: List[int]) -> None:
@@ -200,6 +217,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--max-queue", type=int, default=32)
     p.add_argument("--backoff", type=float, default=0.5, help="client wait after a 503 (s)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="each level alternates the servers this many times (default: 3)")
     args = p.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -227,8 +246,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         started = datetime.datetime.now(datetime.timezone.utc)
         rows = []
         for n in clients:
-            for s in servers:
-                rows.append(run_level(s, body, n, args))
+            levels = [Level(s, n) for s in servers]
+            for _ in range(args.rounds):  # A B A B ...: drifting machine load hits both
+                for level in levels:
+                    level.run(body, args.seconds / args.rounds,
+                              max(1, args.max_requests // args.rounds), args.backoff)
+            for level in levels:
+                rows.append(level.row())
                 print(f"  {rows[-1]['server']:>13} x{n:<3} {rows[-1]['rate']:.2f} req/s",
                       file=sys.stderr, flush=True)
         load_after = os.getloadavg()
@@ -240,7 +264,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"\n{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load average "
           f"{load_before[0]:.1f} before / {load_after[0]:.1f} after; photo {width}x{height} "
           f"JPEG ({len(body) / 1e3:.0f} kB), ref size {args.ref_size}, batch size "
-          f"{args.batch_size}, queue {args.max_queue}, {args.seconds:g} s per level\n")
+          f"{args.batch_size}, queue {args.max_queue}, {args.seconds:g} s per level and server in "
+          f"{args.rounds} alternating rounds\n")
     print("| server | clients | 200s | req/s | p50 ms | p95 ms | answers by code | lost | "
           "peak RSS MiB | healthy after | batched / one-at-a-time |")
     print("|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|")

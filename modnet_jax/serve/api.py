@@ -128,6 +128,8 @@ def create_api(worker: BatchWorker, folder: UploadFolder, *, max_bytes: int,
     if token:
         app.add_middleware(TokenAuth, token=token)
     adapter = worker.adapter
+    reading = [0]  # requests between admission and the worker's queue (one event loop)
+    admitted = worker.max_queue + worker.max_batch
 
     @app.exception_handler(UploadError)
     async def _refused(request: Request, exc: UploadError):
@@ -154,15 +156,21 @@ def create_api(worker: BatchWorker, folder: UploadFolder, *, max_bytes: int,
             return error(422, str(exc))
         if ref_size is not None and ref_size not in adapter.ref_sizes:
             return error(422, f"ref_size must be one of {adapter.ref_sizes}, got {ref_size}")
-        if worker.full():  # before reading the body: a full queue costs the client nothing
+        # Before reading the body: a full queue costs the client nothing, and at most
+        # ``admitted`` bodies are held at once (memory stays bounded, whatever the number of
+        # connections).
+        if worker.full() or reading[0] >= admitted:
             return _busy(worker.retry_after())
-        data = await image_bytes(request, max_bytes)
-        image = await asyncio.to_thread(decode_upload, data, folder, adapter)
-        del data
+        reading[0] += 1
         try:
+            data = await image_bytes(request, max_bytes)
+            image = await asyncio.to_thread(decode_upload, data, folder, adapter)
+            del data
             future = worker.submit_job(image, ref_size=ref_size)
         except Busy as exc:
             return _busy(exc.retry_after)
+        finally:
+            reading[0] -= 1
         result = await asyncio.wrap_future(future)
         body = await asyncio.to_thread(_encoded, output, image, result.matte, colour)
         return Response(body, media_type="image/png")

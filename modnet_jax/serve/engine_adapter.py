@@ -78,8 +78,10 @@ class EngineAdapter:
         return self.engine.max_image_pixels
 
     def device(self) -> str:
-        d = self.engine.devices[0]
-        return f"{d.platform}:{d.id} ({getattr(d, 'device_kind', d.platform)})"
+        devices = self.engine.devices
+        d = devices[0]
+        count = f" x{len(devices)}" if len(devices) > 1 else ""
+        return f"{d.platform}{count} ({getattr(d, 'device_kind', d.platform)})"
 
     def _for(self, ref_size: Optional[int], stream: bool = False) -> MattingEngine:
         """The engine for ``ref_size``; ``stream``: the one for videos and cameras, on the

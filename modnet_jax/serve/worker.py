@@ -52,6 +52,7 @@ class BatchWorker:
                  max_batch: Optional[int] = None, window: float = 0.0):
         self.adapter = adapter
         self.max_batch = int(max_batch or 4 * adapter.batch_size)
+        self.max_queue = int(max_queue)
         self.window = float(window)
         self._queue: "queue.Queue[Optional[Job]]" = queue.Queue(maxsize=int(max_queue))
         self._seconds_per_photo = 0.5  # running estimate, for Retry-After
