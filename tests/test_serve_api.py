@@ -220,3 +220,22 @@ def test_token(served):
             assert page.status_code == 200 and "<html" in page.text.lower()
     finally:
         server.close()
+
+
+def test_photos_are_served_between_video_frames(served):
+    """A video holds the engine only while it works on a frame: a photo asked for while the
+    video waits for its next frame is matted then (it would wait forever otherwise), and the
+    video still gives one result per frame."""
+    server, _ = served
+    frames = [photo(seed=s) for s in range(3)]
+    got = []
+
+    def source():
+        for i, frame in enumerate(frames):
+            if i == 1:
+                got.append(server.worker.submit_job(photo()).result(timeout=120))
+            yield frame
+
+    results = list(server.adapter.video(source(), ofd=True))
+    assert len(got) == 1 and got[0].matte.shape == (48, 64)
+    assert len(results) == 3 and all(r.matte.shape == (48, 64) for r in results)

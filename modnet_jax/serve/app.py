@@ -14,7 +14,6 @@ Every image the page shows is a PNG (lossless), so what it shows is what the eng
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import cv2
@@ -25,10 +24,11 @@ from modnet_jax.imaging.compositing import composite_over, estimate_foreground_m
 from modnet_jax.imaging.video import DEFAULT_FPS, open_video, read_frames
 from modnet_jax.inference import InputError
 from modnet_jax.inference.images import matte_to_uint8
-from modnet_jax.serve.live import LiveSessions
+from modnet_jax.serve.live import MAX_SESSIONS, LiveSessions
 from modnet_jax.serve.uploads import UploadError, UploadFolder, read_file_upload
 from modnet_jax.serve.worker import BatchWorker, Busy
 
+KEEP_SECONDS = 3600  # uploads and results the page keeps
 TITLE = "modnet_jax: portrait matting"
 INTRO = ("Trimap-free portrait matting with MODNet. Photos, videos and your camera are matted "
          "on this machine; nothing is sent elsewhere. Programs can use the HTTP API: "
@@ -79,6 +79,7 @@ def build_page(worker: BatchWorker, sessions: LiveSessions, folder: UploadFolder
             raise gr.Error(str(exc).replace(path, "the video")) from None
 
     def _video(path, ref_size, ofd, output, colour, bg_image, progress):
+        folder.prune(KEEP_SECONDS)
         cap, info = open_video(path)
         out_path = folder.new_path(".webm")
         writer = None
@@ -129,7 +130,8 @@ def build_page(worker: BatchWorker, sessions: LiveSessions, folder: UploadFolder
                                  _background(colour, bg_image))
         return out, session.stats()
 
-    with gr.Blocks(title=TITLE) as page:
+    # Gradio's copies of uploads and results are deleted after KEEP_SECONDS as well.
+    with gr.Blocks(title=TITLE, delete_cache=(KEEP_SECONDS // 4, KEEP_SECONDS)) as page:
         gr.Markdown(f"# {TITLE}\n{INTRO}" + (f"\n\n{model_line}" if model_line else ""))
         with gr.Accordion("Settings", open=True):
             with gr.Row():
@@ -177,8 +179,6 @@ def build_page(worker: BatchWorker, sessions: LiveSessions, folder: UploadFolder
                 stats = gr.Textbox(label="Frame rate and latency", elem_id="live-stats",
                                    interactive=False)
             cam.stream(live, [cam, ref_size, ofd, live_view, colour, bg_image],
-                       [live_out, stats], stream_every=0.1, concurrency_limit=MAX_LIVE)
+                       [live_out, stats], stream_every=0.1, concurrency_limit=MAX_SESSIONS)
     return page
 
-
-MAX_LIVE = 8

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 

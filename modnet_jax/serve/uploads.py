@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from typing import Optional
 
@@ -63,6 +64,17 @@ class UploadFolder:
 
     def new_path(self, ext: str) -> str:
         return os.path.join(self.path, uuid.uuid4().hex + ext)
+
+    def prune(self, max_age: float) -> None:
+        """Delete the files directly in the folder that are older than ``max_age`` seconds
+        (results the page has handed over)."""
+        limit = time.time() - max_age
+        for entry in os.scandir(self.path):
+            try:
+                if entry.is_file() and entry.stat().st_mtime < limit:
+                    os.remove(entry.path)
+            except OSError:
+                pass
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
