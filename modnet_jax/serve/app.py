@@ -23,7 +23,7 @@ import numpy as np
 from modnet_jax.imaging.compositing import composite_over, estimate_foreground_ml
 from modnet_jax.imaging.video import DEFAULT_FPS, open_video, read_frames
 from modnet_jax.inference import InputError
-from modnet_jax.inference.images import matte_to_uint8
+from modnet_jax.inference.images import cutout, parse_colour
 from modnet_jax.serve.live import MAX_SESSIONS, LiveSessions
 from modnet_jax.serve.uploads import UploadError, UploadFolder, read_file_upload
 from modnet_jax.serve.worker import BatchWorker, Busy
@@ -35,14 +35,16 @@ INTRO = ("Trimap-free portrait matting with MODNet. Photos, videos and your came
          "`POST /v1/matte` (see `/v1/docs`).")
 
 
-def _colour(hex_colour: str):
-    """RGB from the colour picker's value ('#rrggbb' or 'rgba(r, g, b, a)')."""
-    text = (hex_colour or "#00ff00").strip()
+def _colour(value: str):
+    """RGB from the colour picker's value ('#rrggbb', or 'rgba(r, g, b, a)' in some browsers)."""
+    text = (value or "#00ff00").strip()
     if text.startswith("rgb"):
         parts = text[text.index("(") + 1:text.index(")")].split(",")[:3]
-        return tuple(int(round(float(p))) for p in parts)
-    text = text.lstrip("#")[:6]
-    return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
+        text = ",".join(str(int(round(float(p)))) for p in parts)
+    try:
+        return parse_colour(text[:7] if text.startswith("#") else text)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
 
 
 def _background(colour: str, image: Optional[np.ndarray]):
@@ -64,9 +66,8 @@ def build_page(worker: BatchWorker, sessions: LiveSessions, folder: UploadFolder
         except Busy as exc:
             raise gr.Error(str(exc)) from None
         matte = result.matte
-        fg = estimate_foreground_ml(image, matte) if clean else image
-        rgb = np.clip(np.rint(fg), 0, 255).astype(np.uint8)
-        cut = np.concatenate([rgb, matte_to_uint8(matte)[..., None]], axis=2)
+        fg = estimate_foreground_ml(image, matte) if clean else image  # as --clean-colours
+        cut = cutout(np.clip(np.rint(fg), 0, 255).astype(np.uint8), matte)
         comp = composite_over(fg, matte, _background(colour, bg_image))
         return result.matte_uint8, cut, comp
 
