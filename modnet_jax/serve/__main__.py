@@ -16,6 +16,7 @@ Mistakes in the options end it before it starts with one ``error:`` line and exi
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import os
 import sys
@@ -99,6 +100,10 @@ def check_args(args: argparse.Namespace) -> List[int]:
 def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)
     ref_sizes = check_args(args)
+    for module in ("gradio", "fastapi", "uvicorn", "multipart"):
+        if importlib.util.find_spec(module) is None:
+            raise UserError(f"the server needs the optional extra 'serve' ({module} is "
+                            f"missing): pip install -e '.[serve]'")
     if not args.exact_shapes:
         split_host_cpu(args.cpu_devices)  # before JAX starts (host_devices.py)
     from modnet_jax.serve.server import Server  # imports gradio/jax: after the checks
