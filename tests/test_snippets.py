@@ -101,7 +101,8 @@ def _commands():
 def _help(module, capsys):
     import importlib
 
-    main = importlib.import_module(module).main
+    mod = importlib.import_module(module)
+    main = getattr(mod, "main", None) or importlib.import_module(module + ".__main__").main
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0

@@ -14,7 +14,7 @@ from modnet_jax.interop.release_files import model_config_for_release, release_k
 from modnet_jax.inference.compile_cache import setup_compile_cache
 from modnet_jax.inference.engine import MattingEngine
 from modnet_jax.inference.images import InputError, image_size, read_image
-from modnet_jax.inference.options import OFD_THRESHOLD
+from modnet_jax.inference.options import OFD_THRESHOLD, add_model_args  # noqa: F401 (serve uses it from here)
 
 
 class UserError(Exception):
