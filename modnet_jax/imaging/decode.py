@@ -11,6 +11,13 @@ Policies decided here (documented once, relied on by every source):
 * Headers (size, channels, depth) come from the `imagesize` library; our own marker walker
   was ~2x faster per file (81 vs 163 us median on 800 cached files, loaded machine;
   benchmarks/RESULTS.md) but that is ~1 s per 20,000 files once per run, not worth the code.
+* Files are identified by their content (`signatures.kind_of`), the extension being only a
+  hint: an intact PNG named ``.jpg`` is read as a PNG, a ``.npy`` array named ``.png`` is
+  mapped as raw; a file that is something else (a video, a GIF, a ZIP...) is refused with
+  what it is.
+* Poisoned data: a floating-point file (TIFF) holding NaN or infinity is refused by name, never
+  silently clipped; a header that claims more than `MAX_DECODE_PIXELS` pixels (a
+  decompression bomb) is refused before anything is allocated.
 * Truncated files: OpenCV decodes a truncated JPEG without an error (the missing rows come
   out grey), so JPEG and PNG files are checked for their end marker (JPEG EOI, PNG IEND;
   trailing zero padding is tolerated) both at start-up and when decoded.
@@ -47,13 +54,16 @@ import cv2
 import imagesize
 import numpy as np
 
-from modnet_jax.imaging.files import JPEG_EXTENSIONS, RAW_EXTENSION, UnusableFile, extension
+from modnet_jax.imaging.files import RAW_EXTENSION, UnusableFile, extension
 from modnet_jax.imaging.files import note_once
+from modnet_jax.imaging.signatures import HEAD_BYTES, IMAGE_KINDS, describe, kind_from_head
 
 # Largest per-pixel channel disagreement still read as a grey matte (JPEG chroma noise).
 CHANNEL_TOLERANCE = 8
+# Largest image a header may claim (16384 x 16384): above it a file is refused before it is
+# decoded, so a small file cannot make a reader allocate gigabytes (OpenCV's own limit is 4x).
+MAX_DECODE_PIXELS = 1 << 28
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
@@ -79,17 +89,47 @@ class HeaderInfo:
     bit_depth: int
 
 
-def _check_complete(path: str, tail: bytes) -> None:
+def content_kind(path: str, head: bytes) -> str | None:
+    """The image kind of a file's first bytes (`signatures.IMAGE_KINDS`), judged by content.
+
+    Raises UnusableFile for content that is not an image we read (naming what it is), and for
+    an unrecognised file named .png/.jpg (bad signature); None for other unrecognised files
+    (OpenCV then tries them)."""
+    kind = kind_from_head(head[:HEAD_BYTES])
+    if kind in IMAGE_KINDS:
+        if _expected_kind(path) not in (None, kind):
+            note_once(f"mismatch_{kind}", f"{path} is {describe(kind)} despite its extension: "
+                      "read as what it is (other such files are read without a message)")
+        return kind
+    named = {".png": "a PNG", ".jpg": "a JPEG", ".jpeg": "a JPEG",
+             RAW_EXTENSION: "a .npy array"}.get(extension(path))
+    if kind is not None:
+        raise UnusableFile(path, f"not {named or 'an image'} file: its content is "
+                           f"{describe(kind)}")
+    if named:
+        raise UnusableFile(path, f"not {named} file (bad signature)")
+    return None
+
+
+_KIND_BY_EXTENSION = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp",
+                      ".webp": "webp", ".tif": "tiff", ".tiff": "tiff", ".ppm": "pnm",
+                      ".pgm": "pnm", RAW_EXTENSION: "npy"}
+
+
+def _expected_kind(path: str) -> str | None:
+    return _KIND_BY_EXTENSION.get(extension(path))
+
+
+def _check_complete(path: str, kind: str | None, tail: bytes) -> None:
     """Raises UnusableFile when a JPEG/PNG file lacks its end marker (i.e. is truncated)."""
-    ext = extension(path)
     tail = tail.rstrip(b"\x00")
-    if ext in (".jpg", ".jpeg") and not tail.endswith(_JPEG_END):
+    if kind == "jpeg" and not tail.endswith(_JPEG_END):
         raise UnusableFile(path, "truncated JPEG (no end-of-image marker)")
-    if ext == ".png" and not tail.endswith(_PNG_END):
+    if kind == "png" and not tail.endswith(_PNG_END):
         raise UnusableFile(path, "truncated PNG (no IEND chunk)")
 
 
-def _header_info(path: str, source) -> HeaderInfo:
+def _header_info(path: str, source, kind: str | None = None) -> HeaderInfo:
     """Size, channels and bit depth from the `imagesize` library (path or binary stream).
 
     imagesize reports `colors` = 2 ** (bits per sample x colour channels) for PNG and -1 for
@@ -98,7 +138,7 @@ def _header_info(path: str, source) -> HeaderInfo:
     try:
         info = imagesize.get_info(source, dpi=False, exif_rotation=False)
     except (ValueError, struct.error, IndexError) as err:
-        what = "not a PNG file" if extension(path) == ".png" else "corrupt JPEG header"
+        what = "not a PNG file" if kind == "png" else "corrupt JPEG header"
         raise UnusableFile(path, f"{what} (unreadable header: {err})") from err
     if info.width <= 0 or info.height <= 0:
         raise UnusableFile(path, "corrupt image header (no size found)")
@@ -108,13 +148,6 @@ def _header_info(path: str, source) -> HeaderInfo:
     if info.colors > 0:
         depth = max(1, round(math.log2(info.colors) / colour_channels))
     return HeaderInfo(int(info.width), int(info.height), channels, depth)
-
-
-def _check_signature(path: str, head: bytes) -> None:
-    if extension(path) == ".png" and not head.startswith(_PNG_SIGNATURE):
-        raise UnusableFile(path, "not a PNG file (bad signature)")
-    if extension(path) in JPEG_EXTENSIONS and not head.startswith(_JPEG_START):
-        raise UnusableFile(path, "not a JPEG file (bad signature)")
 
 
 def exif_orientation(data: bytes) -> int:
@@ -159,14 +192,15 @@ def _tiff_orientation(tiff: bytes) -> int:
 
 
 def file_orientation(path: str, data: bytes | None = None) -> int:
-    """`exif_orientation` of a file (JPEG only; its first 256 KiB are read when `data` is
-    None); 1 for every other format."""
-    if extension(path) not in JPEG_EXTENSIONS:
-        return 1
+    """`exif_orientation` of a file (JPEG content only, whatever its name; its first 256 KiB
+    are read when `data` is None); 1 for every other format."""
     if data is None:
         try:
             with open(path, "rb") as handle:
-                data = handle.read(1 << 18)
+                data = handle.read(len(_JPEG_START))
+                if data != _JPEG_START:
+                    return 1
+                data += handle.read((1 << 18) - len(data))
         except OSError as err:
             raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
     return exif_orientation(data)
@@ -194,15 +228,14 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
 def probe_header(path: str) -> HeaderInfo | None:
     """Size, channels and depth of a PNG/JPEG file, plus a truncation check.
 
-    Returns None for other formats (they are checked when decoded). Raises UnusableFile.
+    Formats are judged by content (a PNG named .jpg is probed as a PNG; a raw .npy array by
+    its header, whatever its name). Returns None for other image formats (they are checked
+    when decoded). Raises UnusableFile, also for a file that is no image (a video, a GIF...).
     Reads only the header and the last bytes, so the start-up scan of a large dataset
     stays cheap.
     """
-    ext = extension(path)
-    if ext == RAW_EXTENSION:
-        return _raw_header(path)
-    if ext not in (".png", ".jpg", ".jpeg"):
-        return None
+    if path in _RAW_HEADERS:
+        return _RAW_HEADERS[path][0]
     try:
         with open(path, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
@@ -210,14 +243,45 @@ def probe_header(path: str) -> HeaderInfo | None:
                 raise UnusableFile(path, "empty file")
             # Header first: a file that is not an image at all should say so, not "truncated".
             handle.seek(0)
-            _check_signature(path, handle.read(8))
+            kind = content_kind(path, handle.read(HEAD_BYTES))
+            if kind == "npy":
+                return _raw_header(path)
+            if kind not in ("png", "jpeg"):
+                return None
             handle.seek(0)
-            info = _header_info(path, handle)
+            info = _header_info(path, handle, kind)
+            _check_pixels(path, info.width, info.height)
             handle.seek(max(0, size - 64))
-            _check_complete(path, handle.read())
+            _check_complete(path, kind, handle.read())
             return info
     except OSError as err:
         raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
+
+
+def _check_pixels(path: str, width: int, height: int) -> None:
+    if width * height > MAX_DECODE_PIXELS:
+        raise UnusableFile(path, f"its header claims {width}x{height} = {width * height} "
+                           f"pixels, above the {MAX_DECODE_PIXELS} that are decoded (a "
+                           "decompression bomb?)")
+
+
+def _check_claimed_size(path: str, data: bytes) -> None:
+    """`_check_pixels` for the size a file's header claims (any format imagesize reads;
+    files it cannot read are left to OpenCV, whose own limit is 4x higher)."""
+    try:
+        width, height = imagesize.get(io.BytesIO(data))
+    except (ValueError, struct.error, IndexError, OSError):
+        return
+    _check_pixels(path, int(width), int(height))
+
+
+def _check_finite(path: str, array: np.ndarray) -> None:
+    """Refuses a floating-point image holding NaN or infinity (never clipped to 0 or 1)."""
+    if array.dtype.kind == "f":
+        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise UnusableFile(path, f"{bad} non-finite value(s) (NaN or infinity) in a "
+                               "floating-point image")
 
 
 _RAW_HEADERS: dict = {}  # path -> (HeaderInfo, data offset, shape): .npy headers parsed once
@@ -278,7 +342,7 @@ def image_size(path: str) -> tuple[int, int] | None:
     imagesize reads: JPEG, PNG, BMP, TIFF, WebP, PPM/PGM...; raw .npy too), or None when
     unknown. The EXIF orientation is not applied (`file_orientation` says how to turn it)."""
     try:
-        if extension(path) == RAW_EXTENSION:
+        if path in _RAW_HEADERS or _is_npy(path):
             head = _raw_header(path)
             return head.height, head.width
         width, height = imagesize.get(path, exif_rotation=False)
@@ -287,16 +351,53 @@ def image_size(path: str) -> tuple[int, int] | None:
     return (int(height), int(width)) if width > 0 and height > 0 else None
 
 
+def _is_npy(path: str) -> bool:
+    """Whether a file holds a .npy array (by content; only files named .npy are opened to
+    see, the others show it in the bytes `read_file` returns)."""
+    if extension(path) != RAW_EXTENSION:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return kind_from_head(handle.read(HEAD_BYTES)) == "npy"
+    except OSError:
+        return False
+
+
+def _encoded(path: str, data: bytes | None) -> bytes | None:
+    """The bytes to decode (`data`, else `read_file`), or None when the file is a raw .npy
+    array (by content), which is memory-mapped instead."""
+    if data is None:
+        if path in _RAW_HEADERS or _is_npy(path):
+            return None
+        data = read_file(path)
+    return None if kind_from_head(data[:HEAD_BYTES]) == "npy" else data
+
+
 def header_from_bytes(path: str, data: bytes) -> HeaderInfo | None:
-    """`probe_header` for a file already in memory (no truncation check); None if not PNG/JPEG."""
-    if extension(path) not in (".png",) + JPEG_EXTENSIONS:
+    """The header of a file already in memory (no truncation check), judged by content: PNG
+    and JPEG as `probe_header`, other images as far as imagesize reads them, a .npy array's
+    shape; None for unrecognised content. Raises UnusableFile for an unreadable header."""
+    kind = content_kind(path, data[:HEAD_BYTES])
+    if kind is None:
         return None
-    _check_signature(path, data[:8])
-    return _header_info(path, io.BytesIO(data))
+    if kind == "npy":
+        try:
+            stream = io.BytesIO(data[:4096])
+            version = np.lib.format.read_magic(stream)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape = read(stream)[0]
+        except ValueError as err:
+            raise UnusableFile(path, f"not a .npy array file ({err})") from err
+        if len(shape) not in (2, 3):
+            raise UnusableFile(path, f"raw image must be [H, W] or [H, W, 3], not {shape}")
+        return HeaderInfo(int(shape[1]), int(shape[0]), 1 if len(shape) == 2 else shape[2], 8)
+    return _header_info(path, io.BytesIO(data), kind)
 
 
 def read_file(path: str) -> bytes:
-    """The bytes of an image file; UnusableFile if it cannot be read, is empty or truncated."""
+    """The bytes of an image file; UnusableFile if it cannot be read, is empty, truncated, is
+    no image (by content: a video, a GIF...) or claims more than `MAX_DECODE_PIXELS`."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -304,7 +405,10 @@ def read_file(path: str) -> bytes:
         raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
     if not data:
         raise UnusableFile(path, "empty file")
-    _check_complete(path, data[-64:])
+    kind = content_kind(path, data[:HEAD_BYTES])
+    if kind != "npy":
+        _check_complete(path, kind, data[-64:])
+        _check_claimed_size(path, data)
     return data
 
 
@@ -344,11 +448,13 @@ def decode_rgb(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndar
     then the JPEG's EXIF orientation is applied. `data`: the file's bytes when the caller has
     read them already (`read_file`).
     """
-    if extension(path) == RAW_EXTENSION:
+    data = _encoded(path, data)
+    if data is None:
         image = load_raw(path, 3)
         return _shrink(np.asarray(image), reduce) if reduce > 1 else image
-    reduced = reduce > 1 and extension(path) in JPEG_EXTENSIONS
-    data = read_file(path) if data is None else data
+    if data.startswith(b"II*\x00") or data.startswith(b"MM\x00*"):  # TIFF: maybe floats
+        _check_finite(path, _decode_unchanged(path, data))
+    reduced = reduce > 1 and data.startswith(_JPEG_START)
     image = cv2.imdecode(_read_bytes(path, data), _REDUCED_FLAGS[reduce if reduced else 1])
     if image is None:
         raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
@@ -365,6 +471,7 @@ def _to_uint8(path: str, array: np.ndarray) -> np.ndarray:
                   "(other 16-bit alpha files are converted without a message)")
         return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if array.dtype in (np.float32, np.float64):
+        _check_finite(path, array)
         note_once("alpha_float", f"alpha file {path} is floating point: read as [0, 1]")
         return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
     raise UnusableFile(path, f"unsupported alpha sample type {array.dtype}")
@@ -428,12 +535,12 @@ def decode_alpha(path: str, reduce: int = 1, data: bytes | None = None,
 
 
 def _decode_alpha(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndarray:
-    if extension(path) == RAW_EXTENSION:
+    data = _encoded(path, data)
+    if data is None:
         alpha = load_raw(path, 1)
         return _shrink(np.asarray(alpha), reduce) if reduce > 1 else alpha
-    data = read_file(path) if data is None else data
     if reduce > 1:
-        head = header_from_bytes(path, data) if extension(path) in JPEG_EXTENSIONS else None
+        head = header_from_bytes(path, data) if data.startswith(_JPEG_START) else None
         if head is not None and head.bit_depth == 8 and head.channels in (1, 3):
             grey = head.channels == 1
             flags = _REDUCED_GREY_FLAGS[reduce] if grey else _REDUCED_FLAGS[reduce]
@@ -449,12 +556,14 @@ def decode_alpha_native(path: str, keep_uint8: bool = False) -> np.ndarray:
     """A matte at the file's own precision, same channel policy as `decode_alpha`: float64
     [H, W] in [0, 1] (a 16-bit file keeps its 65536 levels: evaluation scores against it),
     or with `keep_uint8` an 8-bit file's uint8 values (0..255) as they are."""
-    if extension(path) == RAW_EXTENSION:
+    data = _encoded(path, None)
+    if data is None:
         plane = np.asarray(load_raw(path, 1))
     else:
-        raw = _decode_unchanged(path, read_file(path))
+        raw = _decode_unchanged(path, data)
         if raw.dtype.kind not in "uif":
             raise UnusableFile(path, f"unsupported alpha sample type {raw.dtype}")
+        _check_finite(path, raw)
         plane = _matte_plane(path, raw)
     if keep_uint8 and plane.dtype == np.uint8:
         return np.ascontiguousarray(plane)

@@ -1,0 +1,106 @@
+"""Writing result files: whole or not at all, with the operating system's own reason on failure.
+
+* `atomic_write(path, data)` writes to a temporary name in the same folder
+  (``.<name>.<pid>-<random>.part<ext>``: hidden, and keeping the extension for writers that
+  pick a format by it), then renames it over ``path`` (``os.replace``, atomic within one
+  filesystem). A reader, or a second process writing the same name, sees the old file or the
+  new one, never a part of one; a failure (a full disk, a killed write) removes the temporary
+  file, so nothing half-written is left under the real name. A killed process (SIGKILL) can
+  leave a hidden ``.part`` file, never a truncated result.
+* `write_image(path, bgr)` encodes with OpenCV by the extension, then `atomic_write`.
+* `atomic_path(path)` (a context manager) for writers that need a path of their own
+  (``cv2.VideoWriter``): they write the temporary name, which is renamed when the block ends
+  without an exception and removed otherwise.
+* Errors are ``InputError("<path>: cannot write (<strerror>)")`` with the OS's words: "No space
+  left on device", "Permission denied", "Read-only file system", "No such file or directory".
+
+Files are not fsync'ed: the guarantee is against failing writes and killed processes, not
+against power loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from modnet_jax.imaging.files import InputError, extension
+
+
+def _temporary_name(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{os.getpid()}-{secrets.token_hex(4)}.part"
+                                f"{extension(name)}")
+
+
+def _os_error(path: str, err: OSError) -> InputError:
+    reason = err.strerror or errno.errorcode.get(err.errno or 0, "") or str(err)
+    return InputError(f"{path}: cannot write ({reason})")
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write `data` to `path` all at once or not at all (see the module). Raises InputError."""
+    temporary = _temporary_name(path)
+    try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:
+        raise _os_error(path, err) from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(handle, view):]
+        finally:
+            os.close(handle)
+        os.replace(temporary, path)
+    except OSError as err:
+        _remove(temporary)
+        raise _os_error(path, err) from None
+    except BaseException:  # KeyboardInterrupt while writing: no half file either
+        _remove(temporary)
+        raise
+
+
+def encode_image(path: str, image: np.ndarray) -> bytes:
+    """`image` (OpenCV's BGR/BGRA/grey order) encoded as `path`'s extension says. Raises
+    InputError when OpenCV cannot encode it that way."""
+    try:
+        ok, encoded = cv2.imencode(extension(path) or ".png", image)
+    except cv2.error as exc:
+        raise InputError(f"{path}: cannot encode ({str(exc).strip().splitlines()[-1]})"
+                         ) from None
+    if not ok:
+        raise InputError(f"{path}: cannot encode an image as {extension(path)!r}")
+    return encoded.tobytes()
+
+
+def write_image(path: str, image: np.ndarray) -> None:
+    """Encode `image` (BGR order, as OpenCV) and `atomic_write` it. Raises InputError."""
+    atomic_write(path, encode_image(path, image))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary name to write `path` through (see the module): renamed to `path` when the
+    block ends normally, removed when it raises. A rename failure raises InputError."""
+    temporary = _temporary_name(path)
+    try:
+        yield temporary
+    except BaseException:
+        _remove(temporary)
+        raise
+    try:
+        os.replace(temporary, path)
+    except OSError as err:
+        _remove(temporary)
+        raise _os_error(path, err) from None
