@@ -8,9 +8,10 @@
   file, so nothing half-written is left under the real name. A killed process (SIGKILL) can
   leave a hidden ``.part`` file, never a truncated result.
 * `write_image(path, bgr)` encodes with OpenCV by the extension, then `atomic_write`.
-* `atomic_path(path)` (a context manager) for writers that need a path of their own
-  (``cv2.VideoWriter``): they write the temporary name, which is renamed when the block ends
-  without an exception and removed otherwise.
+* `atomic_path(path)` (a context manager) for writers that need a path of their own: they
+  write the temporary name, which is renamed when the block ends without an exception and
+  removed otherwise; `temporary_name`, `commit` and `discard` are its steps, for writers that
+  outlive a block (``imaging.video.VideoOutput``).
 * Errors are ``InputError("<path>: cannot write (<strerror>)")`` with the OS's words: "No space
   left on device", "Permission denied", "Read-only file system", "No such file or directory".
 
@@ -32,7 +33,8 @@ import numpy as np
 from modnet_jax.imaging.files import InputError, extension
 
 
-def _temporary_name(path: str) -> str:
+def temporary_name(path: str) -> str:
+    """A fresh temporary name beside `path`, for `commit` or `discard` later."""
     folder, name = os.path.split(path)
     return os.path.join(folder, f".{name}.{os.getpid()}-{secrets.token_hex(4)}.part"
                                 f"{extension(name)}")
@@ -43,14 +45,25 @@ def _os_error(path: str, err: OSError) -> InputError:
     return InputError(f"{path}: cannot write ({reason})")
 
 
-def _remove(path: str) -> None:
+def discard(temporary: str) -> None:
+    """Remove a temporary file (when it exists)."""
     with contextlib.suppress(OSError):
-        os.remove(path)
+        os.remove(temporary)
+
+
+def commit(temporary: str, path: str) -> None:
+    """Rename a finished temporary file to `path`; InputError (and no temporary file left) if
+    that fails."""
+    try:
+        os.replace(temporary, path)
+    except OSError as err:
+        discard(temporary)
+        raise _os_error(path, err) from None
 
 
 def atomic_write(path: str, data: bytes) -> None:
     """Write `data` to `path` all at once or not at all (see the module). Raises InputError."""
-    temporary = _temporary_name(path)
+    temporary = temporary_name(path)
     try:
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as err:
@@ -62,13 +75,13 @@ def atomic_write(path: str, data: bytes) -> None:
                 view = view[os.write(handle, view):]
         finally:
             os.close(handle)
-        os.replace(temporary, path)
     except OSError as err:
-        _remove(temporary)
+        discard(temporary)
         raise _os_error(path, err) from None
     except BaseException:  # KeyboardInterrupt while writing: no half file either
-        _remove(temporary)
+        discard(temporary)
         raise
+    commit(temporary, path)
 
 
 def encode_image(path: str, image: np.ndarray) -> bytes:
@@ -93,14 +106,10 @@ def write_image(path: str, image: np.ndarray) -> None:
 def atomic_path(path: str) -> Iterator[str]:
     """A temporary name to write `path` through (see the module): renamed to `path` when the
     block ends normally, removed when it raises. A rename failure raises InputError."""
-    temporary = _temporary_name(path)
+    temporary = temporary_name(path)
     try:
         yield temporary
     except BaseException:
-        _remove(temporary)
+        discard(temporary)
         raise
-    try:
-        os.replace(temporary, path)
-    except OSError as err:
-        _remove(temporary)
-        raise _os_error(path, err) from None
+    commit(temporary, path)
