@@ -394,11 +394,16 @@ sys.exit(predict.cli(sys.argv[1:]))
 
 
 def test_interrupt_shared_folder_and_killed_checkpoint(untrained, tmp_path):
-    """Three faults at once, to share the subprocesses' start-up: SIGKILL during a checkpoint
+    """Four faults at once, to share the subprocesses' start-up: SIGKILL during a checkpoint
     write, then a resume; two `predict` runs writing one output folder, one of them
-    interrupted (SIGINT) in the middle of the folder."""
+    interrupted (SIGINT) in the middle of the folder; `predict` on a damaged checkpoint of the
+    real model (whose many concurrent reads used to end in 0 to 20 "Event loop is closed"
+    tracebacks after the error line)."""
     _, _, ckpt = untrained
     killed = _start_killed_save(tmp_path)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(ckpt, damaged / "0")
+    _damage(str(damaged / "0"), "truncated")
     src, out = tmp_path / "photos", tmp_path / "out"
     src.mkdir()
     rng = np.random.default_rng(3)
@@ -410,6 +415,10 @@ def test_interrupt_shared_folder_and_killed_checkpoint(untrained, tmp_path):
             "--ref-size", "64", "--batch-size", "1", "--quiet"]
     runs = [subprocess.Popen(argv, env=ENV, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
+    on_damaged = subprocess.Popen(
+        [sys.executable, "-m", "modnet_jax.predict", "--checkpoint", str(damaged),
+         str(src / "p0.png"), "--output", str(tmp_path / "unused"), "--quiet"],
+        env=ENV, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while len(list(out.glob("*_matte.png")) if out.exists() else []) < 2:
         assert time.time() < deadline and runs[0].poll() is None, runs[0].stderr.read()
@@ -425,6 +434,9 @@ def test_interrupt_shared_folder_and_killed_checkpoint(untrained, tmp_path):
         assert matte.read_bytes().endswith(b"IEND\xaeB`\x82")
         assert cv2.imread(str(matte), cv2.IMREAD_UNCHANGED).shape == (40, 48)
     assert _leftovers(out) == []
+    err = on_damaged.communicate(timeout=240)[1]
+    assert on_damaged.returncode == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(damaged) in err, err
     _check_resume_after_kill(tmp_path, killed)
 
 
@@ -443,3 +455,13 @@ def test_non_ascii_paths(tmp_path):
     step = checkpointing.save_variables(str(tmp_path / "модель"), _tiny_tree(leaves=2))
     loaded = checkpointing.load_variables(step)
     np.testing.assert_array_equal(loaded["params"]["w01"], _tiny_tree(leaves=2)["params"]["w01"])
+
+
+def test_an_empty_validation_split_does_not_ask_for_what_is_set():
+    from modnet_jax.data import DatasetError, validate_dataset
+
+    cfg = dict(layout="synthetic", synthetic_size=10, val_fraction=0.01)  # holds out 0 of 10
+    with pytest.raises(DatasetError) as caught:
+        validate_dataset(cfg, image_size=32, split="val")
+    assert "val_fraction=0.01" in str(caught.value)
+    assert "val_fraction > 0" not in str(caught.value)
