@@ -39,6 +39,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from modnet_jax.imaging.signatures import describe, kind_of
 from modnet_jax.models.build import MODEL_DEFAULTS
 
 STATE_ITEM = "state"
@@ -157,6 +158,9 @@ def resolve_checkpoint(path: str, step: Optional[int] = None) -> str:
     path = os.path.abspath(os.path.expanduser(path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint path {path} does not exist")
+    if os.path.isfile(path):  # say what it is, by content: an image, a ZIP, a JSON file...
+        raise FileNotFoundError(f"{path} is a file, {describe(kind_of(path))}, not a "
+                                f"modnet_jax checkpoint (a directory of Orbax steps)")
     if os.path.isdir(os.path.join(path, STATE_ITEM)):
         if step is not None and os.path.basename(path) != str(step):
             raise FileNotFoundError(f"{path} is the checkpoint of step {os.path.basename(path)}, "

@@ -12,7 +12,6 @@ import signal
 import struct
 import subprocess
 import sys
-import textwrap
 import time
 import zlib
 
@@ -83,6 +82,9 @@ def test_the_content_decides_what_a_file_is(tmp_path):
             decode.decode_rgb(str(tmp_path / name))
         with pytest.raises(UnusableFile, match=what):
             decode.probe_header(str(tmp_path / name))
+
+    with pytest.raises(FileNotFoundError, match="a PNG image"):  # given as a checkpoint
+        checkpointing.resolve_checkpoint(str(png_as_jpg))
 
     # predict sorts inputs by content: a video named .jpg is a video, a photo named .mp4 a photo.
     writer = cv2.VideoWriter(str(tmp_path / "movie.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5,
