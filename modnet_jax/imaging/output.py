@@ -12,8 +12,9 @@
   write the temporary name, which is renamed when the block ends without an exception and
   removed otherwise; `temporary_name`, `commit` and `discard` are its steps, for writers that
   outlive a block (``imaging.video.VideoOutput``).
-* Errors are ``InputError("<path>: cannot write (<strerror>)")`` with the OS's words: "No space
-  left on device", "Permission denied", "Read-only file system", "No such file or directory".
+* Errors are ``WriteError("<path>: cannot write (<strerror>)")`` (an ``InputError`` and an
+  ``OSError``) with the OS's words: "No space left on device", "Permission denied",
+  "Read-only file system", "No such file or directory".
 
 Files are not fsync'ed: the guarantee is against failing writes and killed processes, not
 against power loss.
@@ -25,6 +26,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 from typing import Iterator
 
 import cv2
@@ -40,9 +42,20 @@ def temporary_name(path: str) -> str:
                                 f"{extension(name)}")
 
 
-def _os_error(path: str, err: OSError) -> InputError:
+class WriteError(InputError, OSError):
+    """A result file that cannot be written: ``"<path>: cannot write (<the OS's reason>)"``.
+    An ``InputError`` for the commands' error lines, and an ``OSError`` (same ``errno``,
+    ``strerror``, ``filename`` = the real path) for code that handles those."""
+
+    def __str__(self) -> str:  # the one-line message, not OSError's "[Errno n] ..." form
+        return str(self.args[0])
+
+
+def _os_error(path: str, err: OSError) -> WriteError:
     reason = err.strerror or errno.errorcode.get(err.errno or 0, "") or str(err)
-    return InputError(f"{path}: cannot write ({reason})")
+    error = WriteError(f"{path}: cannot write ({reason})")
+    error.errno, error.strerror, error.filename = err.errno, reason, path
+    return error
 
 
 def discard(temporary: str) -> None:
@@ -82,6 +95,16 @@ def atomic_write(path: str, data: bytes) -> None:
         discard(temporary)
         raise
     commit(temporary, path)
+
+
+def atomic_copy(source: str, path: str) -> None:
+    """Copy the file `source` to `path` whole or not at all. Raises WriteError (also when
+    `source` cannot be read)."""
+    with atomic_path(path) as temporary:
+        try:
+            shutil.copyfile(source, temporary)
+        except OSError as err:
+            raise _os_error(path, err) from None
 
 
 def encode_image(path: str, image: np.ndarray) -> bytes:
