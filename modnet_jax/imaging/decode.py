@@ -11,16 +11,9 @@ Policies decided here (documented once, relied on by every source):
 * Headers (size, channels, depth) come from the `imagesize` library; our own marker walker
   was ~2x faster per file (81 vs 163 us median on 800 cached files, loaded machine;
   benchmarks/RESULTS.md) but that is ~1 s per 20,000 files once per run, not worth the code.
-* Files are identified by their content (`signatures.kind_of`), the extension being only a
-  hint: an intact PNG named ``.jpg`` is read as a PNG, a ``.npy`` array named ``.png`` is
-  mapped as raw; a file that is something else (a video, a GIF, a ZIP...) is refused with
-  what it is.
-* Poisoned data: a floating-point file (TIFF) holding NaN or infinity is refused by name, never
-  silently clipped; a header that claims more than `MAX_DECODE_PIXELS` pixels (a
-  decompression bomb) is refused before anything is allocated.
-* Truncated files: OpenCV decodes a truncated JPEG without an error (the missing rows come
-  out grey), so JPEG and PNG files are checked for their end marker (JPEG EOI, PNG IEND;
-  trailing zero padding is tolerated) both at start-up and when decoded.
+* Files are decoded by what their content is, the extension being only a hint, and refused
+  when incomplete, claiming a decompression bomb or holding NaN/infinity: `checks` decides,
+  both at start-up (`probe_header`) and when decoded.
 * Mattes (alpha files) are converted to 8-bit single channel:
   - 16-bit: scaled, round(a * 255 / 65535); float files are taken as [0, 1].
   - RGBA: the alpha channel is used when it carries information (is not all opaque); a
@@ -35,17 +28,14 @@ Policies decided here (documented once, relied on by every source):
   be decoded that way are decoded in full and shrunk to that size with area averaging, so a
   JPEG photo and its PNG matte come out the same size. `reduction_for` picks the factor that
   keeps the short side at or above a required length, so no detail the sample needs is lost.
-* Raw files (`.npy`, written by `prepare --format raw`): uint8 RGB [H, W, 3] or matte [H, W]
-  arrays, memory-mapped read-only instead of decoded, so reading one costs page copies of
-  the rows a crop touches. Their header is checked like a PNG/JPEG header (dtype, layout,
-  length); the returned arrays are read-only views of the file.
+* Raw files (`.npy` content, written by `prepare --format raw`): memory-mapped read-only
+  instead of decoded (`raw`); the returned arrays are read-only views of the file.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -54,19 +44,16 @@ import cv2
 import imagesize
 import numpy as np
 
-from modnet_jax.imaging.files import RAW_EXTENSION, UnusableFile, extension
-from modnet_jax.imaging.files import note_once
-from modnet_jax.imaging.signatures import HEAD_BYTES, IMAGE_KINDS, describe, kind_from_head
+from modnet_jax.imaging import raw
+from modnet_jax.imaging.checks import check_claimed_size, check_complete, check_finite
+from modnet_jax.imaging.checks import check_pixels, content_kind
+from modnet_jax.imaging.files import UnusableFile, note_once
+from modnet_jax.imaging.signatures import HEAD_BYTES, kind_from_head
 
 # Largest per-pixel channel disagreement still read as a grey matte (JPEG chroma noise).
 CHANNEL_TOLERANCE = 8
-# Largest image a header may claim (16384 x 16384): above it a file is refused before it is
-# decoded, so a small file cannot make a reader allocate gigabytes (OpenCV's own limit is 4x).
-MAX_DECODE_PIXELS = 1 << 28
 
-_PNG_END = b"IEND\xaeB`\x82"
 _JPEG_START = b"\xff\xd8"
-_JPEG_END = b"\xff\xd9"
 _COLOUR_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _REDUCED_FLAGS = {
     1: _COLOUR_FLAGS,
@@ -87,46 +74,6 @@ class HeaderInfo:
     height: int
     channels: int
     bit_depth: int
-
-
-def content_kind(path: str, head: bytes) -> str | None:
-    """The image kind of a file's first bytes (`signatures.IMAGE_KINDS`), judged by content.
-
-    Raises UnusableFile for content that is not an image we read (naming what it is), and for
-    an unrecognised file named .png/.jpg (bad signature); None for other unrecognised files
-    (OpenCV then tries them)."""
-    kind = kind_from_head(head[:HEAD_BYTES])
-    if kind in IMAGE_KINDS:
-        if _expected_kind(path) not in (None, kind):
-            note_once(f"mismatch_{kind}", f"{path} is {describe(kind)} despite its extension: "
-                      "read as what it is (other such files are read without a message)")
-        return kind
-    named = {".png": "a PNG", ".jpg": "a JPEG", ".jpeg": "a JPEG",
-             RAW_EXTENSION: "a .npy array"}.get(extension(path))
-    if kind is not None:
-        raise UnusableFile(path, f"not {named or 'an image'} file: its content is "
-                           f"{describe(kind)}")
-    if named:
-        raise UnusableFile(path, f"not {named} file (bad signature)")
-    return None
-
-
-_KIND_BY_EXTENSION = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp",
-                      ".webp": "webp", ".tif": "tiff", ".tiff": "tiff", ".ppm": "pnm",
-                      ".pgm": "pnm", RAW_EXTENSION: "npy"}
-
-
-def _expected_kind(path: str) -> str | None:
-    return _KIND_BY_EXTENSION.get(extension(path))
-
-
-def _check_complete(path: str, kind: str | None, tail: bytes) -> None:
-    """Raises UnusableFile when a JPEG/PNG file lacks its end marker (i.e. is truncated)."""
-    tail = tail.rstrip(b"\x00")
-    if kind == "jpeg" and not tail.endswith(_JPEG_END):
-        raise UnusableFile(path, "truncated JPEG (no end-of-image marker)")
-    if kind == "png" and not tail.endswith(_PNG_END):
-        raise UnusableFile(path, "truncated PNG (no IEND chunk)")
 
 
 def _header_info(path: str, source, kind: str | None = None) -> HeaderInfo:
@@ -234,8 +181,8 @@ def probe_header(path: str) -> HeaderInfo | None:
     Reads only the header and the last bytes, so the start-up scan of a large dataset
     stays cheap.
     """
-    if path in _RAW_HEADERS:
-        return _RAW_HEADERS[path][0]
+    if raw.known(path):
+        return _raw_header(path)
     try:
         with open(path, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
@@ -250,91 +197,12 @@ def probe_header(path: str) -> HeaderInfo | None:
                 return None
             handle.seek(0)
             info = _header_info(path, handle, kind)
-            _check_pixels(path, info.width, info.height)
+            check_pixels(path, info.width, info.height)
             handle.seek(max(0, size - 64))
-            _check_complete(path, kind, handle.read())
+            check_complete(path, kind, handle.read())
             return info
     except OSError as err:
         raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
-
-
-def _check_pixels(path: str, width: int, height: int) -> None:
-    if width * height > MAX_DECODE_PIXELS:
-        raise UnusableFile(path, f"its header claims {width}x{height} = {width * height} "
-                           f"pixels, above the {MAX_DECODE_PIXELS} that are decoded (a "
-                           "decompression bomb?)")
-
-
-def _check_claimed_size(path: str, data: bytes) -> None:
-    """`_check_pixels` for the size a file's header claims (any format imagesize reads;
-    files it cannot read are left to OpenCV, whose own limit is 4x higher)."""
-    try:
-        width, height = imagesize.get(io.BytesIO(data))
-    except (ValueError, struct.error, IndexError, OSError):
-        return
-    _check_pixels(path, int(width), int(height))
-
-
-def _check_finite(path: str, array: np.ndarray) -> None:
-    """Refuses a floating-point image holding NaN or infinity (never clipped to 0 or 1)."""
-    if array.dtype.kind == "f":
-        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
-        if bad:
-            raise UnusableFile(path, f"{bad} non-finite value(s) (NaN or infinity) in a "
-                               "floating-point image")
-
-
-_RAW_HEADERS: dict = {}  # path -> (HeaderInfo, data offset, shape): .npy headers parsed once
-
-
-def _raw_layout(path: str) -> tuple:
-    """(HeaderInfo, data offset, shape) of a raw .npy image, checking dtype, layout and file
-    length; cached per process (parsing a .npy header costs more than mapping the file)."""
-    known = _RAW_HEADERS.get(path)
-    if known is not None:
-        return known
-    try:
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read(handle)
-            offset = handle.tell()
-            size = handle.seek(0, os.SEEK_END)
-    except OSError as err:
-        raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
-    except ValueError as err:
-        raise UnusableFile(path, f"not a .npy array file ({err})") from err
-    if dtype != np.uint8 or fortran or len(shape) not in (2, 3) or \
-            (len(shape) == 3 and shape[2] not in (1, 3)) or min(shape[:2]) == 0:
-        raise UnusableFile(path, f"raw image must be uint8 [H, W] or [H, W, 3] in C order, "
-                           f"not {dtype} {shape}{' (Fortran order)' if fortran else ''}")
-    if size - offset < int(np.prod(shape)):
-        raise UnusableFile(path, "truncated .npy file (fewer bytes than its shape needs)")
-    head = HeaderInfo(int(shape[1]), int(shape[0]), 1 if len(shape) == 2 else int(shape[2]), 8)
-    _RAW_HEADERS[path] = head, offset, tuple(int(n) for n in shape)
-    return _RAW_HEADERS[path]
-
-
-def _raw_header(path: str) -> HeaderInfo:
-    return _raw_layout(path)[0]
-
-
-def load_raw(path: str, channels: int) -> np.ndarray:
-    """A raw .npy image, memory-mapped read-only (no decoding: pages are read as the crop
-    touches them): uint8 [H, W, 3] for channels=3, [H, W] for channels=1."""
-    head, offset, shape = _raw_layout(path)
-    if head.channels != channels:
-        what = "an RGB image [H, W, 3]" if channels == 3 else "a matte [H, W]"
-        raise UnusableFile(path, f"raw file has {head.channels} channel(s); expected {what}")
-    try:
-        with open(path, "rb") as handle:
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        array = np.frombuffer(mapped, np.uint8, int(np.prod(shape)), offset)
-    except (OSError, ValueError) as err:  # e.g. the file shrank since its header was read
-        _RAW_HEADERS.pop(path, None)
-        raise UnusableFile(path, f"cannot map the .npy file ({err})") from err
-    return array.reshape((head.height, head.width, 3) if channels == 3 else shape[:2])
 
 
 def image_size(path: str) -> tuple[int, int] | None:
@@ -342,7 +210,7 @@ def image_size(path: str) -> tuple[int, int] | None:
     imagesize reads: JPEG, PNG, BMP, TIFF, WebP, PPM/PGM...; raw .npy too), or None when
     unknown. The EXIF orientation is not applied (`file_orientation` says how to turn it)."""
     try:
-        if path in _RAW_HEADERS or _is_npy(path):
+        if raw.is_raw(path):
             head = _raw_header(path)
             return head.height, head.width
         width, height = imagesize.get(path, exif_rotation=False)
@@ -351,23 +219,16 @@ def image_size(path: str) -> tuple[int, int] | None:
     return (int(height), int(width)) if width > 0 and height > 0 else None
 
 
-def _is_npy(path: str) -> bool:
-    """Whether a file holds a .npy array (by content; only files named .npy are opened to
-    see, the others show it in the bytes `read_file` returns)."""
-    if extension(path) != RAW_EXTENSION:
-        return False
-    try:
-        with open(path, "rb") as handle:
-            return kind_from_head(handle.read(HEAD_BYTES)) == "npy"
-    except OSError:
-        return False
+def _raw_header(path: str) -> HeaderInfo:
+    shape = raw.layout(path)[1]
+    return HeaderInfo(shape[1], shape[0], raw.channels_of(shape), 8)
 
 
 def _encoded(path: str, data: bytes | None) -> bytes | None:
     """The bytes to decode (`data`, else `read_file`), or None when the file is a raw .npy
     array (by content), which is memory-mapped instead."""
     if data is None:
-        if path in _RAW_HEADERS or _is_npy(path):
+        if raw.is_raw(path):
             return None
         data = read_file(path)
     return None if kind_from_head(data[:HEAD_BYTES]) == "npy" else data
@@ -381,17 +242,10 @@ def header_from_bytes(path: str, data: bytes) -> HeaderInfo | None:
     if kind is None:
         return None
     if kind == "npy":
-        try:
-            stream = io.BytesIO(data[:4096])
-            version = np.lib.format.read_magic(stream)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
-            shape = read(stream)[0]
-        except ValueError as err:
-            raise UnusableFile(path, f"not a .npy array file ({err})") from err
+        shape = raw.shape_from_bytes(path, data)
         if len(shape) not in (2, 3):
             raise UnusableFile(path, f"raw image must be [H, W] or [H, W, 3], not {shape}")
-        return HeaderInfo(int(shape[1]), int(shape[0]), 1 if len(shape) == 2 else shape[2], 8)
+        return HeaderInfo(shape[1], shape[0], raw.channels_of(shape), 8)
     return _header_info(path, io.BytesIO(data), kind)
 
 
@@ -407,8 +261,8 @@ def read_file(path: str) -> bytes:
         raise UnusableFile(path, "empty file")
     kind = content_kind(path, data[:HEAD_BYTES])
     if kind != "npy":
-        _check_complete(path, kind, data[-64:])
-        _check_claimed_size(path, data)
+        check_complete(path, kind, data[-64:])
+        check_claimed_size(path, data)
     return data
 
 
@@ -450,10 +304,10 @@ def decode_rgb(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndar
     """
     data = _encoded(path, data)
     if data is None:
-        image = load_raw(path, 3)
+        image = raw.load(path, 3)
         return _shrink(np.asarray(image), reduce) if reduce > 1 else image
-    if data.startswith(b"II*\x00") or data.startswith(b"MM\x00*"):  # TIFF: maybe floats
-        _check_finite(path, _decode_unchanged(path, data))
+    if kind_from_head(data[:HEAD_BYTES]) == "tiff":  # the one format that holds floats
+        check_finite(path, _decode_unchanged(path, data))
     reduced = reduce > 1 and data.startswith(_JPEG_START)
     image = cv2.imdecode(_read_bytes(path, data), _REDUCED_FLAGS[reduce if reduced else 1])
     if image is None:
@@ -471,7 +325,7 @@ def _to_uint8(path: str, array: np.ndarray) -> np.ndarray:
                   "(other 16-bit alpha files are converted without a message)")
         return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if array.dtype in (np.float32, np.float64):
-        _check_finite(path, array)
+        check_finite(path, array)
         note_once("alpha_float", f"alpha file {path} is floating point: read as [0, 1]")
         return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
     raise UnusableFile(path, f"unsupported alpha sample type {array.dtype}")
@@ -537,17 +391,17 @@ def decode_alpha(path: str, reduce: int = 1, data: bytes | None = None,
 def _decode_alpha(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndarray:
     data = _encoded(path, data)
     if data is None:
-        alpha = load_raw(path, 1)
+        alpha = raw.load(path, 1)
         return _shrink(np.asarray(alpha), reduce) if reduce > 1 else alpha
     if reduce > 1:
         head = header_from_bytes(path, data) if data.startswith(_JPEG_START) else None
         if head is not None and head.bit_depth == 8 and head.channels in (1, 3):
             grey = head.channels == 1
             flags = _REDUCED_GREY_FLAGS[reduce] if grey else _REDUCED_FLAGS[reduce]
-            raw = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-            if raw is None:
+            decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+            if decoded is None:
                 raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
-            return raw if grey else _grey_from_channels(path, raw, "3-channel")
+            return decoded if grey else _grey_from_channels(path, decoded, "3-channel")
         return _shrink(_decode_alpha(path, 1, data), reduce)
     return _matte_plane(path, _to_uint8(path, _decode_unchanged(path, data)))
 
@@ -558,13 +412,13 @@ def decode_alpha_native(path: str, keep_uint8: bool = False) -> np.ndarray:
     or with `keep_uint8` an 8-bit file's uint8 values (0..255) as they are."""
     data = _encoded(path, None)
     if data is None:
-        plane = np.asarray(load_raw(path, 1))
+        plane = np.asarray(raw.load(path, 1))
     else:
-        raw = _decode_unchanged(path, data)
-        if raw.dtype.kind not in "uif":
-            raise UnusableFile(path, f"unsupported alpha sample type {raw.dtype}")
-        _check_finite(path, raw)
-        plane = _matte_plane(path, raw)
+        decoded = _decode_unchanged(path, data)
+        if decoded.dtype.kind not in "uif":
+            raise UnusableFile(path, f"unsupported alpha sample type {decoded.dtype}")
+        check_finite(path, decoded)
+        plane = _matte_plane(path, decoded)
     if keep_uint8 and plane.dtype == np.uint8:
         return np.ascontiguousarray(plane)
     return np.clip(plane.astype(np.float64) / _full_scale(plane), 0.0, 1.0)
