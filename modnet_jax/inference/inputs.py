@@ -1,7 +1,9 @@
 """What ``predict`` reads and where its results go: files, folders (optionally recursive) and
 glob patterns in; output paths that mirror the input folders out.
 
-* A file is an image or a video by its extension (other extensions are tried as images).
+* A file is an image or a video by its content (by its extension when the content is not
+  recognised; other extensions are tried as images). Folders and patterns never follow a
+  loop of links and list each file once (`imaging.files.walk`, `expand_pattern`).
 * A folder is read for image and video files. Without ``recursive`` its sub-folders are not
   entered but reported (``Inputs.skipped_dirs``); with it, every level is read and the
   results mirror the folder structure: ``photos/2024/a.jpg`` -> ``OUT/2024/a_matte.png``.
