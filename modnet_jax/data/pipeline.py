@@ -170,7 +170,9 @@ def _plan(cfg, split: str, image_size: int) -> SplitPlan:
     if len(source) == 0:
         reason = (f"{len(summary.skipped)} file(s) were skipped, see the warnings above"
                   if summary.skipped else "nothing matched")
-        hint = "; set val_fraction > 0 or val_root" if split == "val" and cfg.val_root is None else ""
+        hint = ("" if split != "val" or cfg.val_root is not None else
+                f"; val_fraction={cfg.val_fraction} holds out none: raise it or set val_root"
+                if float(cfg.val_fraction) > 0 else "; set val_fraction > 0 or val_root")
         raise DatasetError(f"data[{split}]: layout {layout!r} at {root or '(generated)'} has no "
                            f"usable samples ({reason}){hint}")
     if split != "val":  # validation is one pass per evaluation (rebuilt each time): no hits

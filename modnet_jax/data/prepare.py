@@ -45,7 +45,6 @@ import argparse
 import io
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -58,7 +57,7 @@ from modnet_jax.cliutil import EXIT_SKIPPED, EXIT_USAGE, add_version, dashed
 from modnet_jax.data import sources
 from modnet_jax.data.config import LAYOUTS, layout_spec
 from modnet_jax.data.report import DatasetError, UnusableFile
-from modnet_jax.imaging import decode
+from modnet_jax.imaging import decode, output
 from modnet_jax.imaging.files import RAW_EXTENSION, extension
 
 FORMATS = ("encoded", "raw")
@@ -123,18 +122,13 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _write_atomic(path: str, payload: bytes) -> int:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.partial{os.getpid()}"
-    with open(temp, "wb") as handle:
-        handle.write(payload)
-    os.replace(temp, path)
+    output.atomic_write(path, payload)  # an OSError (WriteError) naming path; no temp left
     return len(payload)
 
 
 def _copy_atomic(source: str, path: str) -> int:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.partial{os.getpid()}"
-    shutil.copyfile(source, temp)
-    os.replace(temp, path)
+    output.atomic_copy(source, path)
     return os.path.getsize(path)
 
 

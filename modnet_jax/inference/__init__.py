@@ -6,30 +6,38 @@ definitions of the release's pre-processing and of OFD; the engine computes the 
 device and is tested against them.
 """
 
-from modnet_jax.inference.checkpoint import (
-    CheckpointError,
-    check_variables,
-    load_checked_variables,
-)
-from modnet_jax.inference.compile_cache import default_cache_dir, setup_compile_cache
-from modnet_jax.inference.engine import MattingEngine, Matted
-from modnet_jax.inference.images import (
-    InputError,
-    composite,
-    cutout,
-    parse_colour,
-    read_image,
-    read_matte,
-    write_image,
-)
-from modnet_jax.inference.ofd import OneFrameDelay, one_frame_delay
-from modnet_jax.inference.preprocess import (
-    area_resize,
-    model_input_size,
-    postprocess,
-    preprocess,
-)
-from modnet_jax.inference.video import count_frames, process_video
+import importlib
+
+# Imported on first use (PEP 562), so that ``modnet_jax.inference.options`` and the command
+# lines' --help do not pay for JAX: name -> the submodule that defines it. (The host
+# ``preprocess`` function is ``modnet_jax.inference.preprocess.preprocess``: the package
+# attribute of that name is its module.)
+_EXPORTS = {
+    "CheckpointError": "checkpoint", "check_variables": "checkpoint",
+    "load_checked_variables": "checkpoint",
+    "default_cache_dir": "compile_cache", "setup_compile_cache": "compile_cache",
+    "MattingEngine": "engine", "Matted": "engine",
+    "InputError": "images", "composite": "images", "cutout": "images",
+    "parse_colour": "images", "read_image": "images", "read_matte": "images",
+    "write_image": "images",
+    "OneFrameDelay": "ofd", "one_frame_delay": "ofd",
+    "area_resize": "preprocess", "model_input_size": "preprocess",
+    "postprocess": "preprocess",
+    "count_frames": "video", "process_video": "video",
+}
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "CheckpointError",
@@ -48,7 +56,6 @@ __all__ = [
     "one_frame_delay",
     "parse_colour",
     "postprocess",
-    "preprocess",
     "process_video",
     "read_image",
     "read_matte",

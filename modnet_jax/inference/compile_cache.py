@@ -21,17 +21,14 @@ from typing import Optional
 
 import jax
 
-ENV_VAR = "MODNET_JAX_COMPILE_CACHE"
+from modnet_jax.inference.options import COMPILE_CACHE_ENV as ENV_VAR
+from modnet_jax.inference.options import default_cache_dir  # noqa: F401 (re-exported)
+
 _DISABLED = ("none", "off", "0", "")
 
 _lock = threading.Lock()
 _hits = 0
 _thread = threading.local()  # this thread's hits: compiles run on several threads at once
-
-
-def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "modnet_jax", "jax")
 
 
 def _on_event(event: str, **_kwargs) -> None:

@@ -56,12 +56,12 @@ from modnet_jax.inference.checkpoint import load_checked_variables
 from modnet_jax.inference.compiled import Programs
 from modnet_jax.inference.images import Background, InputError, background_for, matte_to_uint8
 from modnet_jax.inference.ofd import OFD_THRESHOLD
+from modnet_jax.inference.options import MAX_IMAGE_PIXELS
 from modnet_jax.inference.preprocess import MAX_LONG_SIDE, MAX_PIXELS, REF_SIZE
 from modnet_jax.inference.preprocess import model_input_size, to_rgb_uint8
 from modnet_jax.inference.resize import make_taps
 from modnet_jax.models import model_from_config
 
-MAX_IMAGE_PIXELS = 120_000_000
 WARM_UP_PHOTOS = 64
 
 

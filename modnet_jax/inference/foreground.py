@@ -21,6 +21,23 @@ from modnet_jax.imaging.compositing import Background, composite_over, estimate_
 from modnet_jax.inference.images import matte_to_uint8
 
 
+def first_use_note() -> Optional[str]:
+    """A line to print before the first ``--clean-colours`` run on this machine: pymatting's
+    numba kernels compile on first use (a minute of silence otherwise; numba caches them
+    beside pymatting, so later runs skip it). None when that cache is already there."""
+    import glob
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("pymatting")
+    if spec is not None and spec.submodule_search_locations:
+        root = list(spec.submodule_search_locations)[0]
+        if glob.glob(os.path.join(root, "foreground", "__pycache__", "*.nbi")):
+            return None
+    return ("--clean-colours: compiling pymatting's foreground kernels first (once per "
+            "installation; this can take a minute)")
+
+
 def clean_outputs(result, background: Optional[Background] = None, cutout: bool = False):
     """A copy of an engine result (with ``image``) whose cut-out / composite use ``F``.
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional, Tuple
 import cv2
 import numpy as np
 
-from modnet_jax.imaging import decode
+from modnet_jax.imaging import decode, output
 from modnet_jax.imaging.compositing import Background, background_for
 from modnet_jax.imaging.compositing import composite_over as composite
 from modnet_jax.imaging.files import IMAGE_EXTENSIONS as IMAGE_EXTS
@@ -84,12 +84,7 @@ def write_image(path: str, image: np.ndarray) -> None:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    try:
-        ok = cv2.imwrite(path, image)
-    except cv2.error as exc:
-        raise InputError(f"{path}: cannot write ({str(exc).strip().splitlines()[-1]})") from None
-    if not ok:
-        raise InputError(f"{path}: cannot write (folder missing or not writable?)")
+    output.write_image(path, image)  # whole or not at all; the OS's reason on failure
 
 
 def matte_to_uint8(matte: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """What ``predict`` reads and where its results go: files, folders (optionally recursive) and
 glob patterns in; output paths that mirror the input folders out.
 
-* A file is an image or a video by its extension (other extensions are tried as images).
+* A file is an image or a video by its content (by its extension when the content is not
+  recognised; other extensions are tried as images). Folders and patterns never follow a
+  loop of links and list each file once (`imaging.files.walk`, `expand_pattern`).
 * A folder is read for image and video files. Without ``recursive`` its sub-folders are not
   entered but reported (``Inputs.skipped_dirs``); with it, every level is read and the
   results mirror the folder structure: ``photos/2024/a.jpg`` -> ``OUT/2024/a_matte.png``.
@@ -14,11 +16,11 @@ glob patterns in; output paths that mirror the input folders out.
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
+from modnet_jax.imaging import files
 from modnet_jax.inference.images import is_image_path
 from modnet_jax.inference.video import is_video_path
 
@@ -44,15 +46,9 @@ def _media(path: str) -> bool:
 
 
 def _folder(root: str, recursive: bool, out: List[Tuple[str, str]], skipped: List[str]):
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        if not recursive:
-            skipped.extend(os.path.join(dirpath, d) for d in dirnames)
-            dirnames[:] = []
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            if _media(full):
-                out.append((full, os.path.splitext(os.path.relpath(full, root))[0]))
+    for full in files.walk(root, recursive, skipped):  # loop-free, each file once
+        if _media(full):
+            out.append((full, os.path.splitext(os.path.relpath(full, root))[0]))
 
 
 def collect_inputs(paths: List[str], recursive: bool = False) -> Inputs:
@@ -60,7 +56,7 @@ def collect_inputs(paths: List[str], recursive: bool = False) -> Inputs:
     result = Inputs()
     for path in paths:
         if not os.path.exists(path) and any(c in path for c in _GLOB_CHARS):
-            matches = sorted(glob.glob(path, recursive=True))
+            matches = files.expand_pattern(path)  # loop-free, each file once
             if not matches:
                 result.errors.append((path, f"{path}: no file or folder matches this pattern"))
             for match in matches:
@@ -76,11 +72,11 @@ def collect_inputs(paths: List[str], recursive: bool = False) -> Inputs:
             found.append((path, os.path.splitext(os.path.basename(path))[0]))
     seen = set()
     for path, stem in _unique_stems(found):
-        key = os.path.abspath(path)
-        if key in seen:  # the same file through two arguments: once
+        key = files.identity(path)
+        if key in seen:  # the same file through two arguments (or links): once
             continue
         seen.add(key)
-        (result.videos if is_video_path(path) else result.images).append((path, stem))
+        (result.videos if files.is_video_file(path) else result.images).append((path, stem))
     return result
 
 

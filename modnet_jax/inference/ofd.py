@@ -14,7 +14,7 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-OFD_THRESHOLD = 0.1
+from modnet_jax.inference.options import OFD_THRESHOLD
 
 
 def one_frame_delay(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray,

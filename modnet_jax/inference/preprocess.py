@@ -23,10 +23,7 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-REF_SIZE = 512
-MULTIPLE = 32
-MAX_LONG_SIDE = 2048
-MAX_PIXELS = 2048 * 1024
+from modnet_jax.inference.options import MAX_LONG_SIDE, MAX_PIXELS, MULTIPLE, REF_SIZE  # noqa: F401
 
 
 def _cap(rh: int, rw: int, max_long_side: Optional[int], max_pixels: Optional[int]

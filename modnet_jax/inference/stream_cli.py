@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 from typing import Callable, Optional
 
 from modnet_jax.inference.cli import UserError
@@ -20,29 +19,6 @@ from modnet_jax.inference.stream import (
     run_stream,
 )
 from modnet_jax.progress import Progress
-
-
-def add_stream_args(parser: argparse.ArgumentParser) -> None:
-    s = parser.add_argument_group("live source", textwrap.fill(
-        "--stream mattes a live source frame by frame instead of files: the newest frame is "
-        "always the one matted; frames that arrive while the model is busy are dropped (and "
-        "counted), never queued. Output: DIR/<name>_composite.<ext> with --composite, else "
-        "DIR/<name>_matte.<ext>, when --output is given (the file plays in real time: a "
-        "dropped frame's time repeats the previous output), and a preview window where a "
-        "display exists ('q' or Esc ends it). The progress line and the final summary give "
-        "frames/s, dropped frames and the capture-to-output latency (p50/p95). One-Frame "
-        "Delay holds each frame until the next one is matted: --no-ofd for the lowest "
-        "latency. Ctrl-C ends the stream and finalises the file.", 78))
-    s.add_argument("--stream", metavar="SOURCE", default=None,
-                   help="camera index (0), stream URL (rtsp://..., http://...) or a video file, "
-                        "played at its frame rate as if live")
-    s.add_argument("--preview", choices=("auto", "on", "off"), default="auto",
-                   help="preview window: auto = when a display and an OpenCV GUI exist "
-                        "(default: %(default)s)")
-    s.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                   help="stop the stream after this many seconds")
-    s.add_argument("--max-frames", type=int, default=None, metavar="N",
-                   help="stop the stream after N output frames")
 
 
 def source_name(spec: str) -> str:

@@ -18,7 +18,7 @@ from modnet_jax.imaging.compositing import Background
 from modnet_jax.imaging.files import VIDEO_EXTENSIONS as VIDEO_EXTS
 from modnet_jax.imaging.files import InputError, is_video_path
 from modnet_jax.imaging.video import DEFAULT_FPS, count_frames, open_video, open_writer
-from modnet_jax.imaging.video import read_frames
+from modnet_jax.imaging.video import VideoOutput, read_frames
 from modnet_jax.inference.foreground import clean_outputs
 from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
 from modnet_jax.progress import Progress
@@ -59,7 +59,7 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
     """
     cap, info = open_video(path)
     meter = FlickerMeter() if flicker else None
-    writers: Dict[str, cv2.VideoWriter] = {}
+    writers: Dict[str, VideoOutput] = {}
     try:
         frames = read_frames(cap)
         first = next(frames, None)
@@ -102,6 +102,10 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
         return VideoResult(frames=bar.count, fps=fps, seconds=bar.elapsed,
                            outputs={k: v for k, v in targets.items() if v},
                            flicker=None if meter is None else meter.value)
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()  # a failed video leaves no half-written output
+        raise
     finally:
         cap.release()
         for writer in writers.values():

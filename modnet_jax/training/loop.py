@@ -1,6 +1,7 @@
 """The training loop: supervised MODNet training and SOC adaptation (``config.mode``).
 
-``train(config, workdir)`` does, in order: validate the dataset (before any compile), save
+``train(config, workdir)`` does, in order: every check that needs no work
+(``preflight.py``: config, devices, ``init_from``, the dataset and its splits), save
 the resolved config as ``<workdir>/config.json`` (``run_config.py``), build
 the model, optimiser and state (optionally initialised from ``config.init_from``), resume from
 ``<workdir>/checkpoints`` if a checkpoint exists, then run the device-parallel step until
@@ -41,20 +42,15 @@ import numpy as np
 
 from modnet_jax import checkpointing, parallel, steps
 from modnet_jax import state as state_lib
-from modnet_jax.data import (
-    make_eval_iterator,
-    make_train_iterator,
-    make_unlabelled_iterator,
-    scan_split,
-)
+from modnet_jax.data import make_eval_iterator, make_train_iterator, make_unlabelled_iterator
 from modnet_jax.models import init_variables, model_from_config
+from modnet_jax.training import preflight
 from modnet_jax.training.pretrained import load_init_variables, merge_pretrained
 from modnet_jax.training import soc_recipes, soc_report
 from modnet_jax.training.reporting import Reporter
-from modnet_jax.training.run_config import save_run_config
+from modnet_jax.training.run_config import has_checkpoint, save_run_config
 
 LOGGER = logging.getLogger(__name__)
-MODES = ("supervised", "soc")
 VAL_SPLIT = "val_crop"  # the in-training validation's name in logs and results
 
 
@@ -244,14 +240,6 @@ def evaluate_crops(replica: Replica, config, val_plan, reporter: Reporter, step:
     return means
 
 
-def _check_batches(config, do_eval: bool, n_global: int) -> None:
-    for name in ("batch_size", "eval_batch_size") if do_eval else ("batch_size",):
-        value = int(config[name])
-        if value < n_global or value % n_global:
-            raise ValueError(f"{name} {value} must be a positive multiple of the {n_global} "
-                             f"devices (global batch = per-device batch x devices)")
-
-
 def _recalibrate(config, variables, batch_size: int, size: int, seed: int, mode: str):
     """Prepare released weights before the first step: re-estimate every BatchNorm on
     training batches, eval function unchanged (a released / ONNX model's train mode is
@@ -283,25 +271,23 @@ def _recalibrate(config, variables, batch_size: int, size: int, seed: int, mode:
     return variables
 
 
-def train(config, workdir: str) -> Dict[str, Any]:
-    """Train (or adapt) until ``total_steps``; returns a summary dict (also logged)."""
+def train(config, workdir: str, checked: Optional[preflight.Checked] = None) -> Dict[str, Any]:
+    """Train (or adapt) until ``total_steps``; returns a summary dict (also logged).
+    ``checked``: ``preflight.check_run``'s result (run here when not given; its
+    ``ConfigError`` is a ``ValueError``)."""
+    if checked is None:
+        checked = preflight.check_run(config, resuming=has_checkpoint(workdir))
     mode = str(config.mode)
-    if mode not in MODES:
-        raise ValueError(f"config.mode must be one of {MODES}, got {mode!r}")
     chief = jax.process_index() == 0
-    devices = parallel.local_devices(None if int(config.num_devices) < 0
-                                     else int(config.num_devices))
+    devices = checked.devices
     n_hosts = jax.process_count()
-    do_eval = mode == "supervised" and int(config.eval_every) >= 0
-    _check_batches(config, do_eval, len(devices) * n_hosts)
+    do_eval = preflight.validates(config)
     per_host = int(config.batch_size) // n_hosts
     size, seed = int(config.image_size), int(config.seed)
 
-    # Data first, each split scanned once: an empty or unusable dataset stops here, before
-    # anything compiles; the iterators (and every evaluation) reuse these scans.
-    train_plan = scan_split(config.data, image_size=size,
-                            split="unlabelled" if mode == "soc" else "train")
-    val_plan = scan_split(config.data, image_size=size, split="val") if do_eval else None
+    # Data first, each split scanned once (by the preflight): an empty or unusable dataset
+    # stopped there, before anything compiles; the iterators and evaluations reuse the scans.
+    train_plan, val_plan = checked.train_plan, checked.val_plan
     if chief:
         save_run_config(workdir, config)
     parallel.connect(devices)  # several processes: all here, device collectives connected
@@ -319,7 +305,8 @@ def train(config, workdir: str) -> Dict[str, Any]:
         # released weights are prepared (BatchNorm re-estimation, heads) on a fresh start only
         prepare = (per_host, size) if (ckpt.latest_step() is None and
                                        int(config.get("recalibrate_batches", 0)) > 0) else None
-        state, frozen = _fresh_state(config, model, steps_per_epoch, prepare)
+        state, frozen = _fresh_state(config, model, steps_per_epoch, prepare,
+                                     checked.init_variables)
         state, frozen = _resume(ckpt, state, frozen, train_iter)
         replica = Replica(model, state, frozen, devices, config, do_eval)
     start = int(state.step)
@@ -377,17 +364,17 @@ def train(config, workdir: str) -> Dict[str, Any]:
     return result
 
 
-def _fresh_state(config, model, steps_per_epoch: int, prepare=None):
+def _fresh_state(config, model, steps_per_epoch: int, prepare=None, loaded=None):
     """(host train state at step 0, host frozen M' for SOC or None): the release init, or
-    ``init_from``; with ``prepare`` = (per-host batch, image size), ``_recalibrate`` then."""
+    ``init_from`` (``loaded``: its variables, read by the preflight); with ``prepare`` =
+    (per-host batch, image size), ``_recalibrate`` then."""
     mode = str(config.mode)
     variables = init_variables(model_from_config(config.model), jax.random.key(int(config.seed)))
     if config.init_from:
-        variables, report = merge_pretrained(variables, load_init_variables(config.init_from))
+        if loaded is None:
+            loaded = load_init_variables(config.init_from)
+        variables, report = merge_pretrained(variables, loaded)
         LOGGER.info("initialised from %s: %s", config.init_from, report)
-    elif mode == "soc":
-        raise ValueError("SOC adapts a trained model: set config.init_from to a supervised "
-                         "workdir/checkpoint or a converted official checkpoint")
     if prepare is not None:
         variables = _recalibrate(config, variables, *prepare, int(config.seed), mode)
     tx = state_lib.make_optimizer(config.optimizer, steps_per_epoch)
