@@ -74,6 +74,12 @@ _DEFAULTS = dict(
     hue_degrees=10.0,
     saturation_range=(0.7, 1.3),
     value_range=(0.7, 1.3),
+    augment_on_device=False,   # training: the host only crops (uint8, at precrop_size) and
+                               # draws; resize, flip, jitter, compositing and trimap run in the
+                               # train step (modnet_jax/device_augment.py, docs/data.md); not with
+                               # recomposite. Validation batches are always made on the host
+    precrop_size=0,            # side of the crops handed to the device; 0: image_size x
+                               # max(scale_range) (larger crops are shrunk to it on the host)
     # --- loading ------------------------------------------------------------------------
     num_workers=0,             # > 0: Grain multiprocess workers (needs a __main__ guard)
     read_threads=2,            # in-process prefetch threads (each builds whole batches)
@@ -121,6 +127,11 @@ def resolve_config(data_cfg) -> ml_collections.ConfigDict:
     for name in ("sample_cache_mb", "bg_cache_mb"):
         if float(merged[name]) < 0:
             raise ValueError(f"{name} must be >= 0 (0 = no cache), got {merged[name]}")
+    if bool(merged["augment_on_device"]) and bool(merged["recomposite"]):
+        raise ValueError("augment_on_device does not support recomposite (its foreground "
+                         "estimate runs on the host): set one of them False")
+    if int(merged["precrop_size"]) < 0:
+        raise ValueError(f"precrop_size must be >= 0 (0 = automatic), got {merged['precrop_size']}")
     if int(merged["num_workers"]) < 0:
         raise ValueError(f"num_workers must be >= 0, got {merged['num_workers']}")
     cfg = ml_collections.ConfigDict(merged)

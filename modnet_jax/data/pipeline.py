@@ -38,7 +38,7 @@ import cv2
 import grain
 import numpy as np
 
-from modnet_jax.data import augment, cache, sources
+from modnet_jax.data import augment, cache, recipe, sources
 from modnet_jax.data.config import layout_spec, resolve_config
 from modnet_jax.data.report import LOGGER, DatasetError, UnusableFile
 from modnet_jax.data.samples import SampleBuilder, SampleOptions, stack_batch
@@ -133,10 +133,12 @@ def _backgrounds(cfg, image_size: int):
     return backgrounds, f"{len(scan.entries)} from {folder}"
 
 
-def _options(cfg, image_size: int, **extra) -> SampleOptions:
+def _options(cfg, image_size: int, split: str, **extra) -> SampleOptions:
     jitter = augment.JitterRanges(float(cfg.hue_degrees), tuple(cfg.saturation_range),
                                   tuple(cfg.value_range))
-    return SampleOptions(
+    device = bool(cfg.augment_on_device) and split != "val"
+    precrop = int(cfg.precrop_size) or recipe.precrop_size(image_size, cfg.scale_range)
+    return SampleOptions(device=device, precrop_size=precrop,
         image_size=int(image_size), augment=bool(cfg.augment), scale_range=tuple(cfg.scale_range),
         subject_bias=float(cfg.subject_bias), flip=bool(cfg.flip),
         color_jitter=bool(cfg.color_jitter), jitter=jitter,
@@ -180,7 +182,8 @@ def _plan(cfg, split: str, image_size: int) -> SplitPlan:
     if str(summary) not in _LOGGED:  # once per process, not at every (re)build
         _LOGGED.add(str(summary))
         LOGGER.info("%s", summary)
-    return SplitPlan(source, backgrounds, _options(cfg, image_size, image_only=image_only), summary)
+    return SplitPlan(source, backgrounds, _options(cfg, image_size, split, image_only=image_only),
+                     summary)
 
 
 def _probe(source, split: str) -> None:
