@@ -38,7 +38,7 @@ import cv2
 import grain
 import numpy as np
 
-from modnet_jax.data import augment, cache, recipe, sources
+from modnet_jax.data import augment, cache, recipe, records, sources
 from modnet_jax.data.config import layout_spec, resolve_config
 from modnet_jax.data.report import LOGGER, DatasetError, UnusableFile
 from modnet_jax.data.samples import SampleBuilder, SampleOptions, stack_batch
@@ -100,6 +100,13 @@ def _labelled(cfg, layout: str, root, split: str, image_size: int):
     if spec.kind == "unlabelled":
         raise DatasetError(f"layout {layout!r} has no mattes: use make_unlabelled_iterator, or a "
                            "labelled layout for training and evaluation")
+    if spec.kind == "prepared":
+        folder = sources.require_folder(root, f"layout {layout!r}: data root")
+        indices = np.arange(int(records.read_meta(folder)["count"]))
+        if cfg.val_root is None and split in ("train", "val") and len(indices):
+            held = _held_out(len(indices), float(cfg.val_fraction), int(cfg.split_seed))
+            indices = indices[held == (split == "val")]
+        return records.PreparedSource(folder, indices), None
     candidates = (tuple(cfg.subdirs),) if cfg.subdirs else spec.subdirs
     first, second = sources.resolve_subdirs(root, candidates, layout)
     names = ("fg", "alpha") if spec.kind == "fg_alpha" else ("image", "matte")
@@ -121,10 +128,19 @@ def _decode_min_side(cfg, image_size: int) -> int:
     return int(np.ceil(image_size * max(1.0, float(max(cfg.scale_range)))))
 
 
+def _kind(layout: str, root) -> str:
+    """The layout's kind; a prepared folder's is the kind of the layout it was made from."""
+    kind = layout_spec(layout).kind
+    return records.read_meta(root)["kind"] if kind == "prepared" else kind
+
+
 def _backgrounds(cfg, image_size: int):
     if cfg.bg_root is None:
         length, seed = _PROCEDURAL_BACKGROUNDS, int(cfg.synthetic_seed)
         return sources.ProceduralBackgrounds(length, seed, image_size), "procedural"
+    if records.is_prepared(cfg.bg_root):
+        backgrounds = records.PreparedSource(cfg.bg_root, images=True)
+        return backgrounds, f"{len(backgrounds)} prepared in {cfg.bg_root}"
     folder = sources.require_folder(cfg.bg_root, "bg_root")
     scan = sources.scan_images(folder, bool(cfg.verify_files))
     if not scan.entries:
@@ -162,7 +178,7 @@ def _plan(cfg, split: str, image_size: int) -> SplitPlan:
         source = sources.UnlabelledSource(scan.entries, min_side=_decode_min_side(cfg, image_size))
     else:
         source, scan = _labelled(cfg, layout, root, split, image_size)
-        composited = layout_spec(layout).kind in ("synthetic", "fg_alpha") or bool(cfg.recomposite)
+        composited = _kind(layout, root) in ("synthetic", "fg_alpha") or bool(cfg.recomposite)
         if composited:
             backgrounds, bg_text = _backgrounds(cfg, image_size)
     image_only = split == "unlabelled"  # SOC from a labelled layout: its images, no labels
