@@ -150,3 +150,12 @@ def test_precrop_resizes_crops_larger_than_the_canvas_as_the_host_does():
     canvas, side = recipe.precrop(image, augment.Window(10, 20, 40), 60, 50)
     assert side == 40 and not canvas[40:].any() and not canvas[:, 40:].any()
     np.testing.assert_array_equal(canvas[:40, :40], image[10:50, 20:60])
+
+
+def test_config_refuses_recomposite_on_the_device_path():
+    from modnet_jax.data import resolve_config
+
+    with pytest.raises(ValueError, match="recomposite"):
+        resolve_config(dict(augment_on_device=True, recomposite=True))
+    with pytest.raises(ValueError, match="precrop_size"):
+        resolve_config(dict(precrop_size=-1))

@@ -15,7 +15,10 @@ cost. `sample_cache_mb` keeps decoded foregrounds + mattes in memory per process
 set that fits is decoded once per worker and never again (samples unchanged, bit for bit);
 `bg_cache_mb` does the same for backgrounds. Folders prepared with
 `python -m modnet_jax.data.prepare --format raw` hold .npy arrays that are memory-mapped
-instead of decoded (any layout accepts them; extension .npy). `malloc_tuning` keeps image
+instead of decoded (any layout accepts them; extension .npy); `--format arrayrecord`
+writes one ArrayRecord file read with `layout=prepared` (data/records.py; a prepared
+`bg_root` is recognised by its prepared.json). `augment_on_device` moves the per-pixel
+recipe into the train step (docs/data.md, "Feeding the accelerators"). `malloc_tuning` keeps image
 buffers allocated between samples (see pipeline.tune_malloc). Float fields (MiB) take ints.
 """
 

@@ -15,6 +15,9 @@ Training chain (one `MapDataset`, then an iterator):
 * Batches are dicts of uint8 numpy arrays, NHWC, leading axis = per-host batch size:
   image [B,H,W,3], alpha [B,H,W,1], trimap [B,H,W,1] in {0,128,255}, plus fg and bg
   [B,H,W,3] when the samples are composited. Normalisation happens on the device.
+  With ``augment_on_device`` (training streams only) they are the device path's instead:
+  crop [B,P,P,4] (colour + alpha; 3 channels unlabelled), bg_crop [B,P,P,3] when
+  composited, draws float32 [B,9] (data/recipe.py; ``modnet_jax.device_augment``).
 * Sharding: with `shard_count` k, `batch_size` B is the per-host batch and the global
   batch (k*B samples) is the same whatever k is: host i yields rows [i*B, (i+1)*B) of each
   global batch, i.e. batches i, i+k, i+2k, ... of the B-sample stream (and only builds those).

@@ -334,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(checked after writing)")
     parser.add_argument("--jobs", type=int, default=0,
                         help="worker processes (default: one per CPU core)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true",
                         help="rewrite files already present in --output (default: keep them, "
                              "so an interrupted run resumes)")
@@ -350,7 +351,7 @@ def main(argv=None) -> int:
     def progress(done, total):
         if not bar:
             bar.append(Progress(total, desc=os.path.basename(os.path.normpath(args.output)),
-                                unit="inputs"))
+                                unit="inputs", enabled=not args.quiet))
         bar[0].update(done - bar[0].count)
 
     try:

@@ -17,7 +17,9 @@ poisoned state (the last good checkpoint stays).
 
 Host <-> device traffic: the loop never moves data implicitly (it runs under
 ``jax.transfer_guard("disallow")``, tested). Per step, the batch goes in with one explicit
-put (only the entries the step reads: ``fg``/``bg`` for the paper loss only) and the previous
+put (only the entries the step reads: ``fg``/``bg`` for the paper loss only; with
+``data.augment_on_device`` the uint8 crops and the draws, made into samples inside the
+step by ``modnet_jax.device_augment``) and the previous
 step's metrics come out with one explicit get, so the host never waits for the step it just
 dispatched; evaluation reads its metrics once per pass; checkpoints copy the state out. The
 one-off set-up (model init, restore, first copy to the devices) is not policed.
