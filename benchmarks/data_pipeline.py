@@ -124,7 +124,7 @@ def measure(cfg: dict, workers: int, seconds: float, batch_size: int, image_size
     samples, start, cpu_start = 0, time.perf_counter(), _cpu_seconds()
     while time.perf_counter() - start < seconds:
         batch = next(iterator)
-        samples += batch["image"].shape[0]
+        samples += len(batch["draws" if "draws" in batch else "image"])
     rate = samples / (time.perf_counter() - start)
     per_cpu = samples / max(1e-9, _cpu_seconds() - cpu_start)
     if hasattr(iterator, "close"):
@@ -238,6 +238,8 @@ FEED_PATHS = (("JPEG files (1080p)", "1080p"),
               ("JPEG files, device, precrop 1080", "1080p, device stage, precrop 1080"),
               ("prepared JPEG copy ({side})", "prepared {side}"),
               ("raw copy ({side}) + fg cache", "raw {side} + fg cache"),
+              ("raw copy ({side}), device stage", "raw {side}, device stage"),
+              ("raw + fg cache, device stage", "raw {side} + fg cache, device stage"),
               ("ArrayRecord copy ({side})", "arrayrecord {side}"),
               ("ArrayRecord copy, device stage", "arrayrecord {side}, device stage"))
 
@@ -345,6 +347,9 @@ def main() -> None:
             ("1080p, device stage", files(args.data_dir, **device), workers, 0),
             ("1080p, device stage, precrop 1080",
              files(args.data_dir, precrop_size=1080, **device), [0], 0),
+            (f"raw {max_side}, device stage", files(args.raw_dir, **device), workers, 0),
+            (f"raw {max_side} + fg cache, device stage", files(args.raw_dir, **fg_cache, **device),
+             workers, warm),
             (f"arrayrecord {max_side}", records(), workers, 0),
             (f"arrayrecord {max_side}, device stage", records(**device), workers, 0)]
     if wanted:

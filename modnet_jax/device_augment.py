@@ -5,10 +5,10 @@ The host path (`data.samples.SampleBuilder` without `device`) makes each sample 
 `augment_batch` first. Same draws (`recipe.device_params`), same steps, same rounding:
 
 * resize the crop (its side is a draw; it sits in the top-left corner of a fixed canvas) to
-  the training size: OpenCV's INTER_AREA when shrinking, as two matrix products (each
-  output pixel averages the input area it covers; OpenCV sums in another order, so a pixel
-  a hair from a rounding boundary can differ by one level), and its fixed-point
-  INTER_LINEAR when enlarging, integer for integer;
+  the training size: OpenCV's INTER_AREA when shrinking (each output pixel averages the
+  input area it covers, a few taps per axis; OpenCV sums in another order, so a pixel a
+  hair from a rounding boundary can differ by one level), and its fixed-point INTER_LINEAR
+  when enlarging, integer for integer;
 * horizontal flips;
 * colour jitter through 8-bit HSV exactly as OpenCV's RGB2HSV (integer tables), the
   per-level rounded saturation/value tables and the hue shift modulo 180, then HSV2RGB in
@@ -34,7 +34,6 @@ import numpy as np
 from modnet_jax.data.recipe import PARAMS
 
 _P = {name: i for i, name in enumerate(PARAMS)}
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 @dataclass(frozen=True)
@@ -57,15 +56,30 @@ class DeviceRecipe:
                    int(np.floor(opts.trimap_bg_threshold * 255 + 1e-6)))
 
 
-def area_weights(side, canvas: int, out: int):
-    """[out, canvas] float32 weights taking the first `side` (>= out) rows of a canvas to
-    `out` rows: each output row averages the input rows it covers (OpenCV's INTER_AREA)."""
+def _area_taps(side, canvas: int, out: int):
+    """OpenCV's INTER_AREA taps for shrinking the first `side` (>= out) rows to `out`: output
+    row i averages the input rows its span [i s, (i + 1) s) covers (s = side / out), each
+    weighted by the length it covers / s. Returns [taps] lists of (row index, weight) arrays
+    of [out]; a span covers at most ceil(canvas / out) + 1 rows."""
     side = jnp.asarray(side, jnp.float32)
-    i = jnp.arange(out, dtype=jnp.float32)[:, None]
-    j = jnp.arange(canvas, dtype=jnp.float32)[None, :]
+    i = jnp.arange(out, dtype=jnp.float32)
     scale = side / out
     lo, hi = i * scale, (i + 1) * scale
-    return jnp.clip(jnp.minimum(j + 1, hi) - jnp.maximum(j, lo), 0.0, None) / scale
+    first = jnp.floor(lo)
+    taps = []
+    for k in range(-(-canvas // out) + 1):
+        j = first + k
+        weight = jnp.clip(jnp.minimum(j + 1, hi) - jnp.maximum(j, lo), 0.0, None) / scale
+        taps.append((jnp.clip(j, 0, canvas - 1).astype(jnp.int32), weight))
+    return taps
+
+
+def _area_resize(canvas, side, out: int):
+    x = canvas.astype(jnp.float32)
+    taps = _area_taps(side, canvas.shape[0], out)
+    rows = sum(x[j] * w[:, None, None] for j, w in taps)                  # [out, canvas, K]
+    x = sum(rows[:, j] * w[None, :, None] for j, w in taps)               # [out, out, K]
+    return jnp.clip(jnp.floor(x + 0.5), 0.0, 255.0)  # halves up, as OpenCV's integer shrinks
 
 
 def _linear_taps(side, out: int, clamp_weights: bool):
@@ -101,14 +115,11 @@ def _linear_resize(canvas, side, out: int):
 
 def resize_crop(canvas, side, out: int):
     """uint8 [C, C, K] canvas whose top-left side x side holds a crop -> float32
-    [out, out, K] integer-valued, as augment.crop_resize makes it: area averaging (two
-    matrix products) when shrinking, OpenCV's fixed-point linear filter when enlarging."""
-    weights = area_weights(side, canvas.shape[0], out)
-    x = canvas.astype(jnp.float32)
-    x = jnp.einsum("ip,pqk->iqk", weights, x, precision=_HIGHEST)
-    x = jnp.einsum("jq,iqk->ijk", weights, x, precision=_HIGHEST)
-    area = jnp.clip(jnp.floor(x + 0.5), 0.0, 255.0)  # halves up, as OpenCV's integer shrinks
-    return jnp.where(jnp.asarray(side) >= out, area, _linear_resize(canvas, side, out))
+    [out, out, K] integer-valued, as augment.crop_resize makes it: area averaging when
+    shrinking, OpenCV's fixed-point linear filter when enlarging (a few gathered taps per
+    output pixel and axis, not dense matrix products)."""
+    return jnp.where(jnp.asarray(side) >= out, _area_resize(canvas, side, out),
+                     _linear_resize(canvas, side, out))
 
 
 def _table(n: int, numerator: float) -> np.ndarray:
