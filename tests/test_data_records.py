@@ -77,3 +77,16 @@ def test_refuses_to_overwrite_and_rejects_a_broken_folder(folders, tmp_path, cap
         records.PreparedSource(str(tmp_path))
     with pytest.raises(UnusableFile, match="not a prepared sample record"):
         records.decode_record(records.encode(np.zeros((4, 4, 3), np.uint8))[:-1])
+
+
+def test_the_sample_cache_keeps_prepared_records_packed(folders):
+    from modnet_jax.data import cache
+
+    source = records.PreparedSource(str(folders["arrayrecord"]))
+    cached = cache.DecodedCache(source, 2 ** 30)
+    cached[1]
+    again = cached[1]
+    assert cached.hits == 1 and cached.used_bytes == source[1][cache.PACKED_KEY].nbytes
+    for key in ("fg", "alpha", cache.PACKED_KEY):
+        np.testing.assert_array_equal(again[key], source[1][key])
+    assert np.shares_memory(again["fg"], again[cache.PACKED_KEY])
