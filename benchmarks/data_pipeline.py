@@ -44,8 +44,10 @@ processes, and how many cores ``--target-rate`` samples/s (a GPU's training step
 default 1000) needs on each: ceil(target / per-core rate with workers), plus one core for the
 training process itself (batch hand-off, JAX dispatch). Then the device stage's own cost:
 milliseconds per batch of the jitted `device_augment.augment_batch` on this machine's default
-JAX backend (CPU here; run the script on a GPU host for the accelerator's figure), with the
-host->device copy of the batch timed separately.
+JAX backend (CPU here; run the script on a GPU host for the accelerator's figure), wall-clock
+and in CPU time of this process (on a CPU backend, the figure that survives a shared
+machine), with the host->device copy of the batch timed separately. `--rows none` runs only
+this part.
 
     python benchmarks/data_pipeline.py [--seconds 12] [--workers 0,1,2] [--count 24] [--rows a,b]
         [--target-rate 1000] [--stage-batches 5] [--no-stages]
@@ -188,10 +190,11 @@ def device_stage_cost(cfg: dict, batch_size: int, image_size: int, batches: int)
     stage = jax.jit(lambda batch: augment_batch(batch, DeviceRecipe.from_options(plan.options)))
     on_device = [jax.device_put(batch) for batch in host]
     jax.block_until_ready(stage(on_device[0]))  # compile
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for batch in on_device[1:]:
         jax.block_until_ready(stage(batch))
     stage_ms = (time.perf_counter() - start) / batches * 1000
+    cpu_ms = (time.process_time() - cpu_start) / batches * 1000  # all of JAX's CPU threads
     start = time.perf_counter()
     for batch in host[1:]:
         jax.block_until_ready(jax.device_put(batch))
@@ -199,7 +202,8 @@ def device_stage_cost(cfg: dict, batch_size: int, image_size: int, batches: int)
     size = sum(v.nbytes for v in host[0].values()) / 2 ** 20
     print(f"\ndevice stage on {jax.devices()[0].device_kind} ({jax.default_backend()}): batch "
           f"{batch_size}, crops {host[0]['crop'].shape[1]} px -> {image_size} px: "
-          f"{stage_ms:.1f} ms per batch ({stage_ms / batch_size:.2f} ms per sample); "
+          f"{stage_ms:.1f} ms per batch ({stage_ms / batch_size:.2f} ms per sample), "
+          f"{cpu_ms:.1f} CPU-ms per batch; "
           f"host->device copy of the batch ({size:.1f} MiB): {copy_ms:.1f} ms")
 
 

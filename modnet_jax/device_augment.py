@@ -74,11 +74,17 @@ def _area_taps(side, canvas: int, out: int):
     return taps
 
 
-def _area_resize(canvas, side, out: int):
+def _flipped(flip, *columns):
+    """Per-output-column arrays in reverse order when `flip`: the resize then writes the
+    mirrored image directly (a separate reversal of its output costs XLA far more)."""
+    return [jnp.where(flip, c[::-1], c) for c in columns]
+
+
+def _area_resize(canvas, side, out: int, flip):
     x = canvas.astype(jnp.float32)
     taps = _area_taps(side, canvas.shape[0], out)
     rows = sum(x[j] * w[:, None, None] for j, w in taps)                  # [out, canvas, K]
-    x = sum(rows[:, j] * w[None, :, None] for j, w in taps)               # [out, out, K]
+    x = sum(rows[:, j] * w[None, :, None] for j, w in (_flipped(flip, j, w) for j, w in taps))
     return jnp.clip(jnp.floor(x + 0.5), 0.0, 255.0)  # halves up, as OpenCV's integer shrinks
 
 
@@ -100,12 +106,12 @@ def _linear_taps(side, out: int, clamp_weights: bool):
     return jnp.clip(start, 0, side - 1), jnp.clip(start + 1, 0, side - 1), w0, w1
 
 
-def _linear_resize(canvas, side, out: int):
+def _linear_resize(canvas, side, out: int, flip):
     """OpenCV's uint8 INTER_LINEAR (enlarging), integer for integer: rows of horizontal
     taps (x 2048), then the vertical taps as its vectorised path does them:
     (((r0 >> 4) w0 >> 16) + ((r1 >> 4) w1 >> 16) + 2) >> 2."""
     x = canvas.astype(jnp.int32)
-    c0, c1, u0, u1 = _linear_taps(side, out, True)
+    c0, c1, u0, u1 = _flipped(flip, *_linear_taps(side, out, True))
     rows = x[:, c0] * u0[None, :, None] + x[:, c1] * u1[None, :, None]   # [canvas, out, K]
     r0_, r1_, v0, v1 = _linear_taps(side, out, False)
     r0, r1 = rows[r0_] >> 4, rows[r1_] >> 4                               # [out, out, K]
@@ -113,13 +119,14 @@ def _linear_resize(canvas, side, out: int):
     return jnp.clip((total + 2) >> 2, 0, 255).astype(jnp.float32)
 
 
-def resize_crop(canvas, side, out: int):
+def resize_crop(canvas, side, out: int, flip=False):
     """uint8 [C, C, K] canvas whose top-left side x side holds a crop -> float32
-    [out, out, K] integer-valued, as augment.crop_resize makes it: area averaging when
-    shrinking, OpenCV's fixed-point linear filter when enlarging (a few gathered taps per
-    output pixel and axis, not dense matrix products)."""
-    return jnp.where(jnp.asarray(side) >= out, _area_resize(canvas, side, out),
-                     _linear_resize(canvas, side, out))
+    [out, out, K] integer-valued, as augment.crop_resize makes it (then mirrored left-right
+    when `flip`): area averaging when shrinking, OpenCV's fixed-point linear filter when
+    enlarging (a few gathered taps per output pixel and axis, not dense matrix products)."""
+    flip = jnp.asarray(flip) > 0.5
+    return jnp.where(jnp.asarray(side) >= out, _area_resize(canvas, side, out, flip),
+                     _linear_resize(canvas, side, out, flip))
 
 
 def _table(n: int, numerator: float) -> np.ndarray:
@@ -219,25 +226,24 @@ def trimap(alpha, radius, recipe: DeviceRecipe):
     return jnp.where(fg > 0, 255.0, jnp.where(not_bg > 0, 128.0, 0.0))
 
 
-def _flip(image, flip):
-    return jnp.where(flip > 0.5, image[:, ::-1], image)
-
-
 def augment_sample(sample: dict, recipe: DeviceRecipe) -> dict:
     """One sample's crops + draws -> {"image", ...} float32 integer-valued (see the module
     docstring); labelled crops carry alpha as their 4th channel."""
     draws, size = sample["draws"], recipe.image_size
     p = {name: draws[i] for name, i in _P.items()}
-    crop = _flip(resize_crop(sample["crop"], p["side"], size), p["flip"])
-    if crop.shape[-1] == 3:  # unlabelled: crop and flip only
-        return {"image": crop}
-    colour, alpha = crop[..., :3], crop[..., 3]
+    canvas = sample["crop"]
+    # colour and matte resized apart: consumers of channel slices of one resize output make
+    # XLA (CPU) recompute the resize per slice
+    colour = resize_crop(canvas[..., :3], p["side"], size, p["flip"])
+    if canvas.shape[-1] == 3:  # unlabelled: crop and flip only
+        return {"image": colour}
+    alpha = resize_crop(canvas[..., 3:], p["side"], size, p["flip"])[..., 0]
     jittered = colour_jitter(colour, p["hue_steps"], p["saturation"], p["value"])
     colour = jnp.where(p["jitter"] > 0.5, jittered, colour)
     out = {"alpha": alpha[..., None],
            "trimap": trimap(alpha, jnp.rint(p["radius"]), recipe)[..., None]}
     if "bg_crop" in sample:
-        bg = _flip(resize_crop(sample["bg_crop"], p["bg_side"], size), p["bg_flip"])
+        bg = resize_crop(sample["bg_crop"], p["bg_side"], size, p["bg_flip"])
         out.update(image=composite(colour, bg, alpha[..., None]), fg=colour, bg=bg)
     else:
         out["image"] = colour
