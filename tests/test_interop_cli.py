@@ -223,3 +223,31 @@ sys.exit(10 * rc1 + rc2)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2 and all(INSTALL_HINT in line and line.startswith("error: ")
                                    for line in lines), proc.stderr
+
+
+def test_predict_takes_release_files_directly(workdir, tmp_path, capsys):
+    """--checkpoint may name a release PyTorch file: the mattes equal those of the project
+    checkpoint it was converted from, and a line says the file was imported. (Our own ONNX
+    export is not the official one's folded graph; that import has its own tests.)"""
+    import cv2
+
+    from modnet_jax import predict
+
+    root, _ = workdir
+    photo = np.random.default_rng(3).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "p.png"), photo)
+    mattes = {}
+    for name, ckpt in [("jax", root / "jax"), ("torch", root / "dp.ckpt")]:
+        out = tmp_path / name
+        assert predict.main(["--checkpoint", str(ckpt), str(tmp_path / "p.png"), "--output",
+                             str(out), "--ref-size", "64", "--quiet"]) == 0
+        err = capsys.readouterr().err
+        assert ("imported on the fly" in err) == (name != "jax"), err
+        mattes[name] = cv2.imread(str(out / "p_matte.png"), cv2.IMREAD_UNCHANGED).astype(int)
+    assert mattes["jax"].shape == (40, 56) and mattes["jax"].std() > 0
+    assert np.array_equal(mattes["torch"], mattes["jax"])
+    assert predict.cli(["--checkpoint", str(root / "dp.ckpt"), str(tmp_path / "p.png"),
+                        "--output", str(tmp_path / "x"), "--hr-channels", "16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "hr_channels=32" in err[-1], err
+    assert not (tmp_path / "x").exists()

@@ -72,10 +72,19 @@ def check_variables(model, variables: Dict[str, Any], source: str = "checkpoint"
 
 
 def load_checked_variables(model, checkpoint: str, step: Optional[int] = None) -> Dict[str, Any]:
-    """Variables of ``checkpoint`` after ``check_variables``; every failure is a CheckpointError."""
+    """Variables of ``checkpoint`` after ``check_variables``; every failure is a CheckpointError.
+
+    ``checkpoint`` is a project checkpoint or a release weights file (the official ONNX, a
+    PyTorch state_dict), imported on the fly (``interop.release_files``)."""
+    from modnet_jax.interop.release_files import load_release_file, release_kind
+    from modnet_jax.interop.torch_io import InteropError
+
     try:
-        variables = load_variables(checkpoint, step)
-    except (FileNotFoundError, ValueError) as exc:
+        if release_kind(checkpoint):
+            variables = load_release_file(checkpoint)[0]
+        else:
+            variables = load_variables(checkpoint, step)
+    except (FileNotFoundError, ValueError, InteropError) as exc:
         raise CheckpointError(str(exc)) from None
     except Exception as exc:  # orbax / tensorstore errors on damaged directories
         first = (str(exc).strip().splitlines() or [""])[0][:200]

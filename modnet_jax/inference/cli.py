@@ -10,6 +10,7 @@ from typing import List, Optional, Tuple
 from modnet_jax.checkpointing import model_config_for
 from modnet_jax.cliutil import folder_problem
 from modnet_jax.inference.checkpoint import CheckpointError
+from modnet_jax.interop.release_files import model_config_for_release, release_kind
 from modnet_jax.inference.compile_cache import ENV_VAR, default_cache_dir, setup_compile_cache
 from modnet_jax.inference.engine import MAX_IMAGE_PIXELS, MattingEngine
 from modnet_jax.inference.images import InputError, image_size, read_image
@@ -25,8 +26,9 @@ class UserError(Exception):
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model and checkpoint")
     g.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="a modnet_jax checkpoint: training workdir, checkpoint manager folder or "
-                        "one step folder")
+                   help="a modnet_jax checkpoint (training workdir, checkpoint manager folder or "
+                        "one step folder), or the released weights as the official ONNX file "
+                        "or a PyTorch state_dict (.pth/.pt/.ckpt), imported on the fly")
     g.add_argument("--step", type=int, default=None,
                    help="checkpoint step to load (default: the newest)")
     g.add_argument("--lr-branch", choices=("se", "easpp"), default=None,
@@ -88,9 +90,16 @@ def engine_from_args(args: argparse.Namespace, devices=None) -> MattingEngine:
         if getattr(args, name) < (32 if name == "max_long_side" else 1024):
             raise UserError(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
     setup_compile_cache(args.compile_cache)
+    kind = release_kind(args.checkpoint)
     try:
-        cfg = model_config_for(args.checkpoint, args.step, lr_branch=args.lr_branch,
-                               hr_channels=args.hr_channels)
+        if kind:  # the release architecture; the file is read by MattingEngine.from_checkpoint
+            print(f"{args.checkpoint}: release {kind} weights, imported on the fly",
+                  file=sys.stderr)
+            cfg = model_config_for_release(args.checkpoint, lr_branch=args.lr_branch,
+                                           hr_channels=args.hr_channels)
+        else:
+            cfg = model_config_for(args.checkpoint, args.step, lr_branch=args.lr_branch,
+                                   hr_channels=args.hr_channels)
     except (FileNotFoundError, ValueError) as exc:
         raise CheckpointError(str(exc)) from None
     return MattingEngine.from_checkpoint(
