@@ -1,7 +1,7 @@
 """The device stage of the augmentation recipe: crops + draws in, training samples out, in jax.
 
-The host path (`data.samples.SampleBuilder` without `device`) makes each sample with OpenCV; with
-`data.augment_on_device` the host only crops (`recipe.precrop`) and the train step calls
+The host path (`data.samples.SampleBuilder` without `device`) makes each sample with
+OpenCV; with `data.augment_on_device` the host only crops (`recipe.precrop`) and the train step calls
 `augment_batch` first. Same draws (`recipe.device_params`), same steps, same rounding:
 
 * resize the crop (its side is a draw; it sits in the top-left corner of a fixed canvas) to
@@ -9,7 +9,7 @@ The host path (`data.samples.SampleBuilder` without `device`) makes each sample 
   input area it covers, a few taps per axis; OpenCV sums in another order, so a pixel a
   hair from a rounding boundary can differ by one level), and its fixed-point INTER_LINEAR
   when enlarging, integer for integer;
-* horizontal flips;
+* horizontal flips (folded into the resize: its column taps in reverse order);
 * colour jitter through 8-bit HSV exactly as OpenCV's RGB2HSV (integer tables), the
   per-level rounded saturation/value tables and the hue shift modulo 180, then HSV2RGB in
   float32 as OpenCV does;
@@ -19,8 +19,8 @@ The host path (`data.samples.SampleBuilder` without `device`) makes each sample 
   radius 1, 2, 4, ... (a square of radius a then one of radius b is one of radius a + b),
   so the unknown band is exactly the host's.
 
-Outputs are uint8-valued like the host batches ({"image", "alpha", "trimap", "fg", "bg"}),
-so `steps.device_batch` normalises both the same way.
+Outputs hold the host batches' uint8 values as float32 ({"image", "alpha", "trimap", "fg",
+"bg"}), so `steps.device_batch` normalises both the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modnet_jax.data.recipe import PARAMS
+from modnet_jax.data.recipe import PARAMS, max_radius
 
 _P = {name: i for i, name in enumerate(PARAMS)}
 
@@ -49,8 +49,6 @@ class DeviceRecipe:
     def from_options(cls, opts) -> "DeviceRecipe":
         """From a samples.SampleOptions (the thresholds as trimap._threshold turns them
         into integer levels)."""
-        from modnet_jax.data.recipe import max_radius
-
         return cls(int(opts.image_size), max_radius(opts),
                    int(np.ceil(opts.trimap_fg_threshold * 255 - 1e-6)),
                    int(np.floor(opts.trimap_bg_threshold * 255 + 1e-6)))
