@@ -200,9 +200,10 @@ def _train_cmd(workdir, *extra):
             "--config.checkpoint_every=1", "--config.num_devices=1", *extra]
 
 
-def _start_and_signal(workdir, sig):
-    """Start a training process; once its step-2 checkpoint exists, send ``sig``."""
-    proc = subprocess.Popen(_train_cmd(workdir), cwd=REPO, stdout=subprocess.PIPE,
+def _start_and_signal(workdir, sig, *extra):
+    """Start a training process (``extra``: more flags); once its step-2 checkpoint exists,
+    send ``sig``."""
+    proc = subprocess.Popen(_train_cmd(workdir, *extra), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     marker = os.path.join(workdir, "checkpoints", "2")
     deadline = time.time() + 600

@@ -18,7 +18,9 @@ poisoned state (the last good checkpoint stays).
 
 Host <-> device traffic: the loop never moves data implicitly (it runs under
 ``jax.transfer_guard("disallow")``, tested). Per step, the batch goes in with one explicit
-put (only the entries the step reads: ``fg``/``bg`` for the paper loss only) and the previous
+put (only the entries the step reads: ``fg``/``bg`` for the paper loss only; with
+``data.augment_on_device`` the uint8 crops and the draws, made into samples inside the
+step by ``modnet_jax.device_augment``) and the previous
 step's metrics come out with one explicit get, so the host never waits for the step it just
 dispatched; evaluation reads its metrics once per pass; checkpoints copy the state out. The
 one-off set-up (model init, restore, first copy to the devices) is not policed.
@@ -42,7 +44,13 @@ import numpy as np
 
 from modnet_jax import checkpointing, parallel, steps
 from modnet_jax import state as state_lib
-from modnet_jax.data import make_eval_iterator, make_train_iterator, make_unlabelled_iterator
+from modnet_jax.data import (
+    make_eval_iterator,
+    make_train_iterator,
+    make_unlabelled_iterator,
+    resolve_config,
+)
+from modnet_jax.device_augment import DeviceRecipe
 from modnet_jax.models import init_variables, model_from_config
 from modnet_jax.training import preflight
 from modnet_jax.training.pretrained import load_init_variables, merge_pretrained
@@ -105,9 +113,13 @@ class _StopFlag:
 
 
 def _fingerprint(batch: Dict[str, np.ndarray]) -> int:
-    """A cheap digest of the batch's images, logged so resumed runs can prove same data
-    (with several hosts: of the chief's rows of the global batch)."""
-    return zlib.crc32(np.ascontiguousarray(batch["image"][:, ::8, ::8]).tobytes())
+    """A cheap digest of the batch's images (the crops and draws on the device path),
+    logged so resumed runs can prove same data (with several hosts: of the chief's rows of
+    the global batch)."""
+    if "image" in batch:
+        return zlib.crc32(np.ascontiguousarray(batch["image"][:, ::8, ::8]).tobytes())
+    digest = zlib.crc32(np.ascontiguousarray(batch["crop"][:, ::8, ::8]).tobytes())
+    return zlib.crc32(np.ascontiguousarray(batch["draws"]).tobytes(), digest)
 
 
 def _plan_steps(config, num_samples: int):
@@ -124,18 +136,20 @@ class Replica:
     """What lives on the devices during a run: the train state, SOC's frozen copy M' (with
     its host copy, which checkpoints store), and the compiled steps that use them."""
 
-    def __init__(self, model, state, frozen: Optional[dict], devices, config, do_eval: bool):
+    def __init__(self, model, state, frozen: Optional[dict], devices, config, do_eval: bool,
+                 device_recipe=None):
         self.devices = devices
         self.mode = str(config.mode)
         self.state = parallel.put_state(state, devices)
         self.frozen_host, self.frozen = None, None
         if self.mode == "soc":
-            self._keys = steps.SOC_KEYS
-            self._step = steps.build_soc_step(model, devices)
+            self._keys = steps.soc_keys(device_recipe)
+            self._step = steps.build_soc_step(model, devices, device_recipe)
             self.set_frozen(frozen)
         else:
-            self._keys = steps.supervised_keys(str(config.loss.variant))
-            self._step = steps.build_supervised_step(model, devices, str(config.loss.variant))
+            variant = str(config.loss.variant)
+            self._keys = steps.supervised_keys(variant, device_recipe)
+            self._step = steps.build_supervised_step(model, devices, variant, device_recipe)
         self._eval = steps.build_eval_step(model, devices) if do_eval else None
 
     def set_frozen(self, frozen: dict) -> None:
@@ -251,7 +265,8 @@ def _recalibrate(config, variables, batch_size: int, size: int, seed: int, mode:
     from modnet_jax.training.recalibrate import recalibrate_batchnorm
 
     make_iter = make_unlabelled_iterator if mode == "soc" else make_train_iterator
-    it = make_iter(config.data, batch_size=batch_size, seed=seed + 7919, image_size=size)
+    host_made = dict(resolve_config(config.data).to_dict(), augment_on_device=False)  # finished images here
+    it = make_iter(host_made, batch_size=batch_size, seed=seed + 7919, image_size=size)
 
     def draw(n):
         return [np.asarray(steps.normalize_image(np.asarray(next(it)["image"])))
@@ -308,7 +323,9 @@ def train(config, workdir: str, checked: Optional[preflight.Checked] = None) -> 
         state, frozen = _fresh_state(config, model, steps_per_epoch, prepare,
                                      checked.init_variables)
         state, frozen = _resume(ckpt, state, frozen, train_iter)
-        replica = Replica(model, state, frozen, devices, config, do_eval)
+        device_recipe = (DeviceRecipe.from_options(train_plan.options)
+                         if train_plan.options.device else None)
+        replica = Replica(model, state, frozen, devices, config, do_eval, device_recipe)
     start = int(state.step)
     del state, frozen
 
