@@ -168,9 +168,10 @@ def start(config, model, frozen) -> Optional[SocReport]:
     if path:
         report = SocReport(model, *load_report_frames(path, size, count))
     else:
-        from modnet_jax.data import make_unlabelled_iterator
+        from modnet_jax.data import make_unlabelled_iterator, resolve_config
 
-        it = make_unlabelled_iterator(config.data, batch_size=count, image_size=size,
+        host_made = dict(resolve_config(config.data).to_dict(), augment_on_device=False)
+        it = make_unlabelled_iterator(host_made, batch_size=count, image_size=size,
                                       seed=int(config.seed) + 104729)
         report = SocReport(model, np.asarray(next(it)["image"]), False, held_out=False)
     report.frozen = frozen
