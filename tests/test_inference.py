@@ -239,7 +239,21 @@ def test_check_variables_reports_mismatch(untrained):
     assert "missing batch_stats/hr_branch" in msg
 
 
-def test_expected_shapes_are_kept_on_disk_and_recomputed_when_damaged(untrained, monkeypatch):
+@pytest.fixture
+def compile_cache_on(tmp_path):
+    """The persistent cache on in a fresh folder for one test (an earlier test in this process
+    may have turned it off with --compile-cache none), then JAX's settings as they were."""
+    from modnet_jax.inference.compile_cache import setup_compile_cache
+
+    before = (jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir)
+    setup_compile_cache(str(tmp_path / "compile_cache"))
+    yield
+    jax.config.update("jax_enable_compilation_cache", before[0])
+    jax.config.update("jax_compilation_cache_dir", before[1])
+
+
+def test_expected_shapes_are_kept_on_disk_and_recomputed_when_damaged(untrained, monkeypatch,
+                                                                      compile_cache_on):
     from modnet_jax.inference import checkpoint as ckpt_mod
     from modnet_jax.inference import export_cache
 
