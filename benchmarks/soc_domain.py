@@ -3,7 +3,7 @@
     python benchmarks/soc_domain.py --data PPM_FOLDER --init modnet_photographic_portrait_matting.onnx \\
         [--size 256] [--steps 30] [--eval-every 10] [--seeds 0,1] \\
         [--domains lowres,cast,exposure,noise,jpeg,clip] [--recipes release,paper,...] \\
-        [--json out.json]
+        [--prepare onnx|none] [--prepared-dir DIR] [--at-steps 6,12] [--json out.json]
 
 ``PPM_FOLDER`` holds ``image/*.jpg`` and ``matte/*.png`` (the PPM-100 layout). The photos
 are split once (``camera_domains.split``) into target-train (SOC adapts on them through the
@@ -15,12 +15,16 @@ with ``temporal.flicker_score``, raw and after One-Frame Delay.
 Per domain the model is prepared once, as ``train --config soc`` does from the ONNX
 export: every BatchNorm re-estimated on target-train images (eval function unchanged) and
 the training-only heads distilled from the model's own matte. So "before" is the released
-model's own matte. Then every recipe (``RECIPES``) runs ``--steps`` SOC steps per seed
+model's own matte. ``--prepare none`` adapts ``--init`` as it is (a trained checkpoint: its
+own statistics and supervised heads); ``--prepared-dir`` keeps the prepared weights per
+domain for later runs. Then every recipe (``RECIPES``) runs ``--steps`` SOC steps per seed
 (the seed draws the image order) and is scored every ``--eval-every`` steps: MAD, MSE and
 Grad on the held-out target photos, the held-out SOC loss (SOC's own objective on those
 photos, unlabelled: what a user can measure), and the clean photos' MAD. "fixed" rows are
 the model after all steps; "early" rows the scored step with the lowest held-out SOC loss
-(step 0, the unadapted model, included).
+(step 0, the unadapted model, included: it is also the guard that refuses an adaptation
+whose held-out SOC loss rose); ``--at-steps`` adds the rows of the model at given steps (step
+count). Clean MAD is scored at every scored step.
 
 Prints one table: per recipe and domain, after/before ratios averaged over seeds (spread:
 min..max over seeds), then the mean over domains against the goals (target MAD <= 0.90,
@@ -62,6 +66,13 @@ def parse_args(argv=None):
     p.add_argument("--frames", type=int, default=24, help="frames per generated clip")
     p.add_argument("--max-held", type=int, default=10,
                    help="score at most this many held-out photos per split (cost)")
+    p.add_argument("--prepare", choices=("onnx", "none"), default="onnx",
+                   help="onnx: re-estimate BatchNorm and distil the heads per domain (an "
+                        "export lacks both); none: adapt --init as it is (a trained checkpoint)")
+    p.add_argument("--prepared-dir", default=None,
+                   help="keep each domain's prepared weights here and reuse them")
+    p.add_argument("--at-steps", default="",
+                   help="also print the table of the model at these scored steps (e.g. 6,18)")
     p.add_argument("--json", default=None, help="also write every measurement here")
     p.add_argument("--compile-cache", default="/tmp/modnet_jax_soc_domain_cache",
                    help="JAX's persistent compilation cache (shared by parallel runs)")
@@ -136,6 +147,30 @@ def prepare(model, variables, train_images, head_steps, seed):
     return variables, losses
 
 
+def prepared_for(args, model, base, domain, train):
+    """``base`` prepared for ``domain`` (``--prepare``), read from / kept in --prepared-dir."""
+    from flax import serialization
+
+    if args.prepare == "none":
+        return base
+    path = None
+    if args.prepared_dir:
+        os.makedirs(args.prepared_dir, exist_ok=True)
+        name = f"{domain}_{args.size}_{args.head_steps}_{args.frames}_{os.path.basename(args.init)}"
+        path = os.path.join(args.prepared_dir, name + ".msgpack")
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                return serialization.msgpack_restore(f.read())
+    t = time.time()
+    prepared, head_losses = prepare(model, base, train, args.head_steps, 0)
+    print(f"  {domain}: prepared in {time.time() - t:.0f} s (head loss {head_losses[0]:.3f} "
+          f"-> {head_losses[-1]:.3f})", flush=True)
+    if path:
+        with open(path, "wb") as f:
+            f.write(serialization.msgpack_serialize(prepared))
+    return prepared
+
+
 _UPDATES = {}
 
 
@@ -144,20 +179,20 @@ def run_recipe(model, recipe, variables, train_images, scorer, steps, eval_every
     """SOC from ``variables``; returns {step: scores} at step 0, every eval_every, the end."""
     import jax
 
-    from modnet_jax.training.soc_recipes import make_soc_update
+    from modnet_jax.training.soc_recipes import make_soc_update, pull_back
 
     if "soc" not in _UPDATES:  # one compiled update for every recipe and run
         _UPDATES["soc"] = make_soc_update(model)
     init, update = _UPDATES["soc"]
     opt_state, mask = init(recipe, variables["params"])
-    params = variables["params"]
+    params = anchor = variables["params"]
     frozen = variables
     stats = variables["batch_stats"]
     rng = np.random.default_rng(seed + 1)
     if scorer.start is None:  # step 0 is the prepared model, the same for every run
         scorer.start = dict(scorer.score(variables), train_loss=float("nan"))
     out = {0: dict(scorer.start)}
-    snapshots, losses = {}, []
+    losses = []
     for step in range(1, steps + 1):
         if recipe.refresh_every and step > 1 and (step - 1) % recipe.refresh_every == 0:
             frozen = {"params": params, "batch_stats": stats}
@@ -166,16 +201,17 @@ def run_recipe(model, recipe, variables, train_images, scorer, steps, eval_every
             batch = train_images[i:i + 2]
         else:
             batch = train_images[rng.integers(len(train_images))][None]
+        before = params
         params, opt_state, terms = update(params, opt_state, stats, frozen, batch, mask,
                                           np.float32(recipe.temporal_weight))
+        if recipe.pull:
+            params = pull_back(params, before, anchor, mask, np.float32(recipe.pull))
         losses.append(float(terms["total"]))
         if step % eval_every == 0 or step == steps:
             v = jax.device_get({"params": params, "batch_stats": stats})
-            snapshots[step] = v
-            out[step] = dict(scorer.score(v), train_loss=float(np.mean(losses[-eval_every:])))
+            out[step] = dict(scorer.score(v), train_loss=float(np.mean(losses[-eval_every:])),
+                             clean_mad=scorer.clean_mad(v))  # what it forgets
     out[0]["clean_mad"] = scorer.clean_before
-    for step in set(picks(out).values()) - {0}:  # what they forget: only where it is read
-        out[step]["clean_mad"] = scorer.clean_mad(snapshots[step])
     return out
 
 
@@ -187,14 +223,16 @@ def picks(run):
     first = run[steps[0]]
     ok = [s for s in steps if all(run[s].get(k, 0) <= first.get(k, 0)
                                   for k in ("flicker", "flicker_ofd"))]
-    return {"fixed": steps[-1], "early": min(steps, key=lambda s: run[s]["soc_loss"]),
-            "guarded": min(ok, key=lambda s: run[s]["soc_loss"])}
+    out = {"fixed": steps[-1], "early": min(steps, key=lambda s: run[s]["soc_loss"]),
+           "guarded": min(ok, key=lambda s: run[s]["soc_loss"])}
+    out.update({f"step {s}": s for s in steps})
+    return out
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.tables:
-        return print_merged(args.tables)
+        return print_merged(args.tables, args.at_steps)
     import jax
 
     # every run, domain and process compiles the same few programs: compile each once
@@ -226,11 +264,9 @@ def main(argv=None):
             held = camera_domains.through_camera(domain, images, parts["held"])
             held_gt, frames = mattes[parts["held"]], None
         scorer = Scorer(fwd, held, held_gt, clean, clean_gt, frames)
-        prepared, head_losses = prepare(model, base, train, args.head_steps, 0)
+        prepared = prepared_for(args, model, base, domain, train)
         scorer.set_reference(prepared)
         scorer.clean_before = scorer.clean_mad(prepared)
-        print(f"[{time.time() - t0:5.0f} s] {domain}: prepared (head loss "
-              f"{head_losses[0]:.3f} -> {head_losses[-1]:.3f})", flush=True)
         results[domain] = {}
         for seed in seeds:  # seed-major: an interrupted run still has every recipe once
             for name in recipes:
@@ -255,7 +291,7 @@ def main(argv=None):
 
 
 def _pick(run, how):
-    return run[picks(run)[how]]
+    return run[picks(run)[how]] if how in picks(run) else None
 
 
 def summarise(results, how):
@@ -266,15 +302,18 @@ def summarise(results, how):
             cell = {}
             for k in ("mad", "mse", "grad", "clean_mad", "soc_loss", "flicker", "flicker_ofd"):
                 ratios = [_pick(run, how)[k] / run[min(run, key=int)][k]
-                          for run in by_seed.values() if k in run[min(run, key=int)]]
+                          for run in by_seed.values() if k in run[min(run, key=int)]
+                          and _pick(run, how) is not None and k in _pick(run, how)]
                 if ratios:
                     cell[k] = (float(np.mean(ratios)), float(min(ratios)), float(max(ratios)))
-            out.setdefault(name, {})[domain] = cell
+            if "mad" in cell and "clean_mad" in cell:
+                out.setdefault(name, {})[domain] = cell
     return out
 
 
-def print_merged(paths):
-    """The table of several --json files (their runs merged; settings from the first)."""
+def print_merged(paths, at_steps=""):
+    """The table of several --json files (their runs merged by domain, recipe and seed;
+    settings from the first)."""
     results, settings = {}, None
     for path in paths:
         with open(path) as f:
@@ -282,9 +321,9 @@ def print_merged(paths):
         settings = settings or d["args"]
         for domain, by_recipe in d["results"].items():
             for name, by_seed in by_recipe.items():
-                results.setdefault(domain, {})[name] = {
-                    seed: {int(k): v for k, v in run.items()} for seed, run in by_seed.items()}
-    print_table(argparse.Namespace(**settings), results, None)
+                results.setdefault(domain, {}).setdefault(name, {}).update({
+                    seed: {int(k): v for k, v in run.items()} for seed, run in by_seed.items()})
+    print_table(argparse.Namespace(**dict(settings, at_steps=at_steps)), results, None)
 
 
 def print_table(args, results, seconds):
@@ -293,17 +332,18 @@ def print_table(args, results, seconds):
           + ("" if seconds is None else
              f"; {seconds / 60:.0f} min, load {os.getloadavg()[0]:.1f}"))
     print("cells: after/before ratio, mean over seeds [min..max]; MAD / clean MAD / flicker "
-          "(raw, OFD) on the clip")
+          "(raw, OFD) on the clip; goals n/a: the row lacks a domain")
     before = {d: next(iter(next(iter(r.values())).values()))[0] for d, r in results.items()}
     print("before: " + "; ".join(
         f"{d} MAD {b['mad']:.4f}" + (f" flicker {b['flicker']:.2e}/{b['flicker_ofd']:.2e}"
                                      if "flicker" in b else "") for d, b in before.items())
           + f"; clean MAD {next(iter(before.values()))['clean_mad']:.4f}")
-    for how in ("fixed", "early", "guarded"):
+    at = [f"step {s}" for s in str(getattr(args, "at_steps", "") or "").split(",") if s]
+    for how in ["fixed", "early", "guarded"] + at:
         table = summarise(results, how)
         print(f"\n[{how}] " + {"fixed": "after all steps", "early": "lowest held-out SOC loss (step 0 "
                  "allowed)", "guarded": "lowest held-out SOC loss among steps whose "
-                 "held-out flicker did not rise (videos)"}[how])
+                 "held-out flicker did not rise (videos)"}.get(how, "the model at that step"))
         domains = list(results)
         print(f"{'recipe':<16}" + "".join(f"{d:>22}" for d in domains)
               + f"{'mean MAD':>10}{'clean':>8}{'goals':>7}")
@@ -317,7 +357,8 @@ def print_table(args, results, seconds):
             ok = (np.mean(mads) <= GOALS["mad"] and np.mean(cleans) <= GOALS["clean_mad"]
                   and all(c[k][0] <= GOALS[k] for c in cells.values()
                           for k in ("flicker", "flicker_ofd") if k in c))
-            line += f"{np.mean(mads):>10.3f}{np.mean(cleans):>8.3f}{'met' if ok else 'no':>7}"
+            verdict = "n/a" if len(cells) < len(domains) else "met" if ok else "no"
+            line += f"{np.mean(mads):>10.3f}{np.mean(cleans):>8.3f}{verdict:>7}"
             print(line)
             extra = [f"{d}: clean {c['clean_mad'][0]:.3f} SOC {c['soc_loss'][0]:.3f} grad "
                      f"{c['grad'][0]:.3f}" + (f" flicker {c['flicker'][0]:.3f} OFD "

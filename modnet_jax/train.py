@@ -10,7 +10,7 @@ configs (--config NAME[:VARIANT], or a config file of your own):
   supervised      the release recipe; :quick (the first run), :cpu, :tiny
   finetune        released weights (.onnx/.pth/checkpoint) on your photos + mattes; :cpu, :tiny
   soc             SOC adaptation of a trained model on unlabelled frames; :cpu, :tiny,
-                  :release, :paper, :lowres, :bn_affine (docs/soc.md)
+                  :release, :paper, :lowres, :bn_affine, :bn_affine_pull (docs/soc.md)
   supervised_gpu, supervised_tpu   the recipe for GPUs (bf16) and TPU pod slices
 Override any field with --config.FIELD=VALUE (fields: modnet_jax/training/config.py).
 

@@ -79,9 +79,44 @@ def test_recipes_are_the_documented_ones():
 def test_config_variants_select_the_recipes():
     from modnet_jax.configs.soc import get_config
 
-    for name in ("release", "paper", "lowres", "bn_affine"):
+    for name in ("release", "paper", "lowres", "bn_affine", "bn_affine_pull"):
         c = get_config(name)
-        assert (c.optimizer.learning_rate, c.soc.adapt) == (RECIPES[name].lr,
-                                                           RECIPES[name].adapt)
+        assert (c.optimizer.learning_rate, c.soc.adapt, c.soc.pull) == (
+            RECIPES[name].lr, RECIPES[name].adapt, RECIPES[name].pull)
         assert c.optimizer.name == "adam" and c.optimizer.b2 == 0.99 and c.batch_size == 1
-    assert (get_config().optimizer.learning_rate, get_config().soc.adapt) == (1e-4, "bn_affine")
+    c = get_config()
+    assert (c.optimizer.learning_rate, c.soc.adapt, c.soc.pull) == (1e-4, "bn_affine", 0.1)
+    assert get_config("release").soc.pull == 0.0
+
+
+@pytest.mark.parametrize("adapt", ["all", "bn_affine"])
+def test_pull_toward_start_hand_values(adapt):
+    """Two Adam steps (lr 1e-3, constant gradient -2: each Adam update is +1e-3) with pull
+    0.5: w1 = 1 + 1e-3 (w0 = w_start: no pull yet), w2 = w1 + 1e-3 - 0.5 (w1 - 1) = 1.0015;
+    what does not adapt stays 1. The trainer's optimiser (``soc_optimizer``) and the
+    benchmark's split step (masked Adam update, then ``pull_back``) agree."""
+    import jax
+    import optax
+
+    from modnet_jax.training.soc_recipes import pull_back, soc_optimizer
+
+    p = _toy_params()
+    grads = jax.tree.map(lambda x: np.full_like(x, -2.0), p)
+    mask = adapt_mask(p, adapt)
+    tx = soc_optimizer(optax.adam(1e-3, b1=0.9, b2=0.99), adapt, pull=0.5)
+    state, trainer = tx.init(p), p
+    init, _ = make_soc_update(model=None)
+    bench_tx = optax.inject_hyperparams(optax.adam)(learning_rate=1.0, b1=0.9, b2=0.99)
+    opt_state, weights = init(Recipe(lr=1e-3, adapt=adapt, pull=0.5), p)
+    bench = p
+    for _ in range(2):
+        updates, state = tx.update(grads, state, trainer)
+        trainer = optax.apply_updates(trainer, updates)
+        u, opt_state = bench_tx.update(grads, opt_state, bench)
+        after = optax.apply_updates(bench, jax.tree.map(lambda a, w: a * w, u, weights))
+        bench = pull_back(after, bench, p, weights, np.float32(0.5))
+    for m, a, b in zip(jax.tree.leaves(mask), jax.tree.leaves(trainer), jax.tree.leaves(bench)):
+        np.testing.assert_allclose(a, 1.0015 if m else 1.0, rtol=1e-6)
+        np.testing.assert_allclose(b, 1.0015 if m else 1.0, rtol=1e-6)
+    with pytest.raises(ValueError):
+        soc_optimizer(optax.adam(1e-3), "all", pull=-0.1)

@@ -34,7 +34,8 @@ Sub-configs: ``model`` (modnet_jax.models.MODEL_DEFAULTS), ``optimizer``
 (modnet_jax.data.default_data_config()), ``soc.refresh_frozen_every_epoch`` (the release
 re-copies M' at each epoch start; the paper, and our default, fixes it once),
 ``soc.adapt`` (what SOC trains: "all" parameters, "lowres" = backbone + semantic branch,
-"bn_affine" = BatchNorm scales/biases only; training/soc_recipes.py), ``soc.report_from`` /
+"bn_affine" = BatchNorm scales/biases only; training/soc_recipes.py), ``soc.pull`` (each step
+moves the adapting weights this fraction back toward their start; 0: off), ``soc.report_from`` /
 ``soc.report_frames`` (SOC's before/after report, training/soc_report.py:
 a video file or image folder the run does not train on, and how many of its frames; "" draws
 them from the training data; 0 frames: no report).
@@ -80,7 +81,7 @@ def supervised_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict({"variant": "release"})
     c.data = default_data_config()
     c.soc = ml_collections.ConfigDict({"refresh_frozen_every_epoch": False, "adapt": "all",
-                                       "report_from": "", "report_frames": 16})
+                                       "pull": 0.0, "report_from": "", "report_frames": 16})
     return c
 
 

@@ -50,7 +50,7 @@ def fit_training_heads(model, variables: Mapping[str, Any], batches: Iterable[np
     opt_state = tx.init(params)
 
     @jax.jit
-    def step(params, opt_state, x):
+    def step(params, opt_state, stats, x):  # stats an argument: one program for any model
         _, _, matte = model.apply({"params": params, "batch_stats": stats}, x, train=False,
                                   inference=True)
         matte = jax.lax.stop_gradient(matte)
@@ -74,7 +74,7 @@ def fit_training_heads(model, variables: Mapping[str, Any], batches: Iterable[np
 
     losses = []
     for x in batches:
-        params, opt_state, loss = step(params, opt_state, np.asarray(x, np.float32))
+        params, opt_state, loss = step(params, opt_state, stats, np.asarray(x, np.float32))
         losses.append(float(loss))
     out = dict(variables)
     out["params"] = jax.device_get(params)

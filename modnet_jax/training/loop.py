@@ -395,8 +395,9 @@ def _fresh_state(config, model, steps_per_epoch: int, prepare=None, loaded=None)
     if prepare is not None:
         variables = _recalibrate(config, variables, *prepare, int(config.seed), mode)
     tx = state_lib.make_optimizer(config.optimizer, steps_per_epoch)
-    if mode == "soc":  # what adapts (soc.adapt): every parameter, or a documented subset
-        tx = soc_recipes.restrict(tx, str(config.soc.get("adapt", "all")))
+    if mode == "soc":  # what adapts (soc.adapt; a documented subset), the pull to the start
+        tx = soc_recipes.soc_optimizer(tx, str(config.soc.get("adapt", "all")),
+                                       float(config.soc.get("pull", 0.0)))
     state = jax.device_get(state_lib.create_train_state(model, variables, tx))
     return state, (jax.device_get(state.variables) if mode == "soc" else None)
 

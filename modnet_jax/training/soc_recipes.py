@@ -2,9 +2,11 @@
 
 A ``Recipe`` is what ``benchmarks/soc_domain.py`` measures; the trainer takes the same
 choices from its config (``optimizer.learning_rate``, ``soc.adapt`` through ``restrict``,
-``soc.refresh_frozen_every_epoch``; the ``soc`` config variants): the optimiser (Adam, betas (0.9, 0.99) as released), the
-parameters that adapt (``adapt``), how often M' is re-copied from M (``refresh_every``, 0:
-never) and the weight of the neighbouring-frame term (``temporal_weight``,
+``soc.pull``, ``soc.refresh_frozen_every_epoch``; the ``soc`` config variants): the optimiser
+(Adam, betas (0.9, 0.99) as released), the parameters that adapt (``adapt``), the pull back
+toward the starting weights (``pull``, ``pull_toward_start``: an L2-SP-like anchor), how
+often M' is re-copied from M (``refresh_every``, 0: never) and the weight of the
+neighbouring-frame term (``temporal_weight``,
 ``losses.temporal_consistency``; batches are then pairs of consecutive frames; measured by
 the benchmark only: the trainer's unlabelled batches are not consecutive frames). BatchNorm
 statistics are always frozen (SOC runs M with ``freeze_bn``).
@@ -14,14 +16,19 @@ statistics are always frozen (SOC runs M with ``freeze_bn``).
   lowres     the low-resolution path only: backbone + semantic branch (``lr_branch``); the
              high-resolution and fusion branches keep their weights
   bn_affine  only the BatchNorm scales and biases (a per-channel re-colouring of features)
+
+``pull`` p: every step also moves each adapting weight a fraction p of its distance back to
+its value at the start (decoupled from Adam's normalisation, so p is that fraction whatever
+the gradient's scale): w_(t+1) = w_t + adam_update - p (w_t - w_0).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict
+from typing import Dict, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
@@ -38,6 +45,7 @@ class Recipe:
     refresh_every: int = 0
     temporal_weight: float = 0.0
     pairs: bool = False
+    pull: float = 0.0
 
 
 RECIPES: Dict[str, Recipe] = {
@@ -50,6 +58,12 @@ RECIPES: Dict[str, Recipe] = {
     "refresh10": Recipe(refresh_every=10),
     "temporal": Recipe(temporal_weight=10.0),  # video: + neighbouring-frame consistency
     "pairs": Recipe(pairs=True),               # video control: the same pairs, no term
+    # gentler BatchNorm-affine recipes (what the default forgets on clean photos)
+    "bn_affine_3e-5": Recipe(lr=3e-5, adapt="bn_affine"),
+    "bn_affine_pull": Recipe(lr=1e-4, adapt="bn_affine", pull=0.1),
+    "bn_affine_refresh4": Recipe(lr=1e-4, adapt="bn_affine", refresh_every=4),
+    "bn_affine_temporal": Recipe(lr=1e-4, adapt="bn_affine", temporal_weight=1000.0),
+    "bn_affine_pairs": Recipe(lr=1e-4, adapt="bn_affine", pairs=True),
 }
 
 
@@ -78,6 +92,42 @@ def restrict(tx: optax.GradientTransformation, adapt: str = "all"
         return tx
     return optax.multi_transform({True: tx, False: optax.set_to_zero()},
                                  lambda p: adapt_mask(p, adapt))
+
+
+class PullState(NamedTuple):
+    anchor: optax.Params  # the weights at the start
+
+
+def pull_toward_start(pull: float) -> optax.GradientTransformation:
+    """Adds ``-pull * (params - params at init)`` to the updates (``pull`` above)."""
+
+    def init(params):
+        return PullState(anchor=jax.tree.map(jnp.array, params))  # a copy, not an alias
+
+    def update(updates, state, params):
+        return jax.tree.map(lambda u, p, a: u - pull * (p - a), updates, params,
+                            state.anchor), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def soc_optimizer(tx: optax.GradientTransformation, adapt: str = "all", pull: float = 0.0
+                  ) -> optax.GradientTransformation:
+    """The trainer's SOC optimiser: ``tx`` then ``pull_toward_start(pull)`` (if > 0), on what
+    adapts only (``restrict``)."""
+    if pull < 0:
+        raise ValueError(f"soc.pull must be >= 0, got {pull}")
+    if pull:
+        tx = optax.chain(tx, pull_toward_start(pull))
+    return restrict(tx, adapt)
+
+
+@jax.jit
+def pull_back(params, before, anchor, mask, pull):
+    """The benchmark's ``pull``: ``params`` (after an update from ``before``) minus
+    ``pull * (before - anchor)`` where ``mask`` is 1 (``soc_optimizer``'s step, split so that
+    ``make_soc_update``'s program stays the same for every recipe)."""
+    return jax.tree.map(lambda p, b, a, m: p - pull * m * (b - a), params, before, anchor, mask)
 
 
 def adapt_weights(params, adapt: str = "all"):
