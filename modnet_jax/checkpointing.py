@@ -324,12 +324,20 @@ class TrainCheckpointer:
                        custom_metadata=self._custom)
 
     def restore(self, step: int, state_target: Any, with_data: bool = True):
-        """(state tree shaped like ``state_target``, data-iterator state or None)."""
+        """(state tree shaped like ``state_target``, data-iterator state or None).
+        ``DamagedCheckpoint`` (one line, naming the step and what to do) when its files
+        cannot be read back."""
         items = {STATE_ITEM: ocp.args.StandardRestore(state_target)}
         if with_data:
             items[DATA_ITEM] = ocp.args.JsonRestore()
-        with _loops_outlive_their_reads():
-            restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
+        try:
+            with _loops_outlive_their_reads():
+                restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
+        except Exception as err:  # orbax / tensorstore / json errors of damaged files
+            older = [s for s in self._mgr.all_steps() if s < step]
+            damaged = _damaged(os.path.join(self.directory, str(step)), err)
+            raise DamagedCheckpoint(f"{damaged}; move it away to resume from "
+                                    + (f"step {max(older)}" if older else "the start")) from None
         return restored[STATE_ITEM], (_own_data_state(restored[DATA_ITEM]) if with_data
                                       else None)
 
