@@ -85,27 +85,43 @@ def converted():
     return torch_io.run_cli(lambda _: torch_io.save_state_dict_file(
         state, os.path.join(target, "model.ckpt")), None)
 
+def train_checkpoint():  # written in the background, its failure raised when waited for
+    from modnet_jax.checkpointing import TrainCheckpointer
+    ckpt = TrainCheckpointer(os.path.join(target, "run4", "checkpoints"), keep_best=0)
+    ckpt.save(1, {"params": {"w": np.random.default_rng(0).random(1 << 16, np.float32)}},
+              {"position": 1})
+    ckpt.close()
+
+def model_checkpoint():  # convert_from_torch, exports
+    from modnet_jax.checkpointing import save_variables
+    save_variables(os.path.join(target, "export"), {"params": {"w": np.ones(1 << 16)}})
+
 for name, write in [("evaluate_reports", evaluate_reports), ("metrics", reporter),
                     ("sample_grid", sample_grid), ("run_config", run_config),
-                    ("synthetic", synthetic), ("converted", converted)]:
-    attempt(name, write)
+                    ("synthetic", synthetic), ("converted", converted),
+                    ("train_checkpoint", train_checkpoint),
+                    ("model_checkpoint", model_checkpoint)]:
+    if not (simulate and name.endswith("checkpoint")):  # TensorStore writes without os.write
+        attempt(name, write)
 """
 
 # Files the writers may leave: tensorboardX's event files (opened before anything is written;
-# a record format whose readers skip a cut tail) and the metrics log, cut back to no record.
+# a record format whose readers skip a cut tail), the metrics log cut back to no record, and
+# Orbax's temporary folder of a background save that failed (never a step).
 _ALLOWED = ("events.out.tfevents",)
 
 
 def _left(files):
-    """The files of {relative path: size} that are neither allowed nor empty logs."""
+    """The files of {relative path: size} that are none of the above."""
     return sorted(f for f, size in files.items() if f != "filler"
                   and not os.path.basename(f).startswith(_ALLOWED)
-                  and not (os.path.basename(f) == "metrics.jsonl" and size == 0))
+                  and not (os.path.basename(f) == "metrics.jsonl" and size == 0)
+                  and not f.startswith("run4/checkpoints/1.orbax-checkpoint-tmp"))
 
 
 def _run_writers(tmp_path):
-    """(results by writer, files left) on a full disk: a tmpfs filled to the last byte where
-    one can be mounted, else the simulated one."""
+    """(results by writer, files left, stderr) on a full disk: a tmpfs filled to the last
+    byte where one can be mounted, else the simulated one (without the checkpoints)."""
     full = tmp_path / "full"
     full.mkdir()
     script = tmp_path / "writers.py"
@@ -122,24 +138,26 @@ def _run_writers(tmp_path):
                  if line.startswith("file ")}
         assert "filler" in files, mounted.stdout  # the listing sees the disk's files
     else:
-        done = subprocess.run([sys.executable, str(script), str(full), "simulate"], env=ENV,
+        done = mounted = subprocess.run([sys.executable, str(script), str(full), "simulate"],
+                                        env=ENV,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         lines = done.stdout.splitlines()
         files = {os.path.relpath(os.path.join(d, n), full): os.path.getsize(os.path.join(d, n))
                  for d, _, names in os.walk(full) for n in names}
     results = [json.loads(line) for line in lines if line.startswith("{")]
-    return {r["writer"]: r for r in results}, _left(files)
+    return {r["writer"]: r for r in results}, _left(files), mounted.stderr
 
 
 def test_every_writer_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
-    results, left = _run_writers(tmp_path)
+    results, left, stderr = _run_writers(tmp_path)
     full = str(tmp_path / "full")
     wanted = {"evaluate_reports": "eval", "metrics": "metrics.jsonl", "sample_grid": "step_",
-              "run_config": "config.json", "synthetic": "synth", "converted": "model.ckpt"}
-    assert sorted(results) == sorted(wanted), results
-    for writer, names in wanted.items():
-        result = results[writer]
+              "run_config": "config.json", "synthetic": "synth", "converted": "model.ckpt",
+              "train_checkpoint": "checkpoints", "model_checkpoint": "export"}
+    assert set(wanted) - set(results) <= {"train_checkpoint", "model_checkpoint"}, results
+    for writer, result in results.items():
+        names = wanted[writer]
         if writer == "converted":  # a command: its one error line and its failure status
             assert result["status"] == 1, result
             lines = result["stderr"].splitlines()
@@ -151,6 +169,7 @@ def test_every_writer_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
         assert "No space left on device" in message and full in message, (writer, message)
         assert names in message, (writer, message)
     assert left == [], f"half-written files left behind: {left}"
+    assert "Traceback" not in stderr, stderr[-3000:]  # background writers' errors contained
 
 
 def test_a_write_failure_ends_a_training_run_with_one_line(monkeypatch, capsys):

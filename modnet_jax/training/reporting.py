@@ -164,8 +164,21 @@ class Reporter:
         if self in _DRAWING:
             _DRAWING.remove(self)
         self._bar.close()
-        with contextlib.suppress(OSError) if self._failed else self._writing():
-            self._events.close()
+        try:
+            with contextlib.suppress(OSError) if self._failed else self._writing():
+                self._events.close()
+        finally:
+            _abandon_unwritten(self._events)
+
+
+def _abandon_unwritten(events: SummaryWriter) -> None:
+    """After a close that could not write (a full disk), tensorboardX's exit handler would
+    try again and print a traceback after the command's error line: its writers are marked
+    closed (their unwritten records are lost; the values are in metrics.jsonl)."""
+    for writer in (getattr(events, "all_writers", None) or {}).values():
+        inner = getattr(writer, "event_writer", None)
+        if inner is not None and hasattr(inner, "_closed"):
+            inner._closed = True
 
 
 def summary_lines(workdir: str, result: dict) -> list:
