@@ -105,12 +105,11 @@ def _write_step_one(workdir):
     ckpt.close()
 
 
-def _truncate_data(step_dir):
-    data = [os.path.join(d, n) for d, _, names in
-            os.walk(os.path.join(step_dir, checkpointing.STATE_ITEM)) for n in names
-            if os.path.basename(d) == "d"]  # TensorStore's data files
-    with open(max(data, key=os.path.getsize), "r+b") as handle:
-        handle.truncate(100)
+def _overwrite_metadata(step_dir):
+    """Damage a step: its tree metadata overwritten (the run used to end with a JSON
+    decoder's message naming no file)."""
+    with open(os.path.join(step_dir, checkpointing.STATE_ITEM, "_METADATA"), "w") as handle:
+        handle.write("{ not json")
 
 
 def test_train_on_a_damaged_checkpoint_is_one_error_line(tmp_path):
@@ -120,7 +119,7 @@ def test_train_on_a_damaged_checkpoint_is_one_error_line(tmp_path):
     run = tmp_path / "run"
     _write_step_one(str(run))
     step_dir = checkpointing.resolve_checkpoint(str(run))
-    _truncate_data(step_dir)
+    _overwrite_metadata(step_dir)
     resumed = subprocess.Popen(_train_cmd(run, "--config.num_train_steps=3"), cwd=tmp_path,
                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
