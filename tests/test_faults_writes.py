@@ -92,16 +92,24 @@ def train_checkpoint():  # written in the background, its failure raised when wa
               {"position": 1})
     ckpt.close()
 
+def video():  # OpenCV's writer reports no failed write: the file is read back
+    from modnet_jax.imaging.video import open_writer
+    writer = open_writer(os.path.join(target, "clip.mp4"), 25.0, 320, 240)
+    noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    for i in range(40):
+        writer.write(np.roll(noise, 7 * i, axis=1))
+    writer.release()
+
 def model_checkpoint():  # convert_from_torch, exports
     from modnet_jax.checkpointing import save_variables
     save_variables(os.path.join(target, "export"), {"params": {"w": np.ones(1 << 16)}})
 
 for name, write in [("evaluate_reports", evaluate_reports), ("metrics", reporter),
                     ("sample_grid", sample_grid), ("run_config", run_config),
-                    ("synthetic", synthetic), ("converted", converted),
+                    ("synthetic", synthetic), ("converted", converted), ("video", video),
                     ("train_checkpoint", train_checkpoint),
                     ("model_checkpoint", model_checkpoint)]:
-    if not (simulate and name.endswith("checkpoint")):  # TensorStore writes without os.write
+    if not (simulate and name.endswith(("checkpoint", "video"))):  # writes without os.write
         attempt(name, write)
 """
 
@@ -154,8 +162,10 @@ def test_every_writer_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
     full = str(tmp_path / "full")
     wanted = {"evaluate_reports": "eval", "metrics": "metrics.jsonl", "sample_grid": "step_",
               "run_config": "config.json", "synthetic": "synth", "converted": "model.ckpt",
-              "train_checkpoint": "checkpoints", "model_checkpoint": "export"}
-    assert set(wanted) - set(results) <= {"train_checkpoint", "model_checkpoint"}, results
+              "train_checkpoint": "checkpoints", "model_checkpoint": "export",
+              "video": "clip.mp4"}
+    assert set(wanted) - set(results) <= {"train_checkpoint", "model_checkpoint", "video"}, \
+        results
     for writer, result in results.items():
         names = wanted[writer]
         if writer == "converted":  # a command: its one error line and its failure status
@@ -210,3 +220,40 @@ def test_a_read_only_file_system_is_reported_as_itself(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     assert done.stdout.strip() == f"{readonly / 'a.csv'}: cannot write (Read-only file system)", \
         done.stdout + done.stderr
+
+
+_CUT_VIDEO = r"""
+import os, sys
+import numpy as np
+from modnet_jax.imaging.output import WriteError
+from modnet_jax.imaging.video import open_writer
+path = os.path.join(sys.argv[1], "clip.avi")
+writer = open_writer(path, 25.0, 320, 240)  # opens: the disk has room for its first bytes
+noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+for i in range(40):
+    writer.write(np.roll(noise, 7 * i, axis=1))
+try:
+    writer.release()
+    print("released")
+except WriteError as exc:
+    print("WriteError:", exc)
+print("left:", sorted(os.listdir(sys.argv[1])))
+"""
+
+
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare to mount a tmpfs")
+def test_a_video_cut_by_a_full_disk_is_reported_and_removed(tmp_path):
+    """OpenCV's writer says nothing when the disk fills mid-video: the file is read back."""
+    small = tmp_path / "small"
+    small.mkdir()
+    script = tmp_path / "cut.py"
+    script.write_text(_CUT_VIDEO)
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=128k none "
+                           f"{small} && {sys.executable} {script} {small}"], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and "mount" in done.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "WriteError:" in done.stdout and "No space left on device" in done.stdout, done.stdout
+    assert str(small / "clip.avi") in done.stdout, done.stdout
+    assert "left: []" in done.stdout, done.stdout  # neither the video nor its temporary file
