@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from modnet_jax.inference.resize import Taps, exact_divide, resize_hw
-from modnet_jax.models.canvas import Canvas
+from modnet_jax.models.canvas import canvas_apply
 
 
 def prepare(images, rows: Taps, cols: Taps):
@@ -55,8 +55,7 @@ def to_canvas(images, rows: Taps, cols: Taps, *, canvas: Tuple[int, int]):
 def canvas_mattes(model, variables, x, sizes):
     """[B, H, W] mattes of canvases x [B, H, W, 3] whose samples have valid sizes [B, 2]
     (rows, cols; multiples of 32): each equals the model on its valid corner alone."""
-    canvas = Canvas.of(sizes, x.shape[1], x.shape[2])
-    out = model.apply(variables, x, train=False, inference=True, canvas=canvas)[2]
+    out = canvas_apply(model, variables, x, sizes, train=False, inference=True)[2]
     return out[..., 0].astype(jnp.float32)
 
 
