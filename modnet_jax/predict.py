@@ -40,30 +40,27 @@ from modnet_jax.inference.cli import (  # noqa: E402
     UserError,
     add_model_args,
     check_output_dir,
+    default_video_batch,
     engine_from_args,
     finish,
+    inference_devices,
     make_parent,
     read_checked,
     run_main,
-)
-from modnet_jax.inference.foreground import clean_outputs  # noqa: E402
-from modnet_jax.inference.host_devices import (  # noqa: E402
-    default_video_batch,
     split_host_cpu,
-    video_devices,
 )
-from modnet_jax.inference.inputs import collect_inputs, output_path  # noqa: E402
 from modnet_jax.inference.images import (  # noqa: E402
     InputError,
+    clean_outputs,
+    collect_inputs,
+    output_path,
     parse_colour,
     read_image,
-    upright_size,
     write_image,
 )
-from modnet_jax.inference.ofd import OFD_THRESHOLD  # noqa: E402
-from modnet_jax.inference.pipeline import BackgroundWriter, prefetch  # noqa: E402
-from modnet_jax.inference.stream_cli import add_stream_args, stream_main  # noqa: E402
-from modnet_jax.inference.video import process_video  # noqa: E402
+from modnet_jax.inference.reference import OFD_THRESHOLD  # noqa: E402
+from modnet_jax.inference.stream import add_stream_args, stream_main  # noqa: E402
+from modnet_jax.inference.video import BackgroundWriter, prefetch, process_video  # noqa: E402
 from modnet_jax.progress import Progress  # noqa: E402
 
 
@@ -119,13 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--video-batch-size", type=int, default=None,
                    help="video frames per model call, shared between the devices and rounded "
                         "up to a multiple of their count (default: one frame per device on a "
-                        "CPU, where larger batches were slower per frame; 8 on a GPU/TPU)")
+                        "CPU; 8 on a GPU/TPU)")
     v.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="on a CPU, split the cores into N JAX devices that each matte their "
                         "share of a video batch, or one photo each, at the same time (default: "
-                        "2 with 2 or more cores, where it was 1.2x faster than 1; a device "
-                        "count already in XLA_FLAGS wins; --stream and, with --exact-shapes, "
-                        "photos run on the first device)")
+                        "2 with 2 or more cores; a device count already in XLA_FLAGS wins; "
+                        "--stream runs on the first device)")
     v.add_argument("--video-format", choices=("mp4", "avi"), default="mp4",
                    help="container of output videos: mp4 (mp4v) or avi (MJPG) "
                         "(default: %(default)s)")
@@ -149,11 +145,6 @@ def parse_background(text: Optional[str]):
         raise UserError(f"--composite: {exc}, and no image file of that name") from None
 
 
-def stream_matte_fn(args):
-    """frames -> mattes for the live path: the engine, one frame per call (lowest latency)."""
-    return engine_from_args(args).matte
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(dashed(argv))
     background = parse_background(args.composite)
@@ -164,7 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.clean_colours or args.cutout:
             raise UserError("--clean-colours and --cutout are for files, not --stream")
         out = check_output_dir(args.output) if args.output else None
-        return stream_main(args, lambda: stream_matte_fn(args), background, out)
+        return stream_main(args, lambda: engine_from_args(args), background, out)
     if not args.inputs:
         raise UserError("no INPUT given (image/video files or folders, or --stream SOURCE)")
     if not args.output:
@@ -191,12 +182,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     stems = dict(found.images + found.videos)
     if args.cpu_devices is not None and args.cpu_devices < 1:
         raise UserError(f"--cpu-devices must be >= 1, got {args.cpu_devices}")
-    devices = None
-    if videos or not args.exact_shapes:  # photos on canvases are shared among devices too
-        split_host_cpu(args.cpu_devices)  # before JAX starts (host_devices.py)
-        devices = video_devices()
-        if args.video_batch_size is None:
-            args.video_batch_size = default_video_batch(devices)
+    split_host_cpu(args.cpu_devices)  # before JAX starts
+    devices = inference_devices()
+    if args.video_batch_size is None:
+        args.video_batch_size = default_video_batch(devices)
     engine = engine_from_args(args, devices=devices)
 
     def out(path: str, kind: str, ext: str) -> str:
@@ -237,8 +226,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     depth = 2 * args.batch_size
     options = dict(cutout=args.cutout and not clean, background=None if clean else background,
                    with_image=clean)
-    # Compiling starts now, from the files' headers, while the first photos are decoded.
-    engine.warm_up((upright_size(path) for path in images), **options)
     with prefetch(decoded(), depth) as source, BackgroundWriter(write, depth) as writer:
         for item in engine.images(source, **options):
             writer.put(item)

@@ -1,9 +1,9 @@
-"""Inference: ``MattingEngine`` (photos, folders, video on the device), the release's resize rule,
-One-Frame Delay, image / video files, the persistent compile cache.
+"""Inference: ``MattingEngine`` (photos, folders, video files and live sources, on the device),
+image and video files, the release's processing on the host as a reference (docs/inference.md).
 
-``preprocess.preprocess`` / ``postprocess`` and ``ofd.OneFrameDelay`` are the host (numpy)
-definitions of the release's pre-processing and of OFD; the engine computes the same on the
-device and is tested against them.
+``reference.preprocess`` / ``postprocess`` and ``reference.OneFrameDelay`` are the host
+(numpy) definitions of the release's pre-processing and of OFD; the engine computes the same
+on the device and is tested against them.
 """
 
 from modnet_jax.inference.checkpoint import (
@@ -11,8 +11,7 @@ from modnet_jax.inference.checkpoint import (
     check_variables,
     load_checked_variables,
 )
-from modnet_jax.inference.compile_cache import default_cache_dir, setup_compile_cache
-from modnet_jax.inference.engine import MattingEngine, Matted
+from modnet_jax.inference.engine import Matted, MattingEngine, VideoRun
 from modnet_jax.inference.images import (
     InputError,
     composite,
@@ -22,10 +21,11 @@ from modnet_jax.inference.images import (
     read_matte,
     write_image,
 )
-from modnet_jax.inference.ofd import OneFrameDelay, one_frame_delay
-from modnet_jax.inference.preprocess import (
+from modnet_jax.inference.reference import (
+    OneFrameDelay,
     area_resize,
     model_input_size,
+    one_frame_delay,
     postprocess,
     preprocess,
 )
@@ -37,12 +37,12 @@ __all__ = [
     "Matted",
     "MattingEngine",
     "OneFrameDelay",
+    "VideoRun",
     "area_resize",
     "check_variables",
     "composite",
     "count_frames",
     "cutout",
-    "default_cache_dir",
     "load_checked_variables",
     "model_input_size",
     "one_frame_delay",
@@ -52,6 +52,5 @@ __all__ = [
     "process_video",
     "read_image",
     "read_matte",
-    "setup_compile_cache",
     "write_image",
 ]

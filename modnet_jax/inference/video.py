@@ -1,33 +1,31 @@
-"""Video matting with OpenCV I/O: a matte video and/or a composite video, same frames and rate.
+"""Video files, and the threads around the engine: a reader that decodes ahead and a writer
+that encodes behind.
 
-Frames are decoded with ``cv2.VideoCapture`` on a reader thread, matted by
+``process_video`` writes a matte video and/or a composite video (same frames and rate):
+frames are decoded with ``cv2.VideoCapture`` on a reader thread (``prefetch``), matted by
 ``MattingEngine.video`` (batches of frames, One-Frame Delay and the composite on the device),
-and encoded with ``cv2.VideoWriter`` (mp4 -> 'mp4v', avi -> 'MJPG') on a writer thread; the
-queues between them hold a few batches at most.
+and encoded with ``cv2.VideoWriter`` (mp4 -> 'mp4v', avi -> 'MJPG') on a writer thread
+(``BackgroundWriter``). Both queues are bounded, so memory stays bounded whatever the speeds;
+an exception in either thread is raised in the caller's thread.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 import cv2
 
 from modnet_jax.imaging.compositing import Background
-from modnet_jax.imaging.files import VIDEO_EXTENSIONS as VIDEO_EXTS
-from modnet_jax.imaging.files import InputError, is_video_path
-from modnet_jax.imaging.video import DEFAULT_FPS, count_frames, open_video, open_writer
+from modnet_jax.imaging.files import InputError
+from modnet_jax.imaging.video import DEFAULT_FPS, count_frames, open_video, open_writer  # noqa: F401
 from modnet_jax.imaging.video import read_frames
-from modnet_jax.inference.foreground import clean_outputs
-from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
+from modnet_jax.inference.images import clean_outputs
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import FlickerMeter
-
-
-# Video file helpers live in imaging.video / imaging.files; these names stay importable here.
-__all__ = ["DEFAULT_FPS", "VIDEO_EXTS", "InputError", "VideoResult", "count_frames",
-           "is_video_path", "open_video", "open_writer", "process_video"]
 
 
 @dataclass
@@ -106,3 +104,116 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
         cap.release()
         for writer in writers.values():
             writer.release()
+
+
+# ---------------------------------------------------------------- threads
+
+_END = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+class prefetch:  # noqa: N801 - used like a function
+    """Iterate ``iterable`` on a background thread, at most ``depth`` items ahead."""
+
+    def __init__(self, iterable: Iterable[Any], depth: int = 4):
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=max(1, int(depth)))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(iter(iterable),), daemon=True,
+                                        name="modnet-reader")
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, it: Iterator[Any]) -> None:
+        try:
+            for item in it:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(_Failure(exc))
+            return
+        self._put(_END)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+
+    def close(self) -> None:
+        """Stop the reader (it finishes the item it is decoding) and wait for it."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __enter__(self) -> "prefetch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class BackgroundWriter:
+    """Call ``fn(item)`` for every ``put(item)`` on a background thread, in order."""
+
+    def __init__(self, fn: Callable[[Any], None], depth: int = 4):
+        self._fn = fn
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=max(1, int(depth)))
+        self._error: "BaseException | None" = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="modnet-writer")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    self._error = exc
+
+    def put(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def close(self) -> None:
+        """Wait until every item is written; raise the writer's exception if it had one."""
+        if self._thread.is_alive():
+            self._queue.put(_END)
+            self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # already failing: finish quietly, keep the first exception
+            try:
+                self.close()
+            except BaseException:  # noqa: BLE001
+                pass

@@ -1,24 +1,33 @@
-"""Inference pre-processing of the MODNet release, and its inverse (numpy only).
+"""The release's processing on the host (numpy): the resize rule, area resizes, pre- and
+post-processing, and One-Frame Delay. The engine computes the same on the device
+(``programs.py``) and is tested against these definitions.
 
-The release's rule (docs/inference.md, as its demo scripts apply it):
+The resize rule (docs/inference.md, as the release's demo scripts apply it):
 
 1. If the long side is below ``ref_size`` or the short side above it, scale so the short side
    is ``ref_size`` (the long side becomes ``int(long / short * ref_size)``); an image whose
    sides straddle ``ref_size`` keeps its size.
-2. Floor both sides to multiples of 32 (we never go below 32, where the release would fail).
+2. Floor both sides to multiples of 32 (never below 32, where the release would fail).
    Bounded memory (our addition): when the result's long side exceeds ``max_long_side`` or its
    area ``max_pixels``, both sides are scaled down by one factor until both caps hold (still
    multiples of 32, at least 32). The release's rule asks for 153,600 x 512 on a 300 x 1
    image; capped (defaults 2048 / 2,097,152) it runs at 2048 x 32. Images the rule keeps
    under the caps (every usual photo or video frame) are not affected.
-3. Resize with PyTorch's "area" interpolation (adaptive average pooling, implemented here).
+3. Resize with PyTorch's "area" interpolation (adaptive average pooling).
 4. After prediction, resize the matte back to the original size, "area" again (or bilinear).
+
+One-Frame Delay (the paper's temporal de-flicker): pixel i of matte a(t) flickers when
+a(t-1)[i] and a(t+1)[i] agree (differ by at most ``threshold``) while a(t)[i] differs from
+both by more; it is replaced by their mean. The neighbours are the *raw* predictions of frames
+t-1 and t+1, so the output lags the input by one frame; the first and last frames have only
+one neighbour and pass through unchanged.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from collections import deque
+from typing import Any, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -27,6 +36,7 @@ REF_SIZE = 512
 MULTIPLE = 32
 MAX_LONG_SIDE = 2048
 MAX_PIXELS = 2048 * 1024
+OFD_THRESHOLD = 0.1
 
 
 def _cap(rh: int, rw: int, max_long_side: Optional[int], max_pixels: Optional[int]
@@ -133,3 +143,50 @@ def postprocess(matte: np.ndarray, height: int, width: int, mode: str = "area") 
     else:
         raise ValueError(f"resize mode must be 'area' or 'bilinear', got {mode!r}")
     return np.clip(out, 0.0, 1.0)
+
+
+
+def one_frame_delay(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray,
+                    threshold: float = OFD_THRESHOLD) -> np.ndarray:
+    """De-flickered copy of ``cur`` given its neighbours; mattes of equal shape, alpha in [0, 1]."""
+    prev = np.asarray(prev, dtype=np.float32)
+    cur = np.asarray(cur, dtype=np.float32)
+    nxt = np.asarray(nxt, dtype=np.float32)
+    flicker = ((np.abs(prev - nxt) <= threshold)
+               & (np.abs(cur - prev) > threshold)
+               & (np.abs(cur - nxt) > threshold))
+    return np.where(flicker, 0.5 * (prev + nxt), cur)
+
+
+class OneFrameDelay:
+    """Streaming OFD. ``push(matte, item)`` returns the (matte, item) pairs now ready, in order.
+
+    ``item`` is carried along untouched (e.g. the video frame the matte belongs to), so a caller
+    can composite each output matte with its own frame despite the delay. With ``enabled=False``
+    every push is returned at once (no delay). Call ``flush()`` at the end of the stream.
+    """
+
+    def __init__(self, threshold: float = OFD_THRESHOLD, enabled: bool = True):
+        self.threshold = float(threshold)
+        self.enabled = bool(enabled)
+        self._window: deque = deque(maxlen=3)
+        self._emitted_first = False
+
+    def push(self, matte: np.ndarray, item: Any = None) -> List[Tuple[np.ndarray, Any]]:
+        if not self.enabled:
+            return [(np.asarray(matte), item)]
+        self._window.append((np.asarray(matte), item))
+        if len(self._window) < 2:
+            return []
+        if not self._emitted_first:
+            self._emitted_first = True
+            return [self._window[0]]
+        (prev, _), (cur, cur_item), (nxt, _) = self._window
+        return [(one_frame_delay(prev, cur, nxt, self.threshold), cur_item)]
+
+    def flush(self) -> List[Tuple[np.ndarray, Any]]:
+        """The frame still held back (the last one, unchanged); resets the stream."""
+        out = [self._window[-1]] if self.enabled and self._window else []
+        self._window.clear()
+        self._emitted_first = False
+        return out
