@@ -323,7 +323,7 @@ def _tree(root, names):
 
 
 def test_inputs_recursive_mirrors_and_plain_reports_subfolders(tmp_path):
-    from modnet_jax.inference.inputs import collect_inputs
+    from modnet_jax.inference.images import collect_inputs
 
     _tree(tmp_path / "imgs", ["a.jpg", "notes.txt", "x/a.jpg", "x/y/b.png", "z/clip.mp4"])
     root = str(tmp_path / "imgs")
@@ -336,7 +336,7 @@ def test_inputs_recursive_mirrors_and_plain_reports_subfolders(tmp_path):
 
 
 def test_inputs_patterns_and_name_clashes(tmp_path):
-    from modnet_jax.inference.inputs import collect_inputs
+    from modnet_jax.inference.images import collect_inputs
 
     _tree(tmp_path, ["p/x.jpg", "p/x.png", "q/x.jpg", "p/y.jpg"])
     pattern = str(tmp_path / "p" / "*.jpg")
