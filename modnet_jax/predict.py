@@ -31,7 +31,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional, Tuple
+import textwrap
+from typing import Any, Callable, List, Optional, Tuple
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # keep ffmpeg's own noise off stderr
 
@@ -59,10 +60,104 @@ from modnet_jax.inference.images import (  # noqa: E402
     write_image,
 )
 from modnet_jax.inference.reference import OFD_THRESHOLD  # noqa: E402
-from modnet_jax.inference.stream import add_stream_args, stream_main  # noqa: E402
+from modnet_jax.inference.stream import (  # noqa: E402
+    Capture,
+    LatestFrame,
+    PreviewSink,
+    VideoFileSink,
+    display_available,
+    open_source,
+    run_stream,
+)
 from modnet_jax.inference.video import BackgroundWriter, prefetch, process_video  # noqa: E402
 from modnet_jax.progress import Progress  # noqa: E402
 
+
+
+def add_stream_args(parser: argparse.ArgumentParser) -> None:
+    s = parser.add_argument_group("live source", textwrap.fill(
+        "--stream mattes a live source frame by frame instead of files: the newest frame is "
+        "always the one matted; frames that arrive while the model is busy are dropped (and "
+        "counted), never queued. Output: DIR/<name>_composite.<ext> with --composite, else "
+        "DIR/<name>_matte.<ext>, when --output is given (the file plays in real time: a "
+        "dropped frame's time repeats the previous output), and a preview window where a "
+        "display exists ('q' or Esc ends it). The progress line and the final summary give "
+        "frames/s, dropped frames and the capture-to-output latency (p50/p95). One-Frame "
+        "Delay holds each frame until the next one is matted: --no-ofd for the lowest "
+        "latency. Ctrl-C ends the stream and finalises the file.", 78))
+    s.add_argument("--stream", metavar="SOURCE", default=None,
+                   help="camera index (0), stream URL (rtsp://..., http://...) or a video file, "
+                        "played at its frame rate as if live")
+    s.add_argument("--preview", choices=("auto", "on", "off"), default="auto",
+                   help="preview window: auto = when a display and an OpenCV GUI exist "
+                        "(default: %(default)s)")
+    s.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="stop the stream after this many seconds")
+    s.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="stop the stream after N output frames")
+
+
+def source_name(spec: str) -> str:
+    if spec.isdigit():
+        return f"camera{spec}"
+    if "://" in spec:
+        return "stream"
+    return os.path.splitext(os.path.basename(spec))[0] or "stream"
+
+
+def stream_main(args: argparse.Namespace, make_engine: Callable[[], Any], background,
+                out_dir: Optional[str]) -> int:
+    """``predict --stream``: run ``args.stream`` to the end (or Ctrl-C); 0, or 1 when the
+    source failed midway."""
+    if args.duration is not None and args.duration <= 0:
+        raise UserError(f"--duration must be > 0, got {args.duration}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
+    preview = args.preview == "on" or (args.preview == "auto" and display_available())
+    if args.preview == "on" and not display_available():
+        raise UserError("--preview on: no display (or OpenCV was built without a GUI, as "
+                        "opencv-python-headless is); write a file with --output instead")
+    if not preview and out_dir is None:
+        raise UserError("nothing to show or write: give --output DIR (the preview window "
+                        "is off, or there is no display)")
+    cap, fps, pace = open_source(args.stream)
+    try:
+        ok, first = cap.read()
+        if not ok or first is None:
+            raise UserError(f"{args.stream}: the source gave no frame")
+        engine = make_engine()
+        options = dict(ofd=not args.no_ofd, background=background, matte=background is None)
+        warm = engine.live(**options)  # compile before the clock runs
+        warm.push(first[:, :, ::-1])  # BGR -> RGB
+        warm.finish()
+        sinks = []
+        if out_dir is not None:
+            kind = "composite" if background is not None else "matte"
+            path = os.path.join(out_dir, f"{source_name(args.stream)}_{kind}.{args.video_format}")
+            sinks.append(VideoFileSink(path, fps))
+        if preview:
+            sinks.append(PreviewSink(f"modnet_jax: {args.stream}"))
+        slot = LatestFrame(1)
+        capture = Capture(cap, slot, pace_fps=fps if pace else None, first=first)
+        bar = Progress(None, desc=source_name(args.stream), unit="frames",
+                       enabled=not args.quiet)
+        capture.start()
+        try:
+            result = run_stream(slot, engine.live(**options), sinks, progress=bar,
+                                max_frames=args.max_frames, duration=args.duration)
+        finally:
+            capture.stop()
+            capture.join(timeout=2.0)
+    finally:
+        cap.release()
+    print(result.summary(not args.no_ofd), file=sys.stderr)
+    for sink in sinks:
+        if isinstance(sink, VideoFileSink) and sink.written:
+            print(f"wrote {sink.path} ({sink.written} frames at {fps:g} fps)", file=sys.stderr)
+    if capture.error is not None:
+        print(f"error: {args.stream}: the source failed: {capture.error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,31 +9,23 @@
     live = engine.live(ofd=True, background=(0, 255, 0))
     results = live.push(frame) + ... + live.flush()      # a live source, frame by frame
 
-Everything between decode and encode runs on the device (``programs.py``): the area resize to
-the model input size and the normalisation, the model, the resize back, One-Frame Delay and
-the composite, equal to the release's processing on the host (``reference.py``) to float32
-rounding.
+Everything between decode and encode runs on the device (``programs.py``), equal to the
+release's processing on the host (``reference.py``) to float32 rounding. Photos (one path):
+each photo goes onto a canvas (``canvas_policy.py``; with ``canvases=False``, its own model
+size) and the model runs on a batch of canvases told their valid sizes (``models.canvas``),
+so one compiled model serves many sizes with each photo's own mattes; with several
+``devices`` each mattes one photo of a batch. Video (one path, files and live sources): a
+batch is resized and matted (split by frame over the devices), then One-Frame Delay and the
+outputs run on the first device, which carries the OFD state from batch to batch.
 
-Photos (one path): each photo is placed on a canvas (``canvas_policy.py`` chooses it; with
-``canvases=False`` the canvas is the photo's own model input size) and the model runs on a
-batch of canvases, each told its valid size, so it gives the photo's own mattes while one
-compiled model serves every size that fits the canvas. With several ``devices`` each device
-mattes one photo of a batch at the same time. Video (one path, files and live sources): a
-batch of frames is resized and matted (split by frame over the devices), then One-Frame Delay
-and the outputs run on the first device, which carries the OFD state from batch to batch.
-
-Programs are plain ``jax.jit`` functions; with JAX's persistent compilation cache
-(``cli.setup_compile_cache``) a second run with the same sizes compiles nothing.
-
-Bounded memory: the model input follows the release's rule capped by ``max_long_side`` and
-``max_pixels``; an image above ``max_image_pixels`` is refused with a one-line ``InputError``.
-While photos wait for a batch, at most ``max_pending`` are held; one batch at a time is in
-flight while the caller handles the previous one (so the device works while the caller encodes).
+Memory is bounded: the model input follows the release's rule within ``max_long_side`` and
+``max_pixels``; images above ``max_image_pixels`` are refused (``InputError``); at most
+``max_pending`` photos wait for a batch, and one batch is in flight while the caller handles
+the previous one's results.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -69,32 +61,22 @@ class Matted:
         return matte_to_uint8(self.matte)
 
 
-class _CompileCounter:
-    """XLA compiles and persistent-cache hits in this process (``jax.monitoring`` events)."""
-
-    def __init__(self):
-        self.compiles, self.hits, self.seconds = 0, 0, 0.0
-        self._lock = threading.Lock()
-        jax.monitoring.register_event_duration_secs_listener(self._on_duration)
-        jax.monitoring.register_event_listener(self._on_event)
-
-    def _on_duration(self, event: str, duration: float, **_) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            with self._lock:
-                self.compiles += 1
-                self.seconds += duration
-
-    def _on_event(self, event: str, **_) -> None:
-        if event == "/jax/compilation_cache/cache_hits":
-            with self._lock:
-                self.hits += 1
-
-    def snapshot(self) -> Tuple[int, int, float]:
-        with self._lock:
-            return self.compiles, self.hits, self.seconds
+_COMPILES = {"compiles": 0, "hits": 0, "seconds": 0.0}  # this process's, from jax.monitoring
 
 
-_COUNTER = _CompileCounter()
+def _on_duration(event: str, duration: float, **_) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":  # cache hits included
+        _COMPILES["compiles"] += 1
+        _COMPILES["seconds"] += duration
+
+
+def _on_event(event: str, **_) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _COMPILES["hits"] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_duration)
+jax.monitoring.register_event_listener(_on_event)
 
 
 class MattingEngine:
@@ -140,7 +122,7 @@ class MattingEngine:
         self.max_pending = max(int(max_pending or 2 * self.batch_size), self.batch_size)
         self.canvas_policy = CanvasPolicy(canvases, canvas_refit, max_pixels=self.max_pixels,
                                           max_long_side=self.max_long_side)
-        self._counted = _COUNTER.snapshot()
+        self._counted = dict(_COMPILES)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str, model_cfg: Optional[dict] = None,
@@ -235,16 +217,13 @@ class MattingEngine:
                cutout: bool = False, background: Optional[Background] = None,
                with_image: bool = False
                ) -> Iterator[Tuple[Hashable, Union[Matted, InputError]]]:
-        """Yield (key, ``Matted``) for (key, RGB image) pairs, as batches finish (not in input
-        order).
+        """Yield (key, ``Matted``) for (key, RGB image) pairs as batches finish (not in order).
 
-        On one device, photos of one image size and canvas wait until ``batch_size`` of them
-        make a batch; when ``max_pending`` photos wait, the oldest group runs one by one, as
-        do the leftovers at the end. On several devices a batch is one photo per device
-        (photos of one canvas; a last, short batch is filled with copies of its last photo,
-        whose results are dropped). A per-item problem (an image above the pixel limit, or an
-        ``Exception`` given instead of an image, e.g. by a reader that could not decode a
-        file) is yielded as (key, InputError), so a folder always runs to its end.
+        One device: photos of one image size and canvas run ``batch_size`` at a time (when
+        ``max_pending`` wait, and at the end, the rest run one by one). Several: one photo of a
+        canvas per device (a short batch is filled with copies). A per-item problem (too
+        large, or an ``Exception`` given instead of an image by a reader) is yielded as (key,
+        InputError), so a folder always runs to its end.
         """
         options = (cutout, with_image)
         split = self._mesh is not None
@@ -390,7 +369,7 @@ class MattingEngine:
 
     def compile_summary(self) -> str:
         """One line: XLA compiles and persistent-cache loads since this engine was made."""
-        compiles, hits, seconds = (a - b for a, b in zip(_COUNTER.snapshot(), self._counted))
+        compiles, hits, seconds = (_COMPILES[k] - self._counted[k] for k in _COMPILES)
         return (f"{compiles - hits} programs compiled, {hits} loaded from the compile cache "
                 f"({seconds:.1f} s)")
 

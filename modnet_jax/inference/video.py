@@ -21,8 +21,8 @@ import cv2
 
 from modnet_jax.imaging.compositing import Background
 from modnet_jax.imaging.files import InputError
-from modnet_jax.imaging.video import DEFAULT_FPS, count_frames, open_video, open_writer  # noqa: F401
-from modnet_jax.imaging.video import read_frames
+from modnet_jax.imaging.video import count_frames  # noqa: F401  (part of this module's API)
+from modnet_jax.imaging.video import DEFAULT_FPS, open_video, open_writer, read_frames
 from modnet_jax.inference.images import clean_outputs
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import FlickerMeter
@@ -49,7 +49,7 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
     """Matte every frame of ``path`` with ``engine``; write ``matte_path`` and/or ``composite_path``.
 
     The outputs keep the input's frame count and frame rate (DEFAULT_FPS if it reports none).
-    ``clean`` re-estimates the foreground colours before compositing (``foreground.py``; on
+    ``clean`` re-estimates the foreground colours before compositing (``images.clean_outputs``; on
     the host, slow). Raises ``InputError`` for a video that cannot be opened, has no decodable
     frame, or whose outputs cannot be created; output files are only created once a first
     frame decoded. ``flicker`` also measures the mattes' flicker score (``temporal.FlickerMeter``:
