@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "many calls per framework (0: skip; default %(default)s)")
     p.add_argument("--skip", default="",
                    help="comma list of jobs to leave out: video,folder,evaluate (evaluate "
-                        "needs folder)")
+                        "alone still runs the official folder loop it is compared with)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny run (6 frames 320x180, 4 photos of 2 sizes at ref size 64): "
                         "checks the script, not the speed")
@@ -325,7 +325,7 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
                 "size": f"{rh}x{rw}",
                 "torch": run_child("model-torch", spec, child_env(args, None)),
                 "jax": run_child("model-jax", spec, child_env(args, None))}
-    if "folder" not in skip:
+    if not {"folder", "evaluate"} <= skip:  # evaluate alone still needs the official folder job
         root = os.path.join(workdir, "photos")  # image/ + matte/ (ground truth), PPM-100 layout
         folder = os.path.join(root, "image")
         shapes = e2e_inputs.PHOTO_SHAPES[:max(1, min(args.sizes, len(e2e_inputs.PHOTO_SHAPES)))]
@@ -335,7 +335,7 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
                        matte_folder=None if "evaluate" in skip else os.path.join(root, "matte"))
         off = official_job("official-folder", base, args, photos=photos,
                            out=os.path.join(workdir, "official_mattes"))
-        for run in ("cold", "warm"):
+        for run in () if "folder" in skip else ("cold", "warm"):
             ours = ours_job(args, workdir, f"ours_folder_{run}", [folder], ckpt, [],
                             "cache_folder")
             name = "folder" if run == "cold" else "folder, warm 2nd run"
@@ -350,6 +350,13 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
 
 
 def row(name, what, unit, count, off, ours, goal, zero_compiles=False) -> Dict[str, Any]:
+    """One table row (also printed at once as JSON, so a run cut short keeps its rows)."""
+    out = _row(name, what, unit, count, off, ours, goal, zero_compiles)
+    print("row: " + json.dumps(out), flush=True)
+    return out
+
+
+def _row(name, what, unit, count, off, ours, goal, zero_compiles=False) -> Dict[str, Any]:
     speedup = off["seconds"] / ours["seconds"] if ours["seconds"] > 0 else float("inf")
     met = speedup >= goal and (not zero_compiles or ours["compiles"] == 0)
     if ours["items"] < 1 or ours.get("status", 0) != 0:
