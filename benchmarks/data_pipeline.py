@@ -25,19 +25,32 @@ core's worth. Rows:
     ..., no malloc tuning   `malloc_tuning=False` (glibc default: image buffers re-faulted;
                             1 worker, a fresh process: the earlier rows tuned this one)
     synthetic               procedural data, no files
+    arrayrecord 768         the same copy written with `prepare --format arrayrecord` and read
+                            with data.layout=prepared (one ArrayRecord file, zero-copy views)
+    ..., device stage       data.augment_on_device=True: the host only decodes/reads, draws
+                            and crops (uint8 crops of side <= precrop_size + the draws); resize,
+                            flip, jitter, compositing and trimap run in the train step
+    ..., precrop 1080       the device path with precrop_size=1080: 1080p crops cross
+                            unresized (no host resize at all, 2x the bytes per sample)
 
 A per-stage CPU timing of single samples follows, for the 1080p files, the prepared copy
 and the raw copy with a warm fg cache, to show where the time goes. Results are recorded in
 benchmarks/RESULTS.md ("Data pipeline").
 
 Feeding an accelerator: after the rows, a summary gives samples/s per core for each data path
-(JPEG files, the prepared JPEG copy, the raw copy with the fg cache) at the chosen image size,
-in-process and with worker processes, and how many cores ``--target-rate`` samples/s (a GPU's
-training step rate, default 1000) needs on each: ceil(target / per-core rate with workers),
-plus one core for the training process itself (batch hand-off, JAX dispatch).
+(JPEG files, the prepared JPEG copy, the raw copy with the fg cache, the ArrayRecord copy; the
+host recipe and the device path) at the chosen image size, in-process and with worker
+processes, and how many cores ``--target-rate`` samples/s (a GPU's training step rate,
+default 1000) needs on each: ceil(target / per-core rate with workers), plus one core for the
+training process itself (batch hand-off, JAX dispatch). Then the device stage's own cost:
+milliseconds per batch of the jitted `device_augment.augment_batch` on this machine's default
+JAX backend (CPU here; run the script on a GPU host for the accelerator's figure), wall-clock
+and in CPU time of this process (on a CPU backend, the figure that survives a shared
+machine), with the host->device copy of the batch timed separately. `--rows none` runs only
+this part.
 
-    python benchmarks/data_pipeline.py [--seconds 12] [--workers 0,1,2] [--count 24] [--rows a,b]
-        [--target-rate 1000]
+    python -m benchmarks.data_pipeline [--seconds 12] [--workers 0,1,2] [--count 24] [--rows a,b]
+        [--target-rate 1000] [--stage-batches 5] [--no-stages]
 """
 
 from __future__ import annotations
@@ -113,7 +126,7 @@ def measure(cfg: dict, workers: int, seconds: float, batch_size: int, image_size
     samples, start, cpu_start = 0, time.perf_counter(), _cpu_seconds()
     while time.perf_counter() - start < seconds:
         batch = next(iterator)
-        samples += batch["image"].shape[0]
+        samples += len(batch["draws" if "draws" in batch else "image"])
     rate = samples / (time.perf_counter() - start)
     per_cpu = samples / max(1e-9, _cpu_seconds() - cpu_start)
     if hasattr(iterator, "close"):
@@ -163,6 +176,37 @@ def stage_times(root: str, bg_root: str, image_size: int, repeats: int, min_side
     return {stage: total / len(pairs) for stage, total in totals.items()}
 
 
+def device_stage_cost(cfg: dict, batch_size: int, image_size: int, batches: int) -> None:
+    """Milliseconds per batch of the device stage (jitted, default backend) and of the
+    batch's host->device copy, on batches of the device path's iterator."""
+    import jax
+
+    from modnet_jax.device_augment import DeviceRecipe, augment_batch
+
+    plan = pipeline.scan_split(cfg, image_size=image_size, split="train")
+    iterator = make_train_iterator(cfg, batch_size=batch_size, seed=0, image_size=image_size,
+                                   plan=plan)
+    host = [next(iterator) for _ in range(batches + 1)]
+    stage = jax.jit(lambda batch: augment_batch(batch, DeviceRecipe.from_options(plan.options)))
+    on_device = [jax.device_put(batch) for batch in host]
+    jax.block_until_ready(stage(on_device[0]))  # compile
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for batch in on_device[1:]:
+        jax.block_until_ready(stage(batch))
+    stage_ms = (time.perf_counter() - start) / batches * 1000
+    cpu_ms = (time.process_time() - cpu_start) / batches * 1000  # all of JAX's CPU threads
+    start = time.perf_counter()
+    for batch in host[1:]:
+        jax.block_until_ready(jax.device_put(batch))
+    copy_ms = (time.perf_counter() - start) / batches * 1000
+    size = sum(v.nbytes for v in host[0].values()) / 2 ** 20
+    print(f"\ndevice stage on {jax.devices()[0].device_kind} ({jax.default_backend()}): batch "
+          f"{batch_size}, crops {host[0]['crop'].shape[1]} px -> {image_size} px: "
+          f"{stage_ms:.1f} ms per batch ({stage_ms / batch_size:.2f} ms per sample), "
+          f"{cpu_ms:.1f} CPU-ms per batch; "
+          f"host->device copy of the batch ({size:.1f} MiB): {copy_ms:.1f} ms")
+
+
 def ensure_folder(root: str, count: int, height: int, width: int) -> None:
     marker = os.path.join(root, f".complete_{count}")
     if not os.path.exists(marker):
@@ -177,9 +221,10 @@ def ensure_prepared(source: str, target: str, max_short_side: int, fmt: str = "e
     marker = os.path.join(target, f".complete_{max_short_side}")
     if not os.path.exists(marker):
         start = time.perf_counter()
-        pairs, _ = prepare.prepare("fg_alpha", source, target, max_short_side, fmt=fmt)
+        pairs, _ = prepare.prepare("fg_alpha", source, target, max_short_side, fmt=fmt,
+                                   overwrite=True)
         bgs, _ = prepare.prepare("images", os.path.join(source, "bg"), os.path.join(target, "bg"),
-                                 max_short_side, fmt=fmt)
+                                 max_short_side, fmt=fmt, overwrite=True)
         open(marker, "w").close()
         print(f"prepared {target}: {pairs.summary('pair')}; {bgs.summary('background')} "
               f"({time.perf_counter() - start:.1f}s)")
@@ -192,8 +237,15 @@ def mean_sizes(root: str) -> str:
     return ", ".join(f"{k} {v:.0f} KiB" for k, v in sizes.items())
 
 
-FEED_PATHS = (("JPEG files (1080p)", "1080p"), ("prepared JPEG copy ({side})", "prepared {side}"),
-              ("raw copy ({side}) + fg cache", "raw {side} + fg cache"))
+FEED_PATHS = (("JPEG files (1080p)", "1080p"),
+              ("JPEG files (1080p), device stage", "1080p, device stage"),
+              ("JPEG files, device, precrop 1080", "1080p, device stage, precrop 1080"),
+              ("prepared JPEG copy ({side})", "prepared {side}"),
+              ("raw copy ({side}) + fg cache", "raw {side} + fg cache"),
+              ("raw copy ({side}), device stage", "raw {side}, device stage"),
+              ("raw + fg cache, device stage", "raw {side} + fg cache, device stage"),
+              ("ArrayRecord copy ({side})", "arrayrecord {side}"),
+              ("ArrayRecord copy, device stage", "arrayrecord {side}, device stage"))
 
 
 def cores_needed(target_rate: float, per_core: float) -> int:
@@ -208,8 +260,8 @@ def print_feeding(per_core: dict, side: int, image_size: int, target_rate: float
     20-30% dearer per core than in-process), else in-process."""
     print(f"\nfeeding an accelerator: {image_size}x{image_size} samples per core (= per "
           f"CPU-second) and cores for {target_rate:.0f} samples/s")
-    print(f"{'data path':>30} | {'in-process':>10} | {'with workers':>12} | {'cores needed':>12}")
-    print("-" * 75)
+    print(f"{'data path':>34} | {'in-process':>10} | {'with workers':>12} | {'cores needed':>12}")
+    print("-" * 79)
     for label, row in FEED_PATHS:
         label, row = label.format(side=side), row.format(side=side)
         alone = per_core.get((row, 0))
@@ -218,7 +270,7 @@ def print_feeding(per_core: dict, side: int, image_size: int, target_rate: float
         basis = with_workers or alone
         if basis is None:
             continue
-        print(f"{label:>30} | {alone or float('nan'):>10.1f} | "
+        print(f"{label:>34} | {alone or float('nan'):>10.1f} | "
               f"{with_workers or float('nan'):>12.1f} | {cores_needed(target_rate, basis):>12d}")
     print("(cores needed = ceil(target / per-core rate, with workers when measured) + 1 for the "
           "training process)")
@@ -230,6 +282,9 @@ def main() -> None:
     parser.add_argument("--large-dir", default="/tmp/modnet_jax_bench_2160p")
     parser.add_argument("--prepared-dir", default="/tmp/modnet_jax_bench_1080p_prepared768")
     parser.add_argument("--raw-dir", default="/tmp/modnet_jax_bench_1080p_raw768")
+    parser.add_argument("--records-dir", default="/tmp/modnet_jax_bench_1080p_records768")
+    parser.add_argument("--stage-batches", type=int, default=5,
+                        help="batches timed for the device stage's cost (0: skip)")
     parser.add_argument("--rows", default="",
                         help="comma-separated substrings: run only the rows whose name has one "
                              "(=NAME: exactly that row)")
@@ -254,6 +309,7 @@ def main() -> None:
         ensure_folder(args.large_dir, args.large_count, 2160, 3840)
     ensure_prepared(args.data_dir, args.prepared_dir, max_side)
     ensure_prepared(args.data_dir, args.raw_dir, max_side, "raw")
+    ensure_prepared(args.data_dir, args.records_dir, max_side, "arrayrecord")
     for name, root in (("1080p", args.data_dir), ("2160p", args.large_dir),
                        ("prepared", args.prepared_dir), ("raw", args.raw_dir)):
         if root != args.large_dir or needs_large:
@@ -268,6 +324,11 @@ def main() -> None:
         return dict(layout="fg_alpha", root=root, bg_root=os.path.join(root, "bg"),
                     val_fraction=0.0, **extra)
 
+    def records(**extra):
+        return dict(layout="prepared", root=args.records_dir,
+                    bg_root=os.path.join(args.records_dir, "bg"), val_fraction=0.0, **extra)
+
+    device = dict(augment_on_device=True)
     fg_cache = dict(sample_cache_mb=4096)
     both_caches = dict(sample_cache_mb=4096, bg_cache_mb=4096)
     # Each worker fills its own cache from the samples it happens to build: four epochs per
@@ -286,7 +347,15 @@ def main() -> None:
             (f"raw {max_side} + fg cache", files(args.raw_dir, **fg_cache), workers, warm),
             (f"raw {max_side} + fg cache, no malloc tuning",
              files(args.raw_dir, malloc_tuning=False, **fg_cache), [1], warm),
-            ("synthetic", dict(layout="synthetic", synthetic_size=512), [0], 0)]
+            ("synthetic", dict(layout="synthetic", synthetic_size=512), [0], 0),
+            ("1080p, device stage", files(args.data_dir, **device), workers, 0),
+            ("1080p, device stage, precrop 1080",
+             files(args.data_dir, precrop_size=1080, **device), [0], 0),
+            (f"raw {max_side}, device stage", files(args.raw_dir, **device), workers, 0),
+            (f"raw {max_side} + fg cache, device stage", files(args.raw_dir, **fg_cache, **device),
+             workers, warm),
+            (f"arrayrecord {max_side}", records(), workers, 0),
+            (f"arrayrecord {max_side}, device stage", records(**device), workers, 0)]
     if wanted:
         rows = [row for row in rows if any(row[0] == w[1:] if w.startswith("=") else w in row[0]
                                            for w in wanted)]
@@ -307,6 +376,8 @@ def main() -> None:
     print(f"(load average at the end: {' '.join(f'{x:.1f}' for x in load)}; samples/s fall when "
           "other jobs share the cores, samples per CPU-second much less so)")
     print_feeding(per_core, max_side, args.image_size, args.target_rate)
+    if args.stage_batches > 0:
+        device_stage_cost(records(**device), args.batch_size, args.image_size, args.stage_batches)
     if args.no_stages:
         return
 

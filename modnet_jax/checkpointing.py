@@ -28,14 +28,18 @@ directory, or one step directory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import threading
 from typing import Any, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from modnet_jax.imaging.signatures import describe, kind_of
 from modnet_jax.models.build import MODEL_DEFAULTS
 
 STATE_ITEM = "state"
@@ -44,6 +48,61 @@ CHECKPOINT_SUBDIR = "checkpoints"
 MODEL_KEY = "model"
 # The model fields that change the parameter tree (the others change only the numerics).
 ARCH_FIELDS = ("lr_branch", "hr_channels", "easpp_rates")
+
+
+class DamagedCheckpoint(ValueError):
+    """A checkpoint whose files cannot be read back (truncated, overwritten, half-deleted):
+    one line that names the step directory and what Orbax / TensorStore found."""
+
+
+# Orbax reads a checkpoint with many concurrent TensorStore reads on an event loop of its own,
+# which it closes as soon as its coroutine ends. When one read fails, the others are still in
+# flight; when they complete, TensorStore calls back into the closed loop and each callback
+# prints a "RuntimeError: Event loop is closed" traceback (0 to ~20 per run, after the
+# command's own error line). Loops made while Orbax runs are therefore ones whose `close`
+# first lets their unfinished tasks end (bounded by _DRAIN_SECONDS), so no read outlives its
+# loop.
+_DRAIN_SECONDS = 60.0
+_POLICY_LOCK = threading.RLock()
+
+
+class _DrainingLoop(asyncio.SelectorEventLoop):
+    def close(self) -> None:
+        if not self.is_closed() and not self.is_running():
+            pending = [task for task in asyncio.all_tasks(self) if not task.done()]
+            if pending:
+                self.run_until_complete(asyncio.wait(pending, timeout=_DRAIN_SECONDS))
+                for task in pending:  # mark their errors as seen (they were, by Orbax)
+                    if task.done() and not task.cancelled():
+                        task.exception()
+        super().close()
+
+
+class _DrainingPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return _DrainingLoop()
+
+
+@contextlib.contextmanager
+def _loops_outlive_their_reads():
+    """Orbax calls inside this block run on `_DrainingLoop`s (the process's policy is put
+    back after it; a policy other than the default, e.g. uvloop's, is left alone)."""
+    with _POLICY_LOCK:
+        before = asyncio.get_event_loop_policy()
+        if type(before) is not asyncio.DefaultEventLoopPolicy:
+            yield
+            return
+        asyncio.set_event_loop_policy(_DrainingPolicy())
+        try:
+            yield
+        finally:
+            asyncio.set_event_loop_policy(before)
+
+
+def _damaged(step_dir: str, err: BaseException) -> DamagedCheckpoint:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    return DamagedCheckpoint(f"{step_dir}: damaged checkpoint, cannot be read "
+                             f"({type(err).__name__}: {first})")
 
 
 def _json_value(value: Any) -> Any:
@@ -71,7 +130,8 @@ def model_metadata(path: str, step: Optional[int] = None) -> Optional[dict]:
     checkpoint has none (older or foreign files). ``path`` as for ``resolve_checkpoint``."""
     step_dir = resolve_checkpoint(path, step)
     try:
-        meta = ocp.metadata.get_step_metadata(step_dir)
+        with _loops_outlive_their_reads():
+            meta = ocp.metadata.get_step_metadata(step_dir)
     except (ValueError, OSError):
         return None
     record = (meta.custom_metadata or {}).get(MODEL_KEY)
@@ -98,6 +158,9 @@ def resolve_checkpoint(path: str, step: Optional[int] = None) -> str:
     path = os.path.abspath(os.path.expanduser(path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint path {path} does not exist")
+    if os.path.isfile(path):  # say what it is, by content: an image, a ZIP, a JSON file...
+        raise FileNotFoundError(f"{path} is a file, {describe(kind_of(path))}, not a "
+                                f"modnet_jax checkpoint (a directory of Orbax steps)")
     if os.path.isdir(os.path.join(path, STATE_ITEM)):
         if step is not None and os.path.basename(path) != str(step):
             raise FileNotFoundError(f"{path} is the checkpoint of step {os.path.basename(path)}, "
@@ -121,8 +184,11 @@ def resolve_checkpoint(path: str, step: Optional[int] = None) -> str:
 def load_state_tree(path: str, step: Optional[int] = None) -> dict:
     """The raw saved ``state`` tree (nested dicts of arrays) of a checkpoint."""
     step_dir = resolve_checkpoint(path, step)
-    with ocp.StandardCheckpointer() as ckptr:
-        return ckptr.restore(os.path.join(step_dir, STATE_ITEM))
+    try:
+        with _loops_outlive_their_reads(), ocp.StandardCheckpointer() as ckptr:
+            return ckptr.restore(os.path.join(step_dir, STATE_ITEM))
+    except Exception as err:  # orbax / tensorstore / json errors of damaged files
+        raise _damaged(step_dir, err) from err
 
 
 def load_variables(path: str, step: Optional[int] = None) -> dict:
@@ -172,7 +238,7 @@ def save_variables(directory: str, variables: Any, step: int = 0,
         "step": np.asarray(step, np.int32),
     }
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
-    with ocp.CheckpointManager(directory, options=options) as mgr:
+    with _loops_outlive_their_reads(), ocp.CheckpointManager(directory, options=options) as mgr:
         mgr.save(step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(tree)}),
                  force=True, custom_metadata=({} if model_config is None else
                                               {MODEL_KEY: model_record(model_config)}))
@@ -242,7 +308,8 @@ class TrainCheckpointer:
         options = ocp.CheckpointManagerOptions(
             create=True, enable_async_checkpointing=async_save,
             preservation_policy=cm.AnyPreservationPolicy(policies))
-        self._mgr = ocp.CheckpointManager(self.directory, options=options)
+        with _loops_outlive_their_reads():  # its background loop too (async saves)
+            self._mgr = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> Optional[int]:
         return self._mgr.latest_step()
@@ -261,7 +328,8 @@ class TrainCheckpointer:
         items = {STATE_ITEM: ocp.args.StandardRestore(state_target)}
         if with_data:
             items[DATA_ITEM] = ocp.args.JsonRestore()
-        restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
+        with _loops_outlive_their_reads():
+            restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
         return restored[STATE_ITEM], (_own_data_state(restored[DATA_ITEM]) if with_data
                                       else None)
 

@@ -38,6 +38,43 @@ def dashed(argv: Optional[List[str]]) -> List[str]:
     return out
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their line breaks; each option's help ends with its default (when it
+    has one worth showing and the text does not already say it); 100 columns, so that most
+    options take one line."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=28, width=None):
+        super().__init__(prog, indent_increment, max_help_position, width or 100)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is argparse.SUPPRESS or isinstance(default, bool)
+                or "default" in text or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage mistakes are one ``error:`` line (exit status 2), not
+    the usage block followed by the message."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {message} ({self.prog} --help)\n")
+
+
+def command_parser(module: str, description: str, usage: Optional[str] = None,
+                   epilog: str = "") -> argparse.ArgumentParser:
+    """The parser of ``python -m <module>``: a short usage line, a short description (usage
+    examples; long explanations live in docs/), defaults shown, ``--version``, one-line
+    errors. Options go in groups (``parser.add_argument_group``) so ``--help`` reads in
+    sections."""
+    prog = f"python -m {module}"
+    return add_version(CommandParser(
+        prog=prog, usage=usage and f"{prog} {usage}", description=description, epilog=epilog,
+        formatter_class=HelpFormatter))
+
+
 def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modnet_jax {__version__}")
     return parser

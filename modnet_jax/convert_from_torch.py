@@ -27,27 +27,38 @@ import argparse
 import os
 import sys
 
-import jax
+from modnet_jax.cliutil import command_parser, dashed
 
-from modnet_jax.checkpointing import save_variables
-from modnet_jax.cliutil import dashed
-from modnet_jax.interop import keys, onnx_import, torch_io
-from modnet_jax.models import create_model, model_from_config
+HELP = """Import released MODNet weights (a PyTorch state_dict or the official ONNX export) as a
+modnet_jax checkpoint. predict, evaluate and train's --config.init_from also take those files
+directly; convert once to skip the import at every start.
+
+  python -m modnet_jax.convert_from_torch \\
+      --input modnet_photographic_portrait_matting.onnx --output ckpt/release
+
+A .pth/.ckpt needs pip install "modnet_jax[torch]", a .onnx only onnx (docs/interop.md).
+Exit status: 0 written, 1 failed, 2 usage mistake."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = torch_io.cli_parser("modnet_jax.convert_from_torch", __doc__)
-    p.add_argument("--input", required=True,
-                   help="the .ckpt/.pth state_dict file, or the official .onnx export")
-    p.add_argument("--output", required=True, help="Orbax checkpoint directory to write")
-    p.add_argument("--step", type=int, default=0, help="step number to save under (default 0)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="init seed for the parts the file does not cover (a backbone-only "
-                        "file: the heads; an ONNX export: the training-only heads)")
+    p = command_parser("modnet_jax.convert_from_torch", HELP,
+                       usage="--input FILE --output DIR [options]")
+    io = p.add_argument_group("files")
+    io.add_argument("--input", required=True,
+                    help="a .pth/.ckpt state_dict (whole MODNet or MobileNetV2 backbone only), "
+                         "or the official .onnx export")
+    io.add_argument("--output", required=True, help="checkpoint folder to write")
+    more = p.add_argument_group("options")
+    more.add_argument("--step", type=int, default=0, help="step number to save under")
+    more.add_argument("--seed", type=int, default=0,
+                      help="init seed of what the file lacks (a backbone file: the heads; the "
+                           "ONNX export: the training-only heads)")
     return p.parse_args(dashed(argv))
 
 
 def _shapes(tree) -> dict:
+    import jax
+
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in leaves}
 
@@ -59,6 +70,9 @@ def _check_output(args: argparse.Namespace) -> None:
 
 
 def convert_onnx(args: argparse.Namespace) -> None:
+    from modnet_jax.checkpointing import save_variables
+    from modnet_jax.interop import keys, onnx_import
+
     onnx_import.require_onnx()
     _check_output(args)
     state_dict, filled = onnx_import.onnx_to_state_dict(args.input, args.seed)
@@ -70,6 +84,12 @@ def convert_onnx(args: argparse.Namespace) -> None:
 
 
 def convert(args: argparse.Namespace) -> None:
+    import jax
+
+    from modnet_jax.checkpointing import save_variables
+    from modnet_jax.interop import keys, onnx_import, torch_io
+    from modnet_jax.models import create_model, model_from_config
+
     if onnx_import.is_onnx_file(args.input):
         return convert_onnx(args)
     torch_io.require_torch()
@@ -93,7 +113,10 @@ def convert(args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
-    return torch_io.run_cli(lambda a: convert(parse_args(a)), argv)
+    args = parse_args(argv)  # --help, --version and usage mistakes before any heavy import
+    from modnet_jax.interop import torch_io
+
+    return torch_io.run_cli(convert, args)
 
 
 if __name__ == "__main__":

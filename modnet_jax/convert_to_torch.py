@@ -17,30 +17,43 @@ import argparse
 import os
 import sys
 
-from modnet_jax.checkpointing import load_variables, model_metadata, resolve_checkpoint
-from modnet_jax.cliutil import dashed
-from modnet_jax.interop import keys, torch_io
+from modnet_jax.cliutil import command_parser, dashed
+
+HELP = """Write a checkpoint as the released PyTorch MODNet's state_dict (751 keys, loads with
+strict=True into the official MODNet class), optionally also as ONNX.
+
+  python -m modnet_jax.convert_to_torch --checkpoint runs/ft --output modnet.ckpt \\
+      --dataparallel --onnx modnet.onnx
+
+Needs pip install "modnet_jax[torch]". Loading the file in PyTorch: README.md, docs/interop.md.
+Exit status: 0 written, 1 failed, 2 usage mistake."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = torch_io.cli_parser("modnet_jax.convert_to_torch", __doc__)
-    p.add_argument("--checkpoint", required=True,
-                   help="a training workdir, a checkpoint manager directory or one step dir")
-    p.add_argument("--step", type=int, default=None, help="step to convert (default: newest)")
-    p.add_argument("--output", required=True, help="the .ckpt file to write")
-    p.add_argument("--dataparallel", action="store_true",
-                   help="prefix every key with 'module.' (nn.DataParallel, as the released "
-                        "files and the official loaders have it)")
-    p.add_argument("--num-batches-tracked", type=int, default=None,
-                   help="value of every BatchNorm num_batches_tracked (default: the step)")
-    p.add_argument("--onnx", default=None, metavar="OUT.onnx",
-                   help="also export img [B,3,H,W] -> matte [B,1,H,W] with dynamic batch, "
-                        "height and width, checked against torch with onnxruntime")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p = command_parser("modnet_jax.convert_to_torch", HELP,
+                       usage="--checkpoint DIR --output FILE.ckpt [options]")
+    io = p.add_argument_group("files")
+    io.add_argument("--checkpoint", required=True,
+                    help="a training workdir, a checkpoint manager folder or one step folder")
+    io.add_argument("--step", type=int, default=None, help="step to convert (default: newest)")
+    io.add_argument("--output", required=True, help="the .ckpt file to write")
+    io.add_argument("--onnx", default=None, metavar="OUT.onnx",
+                    help="also export img [B,3,H,W] -> matte [B,1,H,W] (dynamic batch, height, "
+                         "width), checked against torch with onnxruntime")
+    fmt = p.add_argument_group("format")
+    fmt.add_argument("--dataparallel", action="store_true",
+                     help="prefix every key with 'module.', as the released files and the "
+                          "official loaders have it")
+    fmt.add_argument("--num-batches-tracked", type=int, default=None,
+                     help="every BatchNorm's num_batches_tracked (default: the step)")
+    fmt.add_argument("--opset", type=int, default=17, help="ONNX opset")
     return p.parse_args(dashed(argv))
 
 
 def convert(args: argparse.Namespace) -> None:
+    from modnet_jax.checkpointing import load_variables, model_metadata, resolve_checkpoint
+    from modnet_jax.interop import keys, torch_io
+
     torch_io.require_torch()  # fail before the (slow) checkpoint restore
     step_dir = resolve_checkpoint(args.checkpoint, args.step)
     saved = model_metadata(step_dir)  # the architecture, known before the (slow) restore
@@ -67,7 +80,10 @@ def convert(args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
-    return torch_io.run_cli(lambda a: convert(parse_args(a)), argv)
+    args = parse_args(argv)  # --help, --version and usage mistakes before any heavy import
+    from modnet_jax.interop import torch_io
+
+    return torch_io.run_cli(convert, args)
 
 
 if __name__ == "__main__":

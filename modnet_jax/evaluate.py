@@ -31,7 +31,6 @@ flicker score (which needs no ground truth): ``per_clip.csv``, ``per_frame.csv``
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -41,22 +40,73 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from modnet_jax import metrics, video_eval
-from modnet_jax.cliutil import add_version, dashed
+from modnet_jax.cliutil import command_parser, dashed
 from modnet_jax.imaging import layouts
-from modnet_jax.imaging.files import list_files
-from modnet_jax.inference.cli import UserError, add_model_args, check_output_dir, finish
-from modnet_jax.inference.cli import engine_from_args, make_parent, read_checked, run_main
-from modnet_jax.inference.cli import inference_devices, split_host_cpu
-from modnet_jax.inference.images import InputError, matte_to_uint8, orientation_of
-from modnet_jax.inference.images import read_matte, write_image
-from modnet_jax.inference.reference import OFD_THRESHOLD
-from modnet_jax.inference.video import prefetch
-from modnet_jax.progress import Progress
+from modnet_jax.inference.options import OFD_THRESHOLD, add_model_args
 
 # The photo + matte layouts of the shared registry (imaging/layouts.py), plus their aliases
 # (`p3m` = `p3m10k`, the name this tool used before training and evaluation shared one).
 LAYOUTS = tuple(sorted(layouts.IMAGE_MATTE_LAYOUTS + tuple(layouts.ALIASES)))
+PRECISIONS = ("float", "8bit")  # = modnet_jax.metrics.PRECISIONS (tests/test_newcomer.py)
+HELP = """Matting errors of a checkpoint on a dataset.
+
+  python -m modnet_jax.evaluate --checkpoint modnet_photographic_portrait_matting.onnx \\
+      --data /data/PPM-100 --layout ppm100
+
+photos: MSE, MAD, SAD, Grad, Conn per image (DIR/per_image.csv), their means (summary.json)
+videos (--layout video): MSE, MAD, dtSSD, MESSDdt per frame and clip, flicker score
+Exit status: 0 all scored, 1 some skipped (each named), 2 could not start.
+Conventions and how they compare with published tables: docs/metrics.md."""
+
+
+def build_parser():
+    p = command_parser("modnet_jax.evaluate", HELP,
+                       usage="--checkpoint CKPT --data ROOT [--layout LAYOUT] [options]")
+    add_model_args(p)
+    d = p.add_argument_group("dataset (layouts: docs/data.md)")
+    d.add_argument("--data", required=True, metavar="ROOT",
+                   help="dataset folder (--layout video: also one video or frame folder)")
+    d.add_argument("--layout", choices=LAYOUTS + ("video",), default="ppm100", metavar="LAYOUT",
+                   help=f"{', '.join(LAYOUTS + ('video',))}")
+    d.add_argument("--image-dir", metavar="DIR", help="image (or video) folder under ROOT")
+    d.add_argument("--matte-dir", metavar="DIR", help="ground-truth matte folder under ROOT")
+    d.add_argument("--trimap-dir", metavar="DIR", help="trimap folder under ROOT")
+    d.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="only the first N images (clips)")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--region", choices=("image", "unknown", "both"), default="image",
+                   help="whole image, the trimap's unknown band, or both")
+    e.add_argument("--band-radius", type=int, default=10, metavar="PX",
+                   help="unknown band's half width for a trimap made from the ground truth")
+    e.add_argument("--output", metavar="DIR", default=None,
+                   help="folder for the reports (default: ./eval_<name of ROOT>)")
+    e.add_argument("--save-mattes", action="store_true", help="also write the predicted mattes")
+    e.add_argument("--precision", choices=PRECISIONS, default="8bit",
+                   help="8bit: round both mattes first, as published tables do")
+    e.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="scoring threads (default: the CPU count, at least 2)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    v = p.add_argument_group("video (--layout video)")
+    v.add_argument("--no-ofd", action="store_true", help="score the raw mattes, without OFD")
+    v.add_argument("--ofd-threshold", type=float, default=OFD_THRESHOLD, metavar="T",
+                   help="One-Frame Delay's flicker threshold")
+    v.add_argument("--no-messddt", action="store_true", help="skip MESSDdt (slow optical flow)")
+    return p
+
+
+if __name__ == "__main__":  # --help, --version, usage mistakes: answered before heavy imports
+    build_parser().parse_args(dashed(sys.argv[1:]))
+
+from modnet_jax import metrics, video_eval  # noqa: E402
+from modnet_jax.imaging.files import list_files  # noqa: E402
+from modnet_jax.inference.cli import UserError, check_output_dir, finish  # noqa: E402
+from modnet_jax.inference.cli import (  # noqa: E402
+    engine_from_args, inference_devices, make_parent, read_checked, run_main, split_host_cpu)
+from modnet_jax.inference.images import InputError, matte_to_uint8, orientation_of  # noqa: E402
+from modnet_jax.inference.images import read_matte, write_image  # noqa: E402
+from modnet_jax.inference.video import prefetch  # noqa: E402
+from modnet_jax.progress import Progress  # noqa: E402
+
 REGIONS = ("image", "unknown")
 
 
@@ -256,63 +306,6 @@ def write_reports(out_dir: str, tables: Dict[str, Tuple[Sequence[str], List[dict
     except OSError as exc:
         raise UserError(f"{exc.filename}: cannot write ({exc.strerror})") from None
     return paths
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m modnet_jax.evaluate",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Matting errors of a checkpoint on a dataset.\n\n"
-                    "images: MSE, MAD, SAD, Grad, Conn per image (per_image.csv) and means\n"
-                    "videos (--layout video): per-frame MSE, MAD, dtSSD, MESSDdt against "
-                    "ground-truth\n  mattes (per_frame.csv), their clip means and the "
-                    "ground-truth-free flicker\n  score (per_clip.csv)\n"
-                    "Conventions (DIM evaluation / PaddleSeg / RVM): see modnet_jax/metrics.py "
-                    "and\nmodnet_jax/temporal.py.")
-    add_model_args(p)
-    d = p.add_argument_group("dataset")
-    d.add_argument("--data", required=True, metavar="ROOT",
-                   help="dataset folder; with --layout video also one video file or one "
-                        "folder of frames (flicker score only)")
-    d.add_argument("--layout", choices=LAYOUTS + ("video",), default="ppm100",
-                   help="folder names, as training's data.layout: ppm100 = image/ + matte/ "
-                        "(+ trimap/); p3m10k (alias p3m) = blurred_image|original_image/ + "
-                        "mask/ + trimap/; am2k = original/ + mask/ + trimap/; image_matte = "
-                        "any of those pairs; video = video/ (video files or frame folders) + "
-                        "matte/ (matte videos or folders, same names) (default: %(default)s)")
-    d.add_argument("--image-dir", help="image (or video) folder under ROOT (overrides the "
-                                       "layout)")
-    d.add_argument("--matte-dir", help="ground-truth matte folder under ROOT")
-    d.add_argument("--trimap-dir", help="trimap folder under ROOT (for --region unknown)")
-    d.add_argument("--limit", type=int, default=None,
-                   help="evaluate only the first N images (clips)")
-    e = p.add_argument_group("evaluation")
-    e.add_argument("--region", choices=("image", "unknown", "both"), default="image",
-                   help="whole image, the trimap's unknown band, or both (default: %(default)s)")
-    e.add_argument("--band-radius", type=int, default=10,
-                   help="unknown-band half width in pixels when a trimap is made from the "
-                        "ground truth (default: %(default)s)")
-    e.add_argument("--output", metavar="DIR", default=None,
-                   help="folder for per_image.csv and summary.json (default: "
-                        "./eval_<name of ROOT>)")
-    e.add_argument("--save-mattes", action="store_true",
-                   help="also write the predicted mattes to DIR/mattes/")
-    e.add_argument("--precision", choices=metrics.PRECISIONS, default="8bit",
-                   help="8bit: round both mattes to 8 bits before scoring, as the reference "
-                        "evaluation code does with PNG files (published tables); float: score "
-                        "the model's float output (default: %(default)s)")
-    e.add_argument("--workers", type=int, default=None,
-                   help="threads that score mattes while the model runs "
-                        "(default: the CPU count, at least 2)")
-    v = p.add_argument_group("video (--layout video)")
-    v.add_argument("--no-ofd", action="store_true",
-                   help="score the raw mattes (One-Frame Delay is on by default, as in predict)")
-    v.add_argument("--ofd-threshold", type=float, default=OFD_THRESHOLD,
-                   help="OFD flicker threshold on alpha in [0,1] (default: %(default)s)")
-    v.add_argument("--no-messddt", action="store_true",
-                   help="skip MESSDdt (its optical flow is the slowest part)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return add_version(p)
 
 
 def main_video(args, root: str, out_dir: str) -> int:

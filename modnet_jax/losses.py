@@ -188,3 +188,21 @@ def soc_loss(pred_semantic, pred_detail, pred_matte, frozen_detail, frozen_matte
     detail = n_dev * local_sum / jnp.maximum(count, 1.0)
     return {"semantic": semantic, "detail": detail,
             "band_fraction": jnp.mean(band), "total": semantic + detail}
+
+
+def temporal_consistency(pred_matte, image, still_tol: float = 4.0) -> jax.Array:
+    """Neighbouring-frame consistency: mean |a_t - a_(t-1)| over the still pixels of each
+    consecutive pair in the batch (frames in time order along the batch axis).
+
+    A pixel is still when every channel of the input changed by at most ``still_tol`` grey
+    levels (``image`` normalised to [-1, 1], so the threshold is ``still_tol / 127.5``): the
+    same notion as ``temporal.flicker_score``, which this term lowers on the training clip.
+    Both frames' mattes receive gradients. Returns 0 when no pixel is still or B < 2.
+    """
+    pred_matte, image = at_least_fp32(pred_matte, image)
+    if pred_matte.shape[0] < 2:
+        return jnp.zeros((), pred_matte.dtype)
+    change = jnp.max(jnp.abs(image[1:] - image[:-1]), axis=-1, keepdims=True)
+    still = jax.lax.stop_gradient((change <= still_tol / 127.5).astype(jnp.float32))
+    diff = jnp.abs(pred_matte[1:] - pred_matte[:-1])
+    return jnp.sum(still * diff) / jnp.maximum(jnp.sum(still), 1.0)

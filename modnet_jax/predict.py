@@ -31,15 +31,66 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 from typing import Any, Callable, List, Optional, Tuple
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # keep ffmpeg's own noise off stderr
 
-from modnet_jax.cliutil import add_version, dashed  # noqa: E402
+from modnet_jax.cliutil import command_parser, dashed  # noqa: E402
+from modnet_jax.inference.options import (  # noqa: E402
+    OFD_THRESHOLD,
+    add_model_args,
+    add_stream_args,
+)
+
+HELP = """Alpha mattes (and cut-outs, composites) for photos, folders, videos and live sources.
+
+  python -m modnet_jax.predict --checkpoint modnet_photographic_portrait_matting.onnx \\
+      photo.jpg clips/ --output out/ --cutout --composite white
+
+photo x.jpg -> out/x_matte.png, x_cutout.png (RGBA), x_composite.png
+video v.mp4 -> out/v_matte.mp4, v_composite.mp4 (One-Frame Delay unless --no-ofd)
+Exit status: 0 all written, 1 some inputs skipped (each named), 2 could not start.
+More: docs/predict.md."""
+
+
+def build_parser():
+    p = command_parser("modnet_jax.predict", HELP,
+                       usage="--checkpoint CKPT INPUT... --output DIR [options]")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="photos, videos, folders of them, or quoted patterns ('shots/*.jpg')")
+    p.add_argument("--output", metavar="DIR",
+                   help="folder for the results (required unless --stream with a preview)")
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="read sub-folders too; the outputs mirror them")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_model_args(p)
+    o = p.add_argument_group("outputs")
+    o.add_argument("--no-matte", action="store_true", help="do not write the matte")
+    o.add_argument("--cutout", action="store_true", help="also write an RGBA cut-out per photo")
+    o.add_argument("--composite", metavar="BG",
+                   help="also composite onto BG: a colour (green, #00ff00, 0,255,0) or an image")
+    o.add_argument("--clean-colours", action="store_true",
+                   help="re-estimate foreground colours in the soft band (slow: pymatting)")
+    v = p.add_argument_group("video")
+    v.add_argument("--no-ofd", action="store_true", help="turn One-Frame Delay off")
+    v.add_argument("--ofd-threshold", type=float, default=OFD_THRESHOLD, metavar="T",
+                   help="One-Frame Delay's flicker threshold on alpha")
+    v.add_argument("--video-batch-size", type=int, default=None, metavar="N",
+                   help="frames per model call (default: one per device on a CPU, 8 on GPU)")
+    v.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="split the CPU into N devices (default: 2 with 2 or more cores)")
+    v.add_argument("--video-format", choices=("mp4", "avi"), default="mp4",
+                   help="container of output videos")
+    v.add_argument("--flicker", action="store_true", help="also print each video's flicker score")
+    add_stream_args(p)
+    return p
+
+
+if __name__ == "__main__":  # --help, --version, usage mistakes: answered before heavy imports
+    build_parser().parse_args(dashed(sys.argv[1:]))
+
 from modnet_jax.inference.cli import (  # noqa: E402
     UserError,
-    add_model_args,
     check_output_dir,
     default_video_batch,
     engine_from_args,
@@ -54,12 +105,12 @@ from modnet_jax.inference.images import (  # noqa: E402
     InputError,
     clean_outputs,
     collect_inputs,
+    first_use_note,
     output_path,
     parse_colour,
     read_image,
     write_image,
 )
-from modnet_jax.inference.reference import OFD_THRESHOLD  # noqa: E402
 from modnet_jax.inference.stream import (  # noqa: E402
     Capture,
     LatestFrame,
@@ -71,30 +122,6 @@ from modnet_jax.inference.stream import (  # noqa: E402
 )
 from modnet_jax.inference.video import BackgroundWriter, prefetch, process_video  # noqa: E402
 from modnet_jax.progress import Progress  # noqa: E402
-
-
-
-def add_stream_args(parser: argparse.ArgumentParser) -> None:
-    s = parser.add_argument_group("live source", textwrap.fill(
-        "--stream mattes a live source frame by frame instead of files: the newest frame is "
-        "always the one matted; frames that arrive while the model is busy are dropped (and "
-        "counted), never queued. Output: DIR/<name>_composite.<ext> with --composite, else "
-        "DIR/<name>_matte.<ext>, when --output is given (the file plays in real time: a "
-        "dropped frame's time repeats the previous output), and a preview window where a "
-        "display exists ('q' or Esc ends it). The progress line and the final summary give "
-        "frames/s, dropped frames and the capture-to-output latency (p50/p95). One-Frame "
-        "Delay holds each frame until the next one is matted: --no-ofd for the lowest "
-        "latency. Ctrl-C ends the stream and finalises the file.", 78))
-    s.add_argument("--stream", metavar="SOURCE", default=None,
-                   help="camera index (0), stream URL (rtsp://..., http://...) or a video file, "
-                        "played at its frame rate as if live")
-    s.add_argument("--preview", choices=("auto", "on", "off"), default="auto",
-                   help="preview window: auto = when a display and an OpenCV GUI exist "
-                        "(default: %(default)s)")
-    s.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                   help="stop the stream after this many seconds")
-    s.add_argument("--max-frames", type=int, default=None, metavar="N",
-                   help="stop the stream after N output frames")
 
 
 def source_name(spec: str) -> str:
@@ -160,75 +187,6 @@ def stream_main(args: argparse.Namespace, make_engine: Callable[[], Any], backgr
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m modnet_jax.predict",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Alpha mattes (and optional cut-outs / composites) for images, folders "
-                    "and videos.\n\n"
-                    "image x.jpg -> DIR/x_matte.png (8-bit alpha), DIR/x_cutout.png (RGBA, "
-                    "--cutout),\n  DIR/x_composite.png (--composite)\n"
-                    "video v.mp4 -> DIR/v_matte.mp4, DIR/v_composite.mp4 (--composite); same "
-                    "frame count\n  and frame rate, One-Frame Delay de-flickering unless "
-                    "--no-ofd\n"
-                    "Bad files are reported and skipped (exit status 1 at the end); a bad "
-                    "checkpoint,\noutput folder or option stops the run (exit status 2).\n\n"
-                    "One matting engine runs resize, model, resize back, One-Frame Delay and "
-                    "composite\non the device while a reader thread decodes ahead and a writer "
-                    "thread encodes;\ncompiled programs are kept in a persistent cache (see "
-                    "--compile-cache), and the\nlast line says what was compiled.",
-        epilog="example: python -m modnet_jax.predict --checkpoint runs/ppm/checkpoints "
-               "photos/ clip.mp4 --output out/ --cutout --composite '#00ff00'")
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="image files, video files, folders of them, or quoted patterns "
-                        "('photos/*.jpg', 'clips/**/*.mp4')")
-    p.add_argument("--recursive", "-r", action="store_true",
-                   help="read sub-folders too; the outputs mirror the folder structure "
-                        "(without it, sub-folders are listed as not read)")
-    p.add_argument("--output", metavar="DIR",
-                   help="folder for the results (required, except with --stream and a "
-                        "preview window)")
-    add_model_args(p)
-    o = p.add_argument_group("outputs")
-    o.add_argument("--no-matte", action="store_true",
-                   help="do not write the matte (PNG for images, video for videos)")
-    o.add_argument("--cutout", action="store_true",
-                   help="also write an RGBA cut-out PNG per image")
-    o.add_argument("--composite", metavar="BG",
-                   help="also composite onto BG: a colour (green, #00ff00, 0,255,0) or an "
-                        "image file; for videos this writes a composite video")
-    o.add_argument("--clean-colours", action="store_true",
-                   help="estimate the true foreground colours in the matte's soft band for "
-                        "--cutout and --composite (pymatting's estimate_foreground_ml), so "
-                        "hair does not carry the old background along; on the CPU, about a "
-                        "second per megapixel")
-    v = p.add_argument_group("video")
-    v.add_argument("--no-ofd", action="store_true",
-                   help="turn One-Frame Delay off (on by default: each matte is corrected "
-                        "with the mattes of the frames before and after it)")
-    v.add_argument("--ofd-threshold", type=float, default=OFD_THRESHOLD,
-                   help="OFD flicker threshold on alpha in [0,1] (default: %(default)s)")
-    v.add_argument("--video-batch-size", type=int, default=None,
-                   help="video frames per model call, shared between the devices and rounded "
-                        "up to a multiple of their count (default: one frame per device on a "
-                        "CPU; 8 on a GPU/TPU)")
-    v.add_argument("--cpu-devices", type=int, default=None, metavar="N",
-                   help="on a CPU, split the cores into N JAX devices that each matte their "
-                        "share of a video batch, or one photo each, at the same time (default: "
-                        "2 with 2 or more cores; a device count already in XLA_FLAGS wins; "
-                        "--stream runs on the first device)")
-    v.add_argument("--video-format", choices=("mp4", "avi"), default="mp4",
-                   help="container of output videos: mp4 (mp4v) or avi (MJPG) "
-                        "(default: %(default)s)")
-    v.add_argument("--flicker", action="store_true",
-                   help="also report each video's flicker score: the mean |a_t - a_(t-1)| of "
-                        "the written mattes over pixels whose input frame did not change (0 "
-                        "for a perfectly stable matte; OFD and SOC adaptation lower it)")
-    add_stream_args(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return add_version(p)
-
-
 def parse_background(text: Optional[str]):
     if text is None:
         return None
@@ -290,6 +248,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    enabled=not args.quiet and bool(images))
     written = 0
     clean = args.clean_colours and (args.cutout or background is not None)
+    note = first_use_note() if (clean or (args.clean_colours and videos)) else None
+    if note:
+        print(note, file=sys.stderr)
 
     def decoded():
         for path in images:

@@ -25,32 +25,63 @@ import argparse
 import os
 import sys
 
-import numpy as np
+
+HELP = """Give released weights real BatchNorm statistics (and, for SOC, training heads)
+before training on your data; writes a checkpoint for --config.init_from.
+
+  python -m modnet_jax.recalibrate --init modnet_photographic_portrait_matting.onnx \\
+      --data my_frames/ --output ckpt/prepared --fit-heads 200
+
+--config finetune does this by itself; SOC from the ONNX export needs it (docs/training.md)."""
+
+
+def build_parser():
+    from modnet_jax.cliutil import command_parser
+
+    p = command_parser("modnet_jax.recalibrate", HELP,
+                       usage="--init FILE --data DIR --output DIR [options]")
+    io = p.add_argument_group("files")
+    io.add_argument("--init", required=True,
+                    help="the official .onnx, a release .pth/.ckpt or a checkpoint folder")
+    io.add_argument("--data", required=True,
+                    help="folder of images and/or videos (any depth)")
+    io.add_argument("--output", required=True, help="checkpoint folder to write")
+    how = p.add_argument_group("calibration")
+    how.add_argument("--size", type=int, default=512, help="crop size, a multiple of 32")
+    how.add_argument("--batches", type=int, default=8, help="calibration batches")
+    how.add_argument("--batch-size", type=int, default=8,
+                     help="crops per batch: your training batch size")
+    how.add_argument("--fit-heads", type=int, default=0, metavar="STEPS",
+                     help="then distil the training-only heads for this many steps (batch 2)")
+    how.add_argument("--frame-stride", type=int, default=5, help="use every n-th video frame")
+    how.add_argument("--seed", type=int, default=0, help="which crops are drawn")
+    return p
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m modnet_jax.recalibrate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--init", required=True, help="the official .onnx export or a checkpoint")
-    p.add_argument("--data", required=True, help="folder of images and/or videos")
-    p.add_argument("--output", required=True, help="checkpoint directory to write")
-    p.add_argument("--size", type=int, default=512, help="crop size (multiple of 32)")
-    p.add_argument("--batches", type=int, default=8, help="calibration batches (default 8)")
-    p.add_argument("--batch-size", type=int, default=8,
-                   help="images per calibration batch: your training batch size (default 8)")
-    p.add_argument("--fit-heads", type=int, default=0, metavar="STEPS",
-                   help="distil the training-only heads for this many steps (batch 2)")
-    p.add_argument("--frame-stride", type=int, default=5, help="every n-th video frame")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    from modnet_jax.cliutil import dashed, folder_problem
+
+    p = build_parser()
+    args = p.parse_args(dashed(argv))
     if args.size <= 0 or args.size % 32:
         p.error(f"--size must be a positive multiple of 32, got {args.size}")
     if args.batches <= 0 or args.batch_size <= 0 or args.fit_heads < 0:
         p.error("--batches and --batch-size must be positive, --fit-heads >= 0")
+    if not os.path.exists(args.init):
+        p.error(f"--init {args.init}: no such file or folder")
+    if not os.path.isdir(args.data):
+        p.error(f"--data {args.data}: no such folder")
+    if os.path.isdir(os.path.join(args.output, "0")):
+        p.error(f"--output {args.output} already holds a checkpoint; choose another")
+    _, problem = folder_problem(args.output)
+    if problem:
+        p.error(f"--output {args.output}: {problem}")
     return args
 
 
 def _batches(args, batch_size: int, count: int, seed: int):
+    import numpy as np
+
     from modnet_jax.data import make_unlabelled_iterator
 
     cfg = {"layout": "unlabelled", "root": args.data, "video_frame_stride": args.frame_stride}
@@ -60,6 +91,8 @@ def _batches(args, batch_size: int, count: int, seed: int):
 
 
 def run(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from modnet_jax.checkpointing import save_variables
     from modnet_jax.data import validate_dataset
     from modnet_jax.models import model_from_config
@@ -67,9 +100,6 @@ def run(args: argparse.Namespace) -> None:
     from modnet_jax.training.pretrained import load_init_variables
     from modnet_jax.training.recalibrate import recalibrate_batchnorm
 
-    if os.path.isdir(os.path.join(args.output, "0")):
-        raise FileExistsError(f"{args.output} already holds a checkpoint; choose another "
-                              f"--output")
     print(validate_dataset({"layout": "unlabelled", "root": args.data,
                             "video_frame_stride": args.frame_stride},
                            image_size=args.size, split="unlabelled"))
@@ -89,11 +119,12 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)  # --help, --version and usage mistakes before any heavy import
     from modnet_jax.data import DatasetError
     from modnet_jax.interop.torch_io import InteropError
 
     try:
-        run(parse_args(argv))
+        run(args)
     except (DatasetError, InteropError, ValueError, FileNotFoundError, FileExistsError) as err:
         message = " ".join(str(err).split())
         print(f"error: {message}", file=sys.stderr)

@@ -12,7 +12,9 @@ Inputs are replicated states and batches sharded with ``parallel.shard_batch``. 
 the pipeline's uint8 dicts (``image`` [B,H,W,3], ``alpha`` [B,H,W,1] 0..255, ``trimap``
 [B,H,W,1] in {0,128,255}, optional ``fg``/``bg``), converted to floats here on the device;
 send only the entries a step reads (``select`` with ``supervised_keys``, ``SOC_KEYS``,
-``EVAL_KEYS``).
+``EVAL_KEYS``). Built with a ``device_recipe`` (``device_augment.DeviceRecipe``), the
+training steps take the device path's batches instead (uint8 crops + draws, ``DEVICE_KEYS``)
+and make the samples first, inside the same compiled step (``augment_batch``).
 The model must be built with ``axis_name=parallel.AXIS`` so BatchNorm averages its statistics
 over the global batch.
 """
@@ -25,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from modnet_jax.device_augment import DEVICE_KEYS, augment_batch
 from modnet_jax.losses import soc_loss, supervised_loss
 from modnet_jax.parallel import AXIS, data_parallel
 
@@ -44,10 +47,22 @@ SOC_KEYS = ("image",)
 EVAL_KEYS = ("image", "alpha")
 
 
-def supervised_keys(loss_variant: str = "release") -> tuple:
+def supervised_keys(loss_variant: str = "release", device_recipe=None) -> tuple:
     """The batch entries a supervised step reads: ``fg``/``bg`` only for the paper variant
-    (its compositional term); the release loss never reads them, so they need not travel."""
+    (its compositional term); the release loss never reads them, so they need not travel.
+    With a device recipe: the crops and draws."""
+    if device_recipe is not None:
+        return DEVICE_KEYS
     return ("image", "alpha", "trimap") + (("fg", "bg") if loss_variant == "paper" else ())
+
+
+def soc_keys(device_recipe=None) -> tuple:
+    return SOC_KEYS if device_recipe is None else DEVICE_KEYS
+
+
+def _augmented(batch, device_recipe):
+    """The batch as the host path makes it: itself, or the device stage's output."""
+    return batch if device_recipe is None else augment_batch(batch, device_recipe)
 
 
 def select(batch: Dict[str, Any], keys: Sequence[str]) -> Dict[str, Any]:
@@ -74,11 +89,11 @@ def _check_axis(model):
                          f"axis_name=parallel.AXIS)) so BatchNorm syncs over devices")
 
 
-def supervised_step_fn(model, loss_variant: str = "release") -> Callable:
+def supervised_step_fn(model, loss_variant: str = "release", device_recipe=None) -> Callable:
     """The per-device supervised update (un-mapped; ``build_supervised_step`` maps it)."""
 
     def step(state, batch):
-        b = device_batch(batch)
+        b = device_batch(_augmented(batch, device_recipe))
 
         def loss_fn(params):
             (sem, det, matte), updates = model.apply(
@@ -97,11 +112,11 @@ def supervised_step_fn(model, loss_variant: str = "release") -> Callable:
     return step
 
 
-def soc_step_fn(model) -> Callable:
+def soc_step_fn(model, device_recipe=None) -> Callable:
     """The per-device SOC update (un-mapped)."""
 
     def step(state, frozen, batch):
-        image = normalize_image(batch["image"])
+        image = normalize_image(_augmented(batch, device_recipe)["image"])
         # M' in eval mode; its outputs are constants for the update.
         _, frozen_detail, frozen_matte = model.apply(jax.lax.stop_gradient(frozen), image,
                                                      train=False)
@@ -137,14 +152,16 @@ def eval_step_fn(model) -> Callable:
     return step
 
 
-def build_supervised_step(model, devices: Sequence[Any], loss_variant: str = "release"):
+def build_supervised_step(model, devices: Sequence[Any], loss_variant: str = "release",
+                          device_recipe=None):
     _check_axis(model)
-    return data_parallel(supervised_step_fn(model, loss_variant), devices, donate_argnums=(0,))
+    return data_parallel(supervised_step_fn(model, loss_variant, device_recipe), devices,
+                         donate_argnums=(0,))
 
 
-def build_soc_step(model, devices: Sequence[Any]):
+def build_soc_step(model, devices: Sequence[Any], device_recipe=None):
     _check_axis(model)
-    return data_parallel(soc_step_fn(model), devices, donate_argnums=(0,))
+    return data_parallel(soc_step_fn(model, device_recipe), devices, donate_argnums=(0,))
 
 
 def build_eval_step(model, devices: Sequence[Any]):

@@ -1,28 +1,29 @@
-"""Train MODNet (supervised) or adapt it with SOC.
+"""Train MODNet, fine-tune the released weights, or adapt a model to your footage with SOC.
 
   python -m modnet_jax.train --config supervised:quick
-  python -m modnet_jax.train --config supervised --workdir runs/d646 \\
-      --config.data.layout=adobe --config.data.root=/data/D646 --config.data.bg_root=/data/bg
-  python -m modnet_jax.train --config soc --config.init_from=runs/d646 \\
-      --config.data.root=/data/webcam_frames
+  python -m modnet_jax.train --config finetune:cpu --workdir runs/ft \\
+      --config.init_from=modnet_photographic_portrait_matting.onnx --config.data.root=my_portraits
+  python -m modnet_jax.train --config soc --workdir runs/soc --config.init_from=runs/ft \\
+      --config.data.root=my_clips
 
---config names a shipped config (supervised, soc, supervised_gpu, supervised_tpu) or a config
-file (configs/supervised.py), optionally with a variant: supervised:quick, supervised:cpu,
-supervised:tiny, soc:tiny. Any config field can be overridden with --config.FIELD=VALUE (all
-fields: modnet_jax/training/config.py). Flag names take dashes or underscores.
+configs (--config NAME[:VARIANT], or a config file of your own):
+  supervised      the release recipe; :quick (the first run), :cpu, :tiny
+  finetune        released weights (.onnx/.pth/checkpoint) on your photos + mattes; :cpu, :tiny
+  soc             SOC adaptation of a trained model on unlabelled frames; :cpu, :tiny,
+                  :release, :paper, :lowres, :bn_affine (docs/soc.md)
+  supervised_gpu, supervised_tpu   the recipe for GPUs (bf16) and TPU pod slices
+Override any field with --config.FIELD=VALUE (fields: modnet_jax/training/config.py).
 
-The workdir (default ./workdir/<config>[_<variant>]) receives config.json (the resolved
-config), checkpoints/, metrics.jsonl, tensorboard/ and samples/*.png. Rerunning the command
-resumes from the newest checkpoint; a resume with another model architecture is refused, other
-changed fields are listed as a warning. Multi-host: --distributed calls
-jax.distributed.initialize() (TPU VMs and SLURM need no more; elsewhere add --coordinator,
---num-processes, --process-id); launch/ has scripts for TPU pods, SLURM, one multi-GPU node.
+The workdir (default ./workdir/<config>[_<variant>]) gets config.json, checkpoints/,
+metrics.jsonl, tensorboard/ and samples/; rerunning the command resumes. Mistakes are one
+error line, exit status 2, nothing written. More: docs/training.md, docs/scaling.md (hosts).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 
 from absl import app, flags
@@ -34,15 +35,14 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "a shipped config name or a config file, optionally with :VARIANT "
     "(supervised:quick, configs/supervised.py:quick)", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None,
-                               "Run directory (checkpoints, logs). Default: ./workdir/<config>.")
+                               "run folder (default: ./workdir/<config>[_<variant>])")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
-                                 "Initialise jax.distributed (multi-host runs).")
-_COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 (multi-host).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+                                 "multi-host: initialise jax.distributed (docs/scaling.md)")
+_COORDINATOR = flags.DEFINE_string("coordinator", None, "multi-host: host:port of process 0")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "multi-host: this process's index")
 _LOCAL_DEVICE_IDS = flags.DEFINE_list(
-    "local_device_ids", None, "Devices this process drives (multi-host GPU). Under SLURM JAX "
-    "defaults to one GPU per task (SLURM_LOCALID); with one task per node list them all: 0,1,..")
+    "local_device_ids", None, "multi-host GPU: the devices this process drives (0,1,..)")
 _OWN_FLAGS = ("config", "workdir", "distributed", "coordinator", "num_processes", "process_id",
               "local_device_ids")
 
@@ -118,32 +118,38 @@ def main(argv):
             print(f"error: jax.distributed.initialize: {err} (outside TPU VMs and SLURM give "
                   f"--coordinator, --num_processes and --process_id)", file=sys.stderr)
             sys.exit(1)
-    from modnet_jax.data import DatasetError
-    from modnet_jax.training.loop import NonFiniteLossError, train
+    from modnet_jax.training import preflight
 
     if jax.process_index() != 0:
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        result = train(config, workdir)
-    except (DatasetError, NonFiniteLossError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
-    if jax.process_index() == 0:
-        before, after = result.get("val_crop_before"), result.get("val_crop_after")
-        lines = [f"workdir: {os.path.abspath(workdir)}",
-                 f"steps: {result['start_step']} -> {result['final_step']} "
-                 f"of {result['total_steps']}"]
-        if before:
-            lines.append(f"val_crop before: MAD {before['mad']:.4f}  MSE {before['mse']:.4f}")
-        if after:
-            lines.append(f"val_crop after:  MAD {after['mad']:.4f}  MSE {after['mse']:.4f}")
-        if before or after:
-            lines.append("(val_crop: validation centre crops at the training size; "
-                         "full-resolution metrics: python -m modnet_jax.evaluate)")
-        if result["stopped_by"]:
-            lines.append(f"stopped by {result['stopped_by']}; rerun the same command to resume")
-        print("\n".join(lines))
+        checked = preflight.check_run(config, resuming=run_config.has_checkpoint(workdir))
+    except preflight.ConfigError as err:
+        cli.fail(str(err))
+    _train(config, workdir, checked)
 
+
+def _train(config, workdir: str, checked) -> None:
+    """The run itself. A failure is one ``error:`` line with exit status 1; a workdir this
+    run created is removed again unless it holds a checkpoint by then."""
+    import jax
+
+    from modnet_jax.data import DatasetError
+    from modnet_jax.training import reporting, run_config
+    from modnet_jax.training.loop import NonFiniteLossError, train
+
+    created = not os.path.exists(workdir)
+    try:
+        result = train(config, workdir, checked)
+    except BaseException as err:
+        if created and jax.process_index() == 0 and not run_config.has_checkpoint(workdir):
+            shutil.rmtree(workdir, ignore_errors=True)
+        if isinstance(err, (DatasetError, NonFiniteLossError, ValueError, FileNotFoundError)):
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+        raise
+    if jax.process_index() == 0:
+        print("\n".join(reporting.summary_lines(workdir, result)))
 
 if __name__ == "__main__":
     app.run(main, flags_parser=parse_flags)

@@ -144,10 +144,10 @@ def test_resume_with_another_architecture_is_one_line(outside):
 
 def test_resume_with_other_changes_warns(outside):
     """Resumable: one warning line listing the changed fields (here the run then stops on
-    its empty dataset, before anything compiles: exit status 1, one error line). Nothing
-    else on stderr: no TPU-backend probe line, no dataset summary repeated."""
+    its empty dataset, before any work: exit status 2, one error line). Nothing else on
+    stderr: no TPU-backend probe line, no dataset summary repeated."""
     result = outside[-1][len(MISTAKES) + 2]
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 2 and "Traceback" not in result.stderr
     assert "WARNING resuming" in lines[0] and "image_size 64 -> 96" in lines[0]
@@ -202,8 +202,8 @@ def test_train_help_and_version(tmp_path):
     proc = _run(["--help"], tmp_path)
     assert proc.returncode == 0 and proc.stderr == ""
     out = proc.stdout
-    assert "--config (required)" in out and "--num_processes / --num-processes" in out
-    assert "--workdir runs/d646 \\\n      --config.data.layout=adobe" in out  # line breaks kept
+    assert "(required)" in out and "--num-processes" in out
+    assert "--workdir runs/ft \\\n      --config.init_from" in out  # line breaks kept
     version = _run(["--version"], tmp_path)
     assert (version.returncode, version.stdout) == (0, f"modnet_jax {__version__}\n")
 

@@ -111,7 +111,8 @@ def test_prepare_keeps_names_layout_pairing_and_shrinks(large, tmp_path, capsys)
     assert prepare.main(argv) == 1  # written, but 2 inputs skipped: exit status 1
     captured = capsys.readouterr()
     text = captured.out
-    assert captured.err.startswith("error: skipped 2 input file(s): ")
+    assert "3/3 inputs" in captured.err  # the progress bar (stderr), then the error line
+    assert captured.err.strip().splitlines()[-1].startswith("error: skipped 2 input file(s): ")
     assert "3 pair(s) in the copy: 2 resized, 1 copied unchanged" in text
     assert "2 input file(s) skipped" in text
     assert sorted(sources.list_files(str(out / "fg"))) == ["nested/s0", "nested/s1", "small"]

@@ -199,7 +199,18 @@ def test_canvas_policy_shares_canvases_by_orientation_and_refits_a_wasteful_size
     assert exact.canvas_for(512, 672) == (512, 672) and exact.canvas_policy.canvases == []
 
 
-def test_a_fresh_engine_compiles_nothing_the_persistent_cache_holds(untrained, engine):
+@pytest.fixture
+def persistent_cache_on():
+    """JAX's persistent cache on for one test (an earlier test in this process may have run a
+    command with --compile-cache none), then as it was."""
+    before = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", True)
+    yield
+    jax.config.update("jax_enable_compilation_cache", before)
+
+
+def test_a_fresh_engine_compiles_nothing_the_persistent_cache_holds(untrained, engine,
+                                                                    persistent_cache_on):
     """A second run (here: in-memory caches dropped, as in a new process) finds every program
     in JAX's persistent compilation cache and gives the same mattes."""
     model, variables, _ = untrained

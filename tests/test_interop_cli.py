@@ -175,7 +175,7 @@ def _backbone_file(tmp_path) -> tuple:
 def test_backbone_only_file_initialises_only_the_backbone(tmp_path, monkeypatch):
     """The CLI wiring, with the (slow to compile) release init replaced by random numbers."""
     base = random_flax_variables(seed=4)
-    monkeypatch.setattr(convert_from_torch, "create_model", lambda cfg, rng: (None, base))
+    monkeypatch.setattr("modnet_jax.models.create_model", lambda cfg, rng: (None, base))
     path, want = _backbone_file(tmp_path)
     assert convert_from_torch.main(["--input", path, "--output", str(tmp_path / "o")]) == 0
     got = load_variables(str(tmp_path / "o"))

@@ -166,8 +166,13 @@ def test_recalibrate_cli_user_errors_are_one_line(tmp_path, capsys):
 
     args = ["--init", str(tmp_path / "none.onnx"), "--data", str(tmp_path / "missing"),
             "--output", str(tmp_path / "out")]
-    assert cli.main(args) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "missing" in err
+    for name in ("none.onnx", "missing"):  # found before any work: usage mistakes, status 2
+        with pytest.raises(SystemExit) as done:
+            cli.main(args)
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+        assert name in err, err
+        (tmp_path / "none.onnx").write_bytes(b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["none.onnx"]
     with pytest.raises(SystemExit):
         cli.parse_args(args + ["--size", "100"])  # not a multiple of 32

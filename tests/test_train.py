@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from modnet_jax import checkpointing, parallel
-from modnet_jax.data import DatasetError, pipeline
-from modnet_jax.training import loop
+from modnet_jax.data import pipeline
+from modnet_jax.training import loop, preflight
 from modnet_jax.training.loop import NonFiniteLossError, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,9 +200,10 @@ def _train_cmd(workdir, *extra):
             "--config.checkpoint_every=1", "--config.num_devices=1", *extra]
 
 
-def _start_and_signal(workdir, sig):
-    """Start a training process; once its step-2 checkpoint exists, send ``sig``."""
-    proc = subprocess.Popen(_train_cmd(workdir), cwd=REPO, stdout=subprocess.PIPE,
+def _start_and_signal(workdir, sig, *extra):
+    """Start a training process (``extra``: more flags); once its step-2 checkpoint exists,
+    send ``sig``."""
+    proc = subprocess.Popen(_train_cmd(workdir, *extra), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     marker = os.path.join(workdir, "checkpoints", "2")
     deadline = time.time() + 600
@@ -284,11 +285,13 @@ def test_unusable_dataset_fails_before_compiling(tmp_path):
         _train_cmd(str(tmp_path / "wd"), "--config.data.layout=adobe",
                    f"--config.data.root={empty}"),
         cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # found before any work: a usage mistake, nothing written
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "fg" in last
-    with pytest.raises(DatasetError):
+    assert not os.path.exists(tmp_path / "wd")
+    with pytest.raises(preflight.ConfigError):
         train(_tiny(**{"data.layout": "adobe", "data.root": str(empty)}), str(tmp_path / "w2"))
+    assert not os.path.exists(tmp_path / "w2")
 
 
 @pytest.mark.parametrize("batch, eval_batch, match", [(3, 4, "batch_size 3"),
@@ -299,9 +302,9 @@ def test_batches_must_fill_every_device(tmp_path, batch, eval_batch, match):
     the devices is refused at start-up (before, a bad eval batch failed at the first
     evaluation, after compiling and training)."""
     config = _tiny(num_devices=2, batch_size=batch, eval_batch_size=eval_batch)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(preflight.ConfigError, match=match):
         train(config, str(tmp_path / "wd"))
-    assert not os.path.exists(tmp_path / "wd" / "checkpoints")
+    assert not os.path.exists(tmp_path / "wd")
 
 
 def test_finetune_preparation_keeps_the_eval_function(straight, tmp_path):

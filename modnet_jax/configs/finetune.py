@@ -44,8 +44,7 @@ Measured (2026-12-02, ``cpu`` variant, 2-core CPU shared with ~7 other jobs, loa
 0.0623 / 0.0709 -> step 40 0.0244 / 0.0332 -> step 80 0.0076 / 0.0153 -> step 120
 0.0049 / 0.0120 (best kept; 6x lower MAD). Without the head
 distillation (``fit_heads_steps=0``) the same run was at 0.0731 / 0.0840 at step 50: worse
-than the start. Start-up (recalibration 8 batches, head distillation 40 steps, compiles) took
-~8 min and each step ~20-40 s of wall clock under that load.
+than the start. (Times of such runs: benchmarks/RESULTS.md.)
 """
 
 from modnet_jax.configs import unknown_variant

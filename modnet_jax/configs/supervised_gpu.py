@@ -2,7 +2,7 @@
 
   python -m modnet_jax.train --config supervised_gpu --config.data.root=...
 Global batch stays 16 (the recipe); scale it with the device count and the lr linearly
-(see README, "Scaling out").
+(see docs/scaling.md).
 """
 
 from modnet_jax.configs import unknown_variant

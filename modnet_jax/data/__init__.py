@@ -5,8 +5,10 @@ it), never the model, never torch. Batches are uint8 numpy arrays; the device no
 
 Modules: config (fields), sources (folder scans, random-access sources), cache (in-memory
 decoded records), synthetic (procedural portraits), augment (crops, flips, colour jitter),
+recipe (a sample's random draws, shared with the device stage `modnet_jax.device_augment`),
 samples (per-sample builders), pipeline (Grain iterators, start-up validation, malloc
-tuning), prepare (resized or raw copies of a dataset), report (once-only messages).
+tuning), prepare (resized, raw or ArrayRecord copies of a dataset), records and
+prepare_records (the ArrayRecord prepared layout), report (once-only messages).
 Reading files, layouts, trimaps and compositing live in `modnet_jax.imaging`, shared with
 inference and evaluation.
 """

@@ -110,15 +110,32 @@ class JitterRanges:
     value: tuple[float, float] = (0.7, 1.3)
 
 
-def colour_jitter(image: np.ndarray, rng: np.random.Generator, ranges: JitterRanges) -> np.ndarray:
-    """Random hue shift and saturation/brightness scaling, via one 3-channel HSV lookup table."""
-    hue = int(round(rng.uniform(-ranges.hue_degrees, ranges.hue_degrees) / 2))  # cv2 hue is 0..179
-    sat = rng.uniform(*ranges.saturation)
-    val = rng.uniform(*ranges.value)
+@dataclass(frozen=True)
+class Jitter:
+    """Colour jitter of one sample: hue shift in OpenCV hue steps (2 degrees; 0..179 wraps),
+    saturation and value factors (applied per level through a lookup table, rounded)."""
+
+    hue_steps: int
+    saturation: float
+    value: float
+
+
+def draw_jitter(rng: np.random.Generator, ranges: JitterRanges) -> Jitter:
+    hue = int(round(rng.uniform(-ranges.hue_degrees, ranges.hue_degrees) / 2))  # cv2 hue: 0..179
+    return Jitter(hue, float(rng.uniform(*ranges.saturation)), float(rng.uniform(*ranges.value)))
+
+
+def apply_jitter(image: np.ndarray, jitter: Jitter) -> np.ndarray:
+    """Hue shift and saturation/brightness scaling, via one 3-channel HSV lookup table."""
     levels = np.arange(256, dtype=np.float32)
     table = np.empty((256, 1, 3), np.uint8)
-    table[:, 0, 0] = (np.arange(256) + hue) % 180
-    table[:, 0, 1] = np.clip(np.rint(levels * sat), 0, 255)
-    table[:, 0, 2] = np.clip(np.rint(levels * val), 0, 255)
+    table[:, 0, 0] = (np.arange(256) + jitter.hue_steps) % 180
+    table[:, 0, 1] = np.clip(np.rint(levels * jitter.saturation), 0, 255)
+    table[:, 0, 2] = np.clip(np.rint(levels * jitter.value), 0, 255)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
     return cv2.cvtColor(cv2.LUT(hsv, table), cv2.COLOR_HSV2RGB)
+
+
+def colour_jitter(image: np.ndarray, rng: np.random.Generator, ranges: JitterRanges) -> np.ndarray:
+    """A random hue shift and saturation/brightness scaling (draw_jitter + apply_jitter)."""
+    return apply_jitter(image, draw_jitter(rng, ranges))

@@ -91,6 +91,9 @@ class DecodedCache:
 
     @staticmethod
     def _pack(record):
+        if isinstance(record, dict) and PACKED_KEY in record:  # already packed (records.py)
+            key = "fg" if "fg" in record else "image"
+            return key, _frozen(np.array(record[PACKED_KEY]))
         key = _colour_key(record)
         if key is not None:
             colour, alpha = record[key], record["alpha"]

@@ -15,7 +15,10 @@ cost. `sample_cache_mb` keeps decoded foregrounds + mattes in memory per process
 set that fits is decoded once per worker and never again (samples unchanged, bit for bit);
 `bg_cache_mb` does the same for backgrounds. Folders prepared with
 `python -m modnet_jax.data.prepare --format raw` hold .npy arrays that are memory-mapped
-instead of decoded (any layout accepts them; extension .npy). `malloc_tuning` keeps image
+instead of decoded (any layout accepts them; extension .npy); `--format arrayrecord`
+writes one ArrayRecord file read with `layout=prepared` (data/records.py; a prepared
+`bg_root` is recognised by its prepared.json). `augment_on_device` moves the per-pixel
+recipe into the train step (docs/data.md, "Feeding the accelerators"). `malloc_tuning` keeps image
 buffers allocated between samples (see pipeline.tune_malloc). Float fields (MiB) take ints.
 """
 
@@ -74,6 +77,12 @@ _DEFAULTS = dict(
     hue_degrees=10.0,
     saturation_range=(0.7, 1.3),
     value_range=(0.7, 1.3),
+    augment_on_device=False,   # training: the host only crops (uint8, at precrop_size) and
+                               # draws; resize, flip, jitter, compositing and trimap run in the
+                               # train step (modnet_jax/device_augment.py, docs/data.md); not with
+                               # recomposite. Validation batches are always made on the host
+    precrop_size=0,            # side of the crops handed to the device; 0: image_size x
+                               # max(scale_range) (larger crops are shrunk to it on the host)
     # --- loading ------------------------------------------------------------------------
     num_workers=0,             # > 0: Grain multiprocess workers (needs a __main__ guard)
     read_threads=2,            # in-process prefetch threads (each builds whole batches)
@@ -121,6 +130,11 @@ def resolve_config(data_cfg) -> ml_collections.ConfigDict:
     for name in ("sample_cache_mb", "bg_cache_mb"):
         if float(merged[name]) < 0:
             raise ValueError(f"{name} must be >= 0 (0 = no cache), got {merged[name]}")
+    if bool(merged["augment_on_device"]) and bool(merged["recomposite"]):
+        raise ValueError("augment_on_device does not support recomposite (its foreground "
+                         "estimate runs on the host): set one of them False")
+    if int(merged["precrop_size"]) < 0:
+        raise ValueError(f"precrop_size must be >= 0 (0 = automatic), got {merged['precrop_size']}")
     if int(merged["num_workers"]) < 0:
         raise ValueError(f"num_workers must be >= 0, got {merged['num_workers']}")
     cfg = ml_collections.ConfigDict(merged)

@@ -15,6 +15,9 @@ Training chain (one `MapDataset`, then an iterator):
 * Batches are dicts of uint8 numpy arrays, NHWC, leading axis = per-host batch size:
   image [B,H,W,3], alpha [B,H,W,1], trimap [B,H,W,1] in {0,128,255}, plus fg and bg
   [B,H,W,3] when the samples are composited. Normalisation happens on the device.
+  With ``augment_on_device`` (training streams only) they are the device path's instead:
+  crop [B,P,P,4] (colour + alpha; 3 channels unlabelled), bg_crop [B,P,P,3] when
+  composited, draws float32 [B,9] (data/recipe.py; ``modnet_jax.device_augment``).
 * Sharding: with `shard_count` k, `batch_size` B is the per-host batch and the global
   batch (k*B samples) is the same whatever k is: host i yields rows [i*B, (i+1)*B) of each
   global batch, i.e. batches i, i+k, i+2k, ... of the B-sample stream (and only builds those).
@@ -38,7 +41,7 @@ import cv2
 import grain
 import numpy as np
 
-from modnet_jax.data import augment, cache, sources
+from modnet_jax.data import augment, cache, recipe, records, sources
 from modnet_jax.data.config import layout_spec, resolve_config
 from modnet_jax.data.report import LOGGER, DatasetError, UnusableFile
 from modnet_jax.data.samples import SampleBuilder, SampleOptions, stack_batch
@@ -100,6 +103,13 @@ def _labelled(cfg, layout: str, root, split: str, image_size: int):
     if spec.kind == "unlabelled":
         raise DatasetError(f"layout {layout!r} has no mattes: use make_unlabelled_iterator, or a "
                            "labelled layout for training and evaluation")
+    if spec.kind == "prepared":
+        folder = sources.require_folder(root, f"layout {layout!r}: data root")
+        indices = np.arange(int(records.read_meta(folder)["count"]))
+        if cfg.val_root is None and split in ("train", "val") and len(indices):
+            held = _held_out(len(indices), float(cfg.val_fraction), int(cfg.split_seed))
+            indices = indices[held == (split == "val")]
+        return records.PreparedSource(folder, indices), None
     candidates = (tuple(cfg.subdirs),) if cfg.subdirs else spec.subdirs
     first, second = sources.resolve_subdirs(root, candidates, layout)
     names = ("fg", "alpha") if spec.kind == "fg_alpha" else ("image", "matte")
@@ -121,10 +131,19 @@ def _decode_min_side(cfg, image_size: int) -> int:
     return int(np.ceil(image_size * max(1.0, float(max(cfg.scale_range)))))
 
 
+def _kind(layout: str, root) -> str:
+    """The layout's kind; a prepared folder's is the kind of the layout it was made from."""
+    kind = layout_spec(layout).kind
+    return records.read_meta(root)["kind"] if kind == "prepared" else kind
+
+
 def _backgrounds(cfg, image_size: int):
     if cfg.bg_root is None:
         length, seed = _PROCEDURAL_BACKGROUNDS, int(cfg.synthetic_seed)
         return sources.ProceduralBackgrounds(length, seed, image_size), "procedural"
+    if records.is_prepared(cfg.bg_root):
+        backgrounds = records.PreparedSource(cfg.bg_root, images=True)
+        return backgrounds, f"{len(backgrounds)} prepared in {cfg.bg_root}"
     folder = sources.require_folder(cfg.bg_root, "bg_root")
     scan = sources.scan_images(folder, bool(cfg.verify_files))
     if not scan.entries:
@@ -133,10 +152,12 @@ def _backgrounds(cfg, image_size: int):
     return backgrounds, f"{len(scan.entries)} from {folder}"
 
 
-def _options(cfg, image_size: int, **extra) -> SampleOptions:
+def _options(cfg, image_size: int, split: str, **extra) -> SampleOptions:
     jitter = augment.JitterRanges(float(cfg.hue_degrees), tuple(cfg.saturation_range),
                                   tuple(cfg.value_range))
-    return SampleOptions(
+    device = bool(cfg.augment_on_device) and split != "val"
+    precrop = int(cfg.precrop_size) or recipe.precrop_size(image_size, cfg.scale_range)
+    return SampleOptions(device=device, precrop_size=precrop,
         image_size=int(image_size), augment=bool(cfg.augment), scale_range=tuple(cfg.scale_range),
         subject_bias=float(cfg.subject_bias), flip=bool(cfg.flip),
         color_jitter=bool(cfg.color_jitter), jitter=jitter,
@@ -160,7 +181,7 @@ def _plan(cfg, split: str, image_size: int) -> SplitPlan:
         source = sources.UnlabelledSource(scan.entries, min_side=_decode_min_side(cfg, image_size))
     else:
         source, scan = _labelled(cfg, layout, root, split, image_size)
-        composited = layout_spec(layout).kind in ("synthetic", "fg_alpha") or bool(cfg.recomposite)
+        composited = _kind(layout, root) in ("synthetic", "fg_alpha") or bool(cfg.recomposite)
         if composited:
             backgrounds, bg_text = _backgrounds(cfg, image_size)
     image_only = split == "unlabelled"  # SOC from a labelled layout: its images, no labels
@@ -170,7 +191,9 @@ def _plan(cfg, split: str, image_size: int) -> SplitPlan:
     if len(source) == 0:
         reason = (f"{len(summary.skipped)} file(s) were skipped, see the warnings above"
                   if summary.skipped else "nothing matched")
-        hint = "; set val_fraction > 0 or val_root" if split == "val" and cfg.val_root is None else ""
+        hint = ("" if split != "val" or cfg.val_root is not None else
+                f"; val_fraction={cfg.val_fraction} holds out none: raise it or set val_root"
+                if float(cfg.val_fraction) > 0 else "; set val_fraction > 0 or val_root")
         raise DatasetError(f"data[{split}]: layout {layout!r} at {root or '(generated)'} has no "
                            f"usable samples ({reason}){hint}")
     if split != "val":  # validation is one pass per evaluation (rebuilt each time): no hits
@@ -180,7 +203,8 @@ def _plan(cfg, split: str, image_size: int) -> SplitPlan:
     if str(summary) not in _LOGGED:  # once per process, not at every (re)build
         _LOGGED.add(str(summary))
         LOGGER.info("%s", summary)
-    return SplitPlan(source, backgrounds, _options(cfg, image_size, image_only=image_only), summary)
+    return SplitPlan(source, backgrounds, _options(cfg, image_size, split, image_only=image_only),
+                     summary)
 
 
 def _probe(source, split: str) -> None:

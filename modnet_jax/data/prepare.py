@@ -45,7 +45,6 @@ import argparse
 import io
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -58,10 +57,11 @@ from modnet_jax.cliutil import EXIT_SKIPPED, EXIT_USAGE, add_version, dashed
 from modnet_jax.data import sources
 from modnet_jax.data.config import LAYOUTS, layout_spec
 from modnet_jax.data.report import DatasetError, UnusableFile
-from modnet_jax.imaging import decode
+from modnet_jax.imaging import decode, output
 from modnet_jax.imaging.files import RAW_EXTENSION, extension
+from modnet_jax.progress import Progress
 
-FORMATS = ("encoded", "raw")
+FORMATS = ("encoded", "raw", "arrayrecord")
 DEFAULT_MAX_SHORT_SIDE = 768  # 1.5 x 512: image_size 512 at the default scale_range (1, 1.5)
 JPEG_QUALITY = 95
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
@@ -123,18 +123,13 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _write_atomic(path: str, payload: bytes) -> int:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.partial{os.getpid()}"
-    with open(temp, "wb") as handle:
-        handle.write(payload)
-    os.replace(temp, path)
+    output.atomic_write(path, payload)  # an OSError (WriteError) naming path; no temp left
     return len(payload)
 
 
 def _copy_atomic(source: str, path: str) -> int:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.partial{os.getpid()}"
-    shutil.copyfile(source, temp)
-    os.replace(temp, path)
+    output.atomic_copy(source, path)
     return os.path.getsize(path)
 
 
@@ -264,8 +259,8 @@ def prepare(layout: str, root: str, output: str, max_short_side: int = DEFAULT_M
             jobs: int = 0, overwrite: bool = False, subdirs=None, progress=None,
             fmt: str = "encoded") -> tuple:
     """Writes the resized copy; returns (Report, unit). `jobs` <= 0: one per CPU core;
-    `progress(done, total)` is called now and then; `fmt`: "encoded" (JPEG + PNG) or "raw"
-    (.npy arrays)."""
+    `progress(done, total)` is called after each input; `fmt`: "encoded" (JPEG + PNG), "raw"
+    (.npy arrays) or "arrayrecord" (one ArrayRecord file: data/records.py)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
     if max_short_side < 1:
@@ -273,8 +268,15 @@ def prepare(layout: str, root: str, output: str, max_short_side: int = DEFAULT_M
     if os.path.realpath(output) == os.path.realpath(root) or \
             os.path.realpath(output).startswith(os.path.realpath(root) + os.sep):
         raise ValueError(f"--output {output} must not be --root or inside it")
-    worker, tasks, unit, skipped = _tasks(layout, root, output, int(max_short_side), overwrite,
-                                          subdirs, fmt)
+    kind = None
+    if fmt == "arrayrecord":
+        from modnet_jax.data import prepare_records
+
+        worker, tasks, unit, kind, skipped = prepare_records.tasks(layout, root,
+                                                                    int(max_short_side), subdirs)
+    else:
+        worker, tasks, unit, skipped = _tasks(layout, root, output, int(max_short_side),
+                                              overwrite, subdirs, fmt)
     report = Report(skipped=list(skipped), scan_skipped=len(skipped))
     if not tasks:
         raise DatasetError(f"{root}: nothing usable to prepare for layout {layout!r} "
@@ -288,10 +290,14 @@ def prepare(layout: str, root: str, output: str, max_short_side: int = DEFAULT_M
                                    initializer=cv2.setNumThreads, initargs=(1,))
         outcomes = pool.map(worker, tasks, chunksize=max(1, min(16, len(tasks) // (4 * jobs))))
     try:
-        for done, outcome in enumerate(outcomes, 1):
-            report.add(outcome)
-            if progress is not None and (done % 100 == 0 or done == len(tasks)):
-                progress(done, len(tasks))
+        if kind is not None:
+            prepare_records.write(outcomes, report, output, kind, int(max_short_side), overwrite,
+                                  progress, len(tasks))
+        else:
+            for done, outcome in enumerate(outcomes, 1):
+                report.add(outcome)
+                if progress is not None:
+                    progress(done, len(tasks))
     finally:
         if jobs != 1:
             pool.shutdown(cancel_futures=True)
@@ -317,9 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default="encoded",
                         help="encoded: JPEG images + PNG mattes (small files); raw: uncompressed "
                              ".npy arrays, memory-mapped when training (no decoding; about 3 MiB "
-                             "per 768x1365 image, ~10x the JPEG size)")
+                             "per 768x1365 image, ~10x the JPEG size); arrayrecord: the same "
+                             "pixels in one ArrayRecord file, read with data.layout=prepared "
+                             "(checked after writing)")
     parser.add_argument("--jobs", type=int, default=0,
                         help="worker processes (default: one per CPU core)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true",
                         help="rewrite files already present in --output (default: keep them, "
                              "so an interrupted run resumes)")
@@ -331,9 +340,13 @@ def main(argv=None) -> int:
     2 nothing could be done (bad options, missing or unusable dataset)."""
     args = build_parser().parse_args(dashed(argv))
     start = time.perf_counter()
+    bar = []
 
     def progress(done, total):
-        print(f"  {done}/{total} done ({time.perf_counter() - start:.0f}s)", flush=True)
+        if not bar:
+            bar.append(Progress(total, desc=os.path.basename(os.path.normpath(args.output)),
+                                unit="inputs", enabled=not args.quiet))
+        bar[0].update(done - bar[0].count)
 
     try:
         report, unit = prepare(args.layout, args.root, args.output, args.max_short_side,
@@ -341,6 +354,9 @@ def main(argv=None) -> int:
     except (DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if bar:
+            bar[0].close()
     for path, reason in report.skipped[report.scan_skipped:]:
         print(f"skipped {path}: {reason}")
     if report.scan_skipped:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from modnet_jax.data import augment
+from modnet_jax.data import augment, recipe
 from modnet_jax.data.augment import JitterRanges
 from modnet_jax.data.cache import PACKED_KEY
 from modnet_jax.data.report import DatasetError, UnusableFile, report_skip
 from modnet_jax.imaging.compositing import composite, estimate_foreground
-from modnet_jax.imaging.trimap import band_radius, make_trimap, random_band_radius
+from modnet_jax.imaging.trimap import make_trimap
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class SampleOptions:
     recomposite: bool = False
     image_only: bool = False
     max_retries: int = 8
+    device: bool = False         # hand crops + draws to the device stage (_for_device)
+    precrop_size: int = 0        # the device path's canvas side (recipe.precrop_size)
 
 
 def load_with_fallback(source, index: int, max_retries: int, bad: set):
@@ -87,68 +90,70 @@ class SampleBuilder:
     def __call__(self, index, rng: np.random.Generator | None = None) -> dict:
         opts = self.options
         record = load_with_fallback(self.source, index, opts.max_retries, self._bad_samples)
-        random = rng is not None and opts.augment
-        if "alpha" not in record:
-            return self._unlabelled(record["image"], rng if random else None)
-        alpha = record["alpha"]
+        if rng is not None and not opts.augment:
+            rng = None
+        alpha = record.get("alpha")
         colour = record["fg"] if "fg" in record else record["image"]
+        composited = alpha is not None and ("fg" in record or opts.recomposite)
+        loaded = {}
+
+        def background_shape(choice: int) -> tuple:
+            loaded["bg"] = load_with_fallback(self.backgrounds, choice % len(self.backgrounds),
+                                              opts.max_retries, self._bad_backgrounds)
+            return loaded["bg"].shape[:2]
+
+        draws = recipe.draw_sample(opts, rng, index, alpha, colour.shape[:2],
+                                   len(self.backgrounds) if composited else 0,
+                                   background_shape if composited else None)
+        if opts.device:
+            return self._for_device(record, loaded.get("bg"), draws)
+        if alpha is None:
+            image = augment.crop_resize(colour, draws.window, opts.image_size)
+            return {"image": augment.hflip(image) if draws.flip else image}
         size = opts.image_size
-        height, width = alpha.shape
-        window = (augment.random_window(height, width, rng, opts.scale_range, alpha,
-                                        opts.subject_bias)
-                  if random else augment.centre_window(height, width))
         packed = record.get(PACKED_KEY)
-        flip = random and opts.flip and rng.random() < 0.5
         if packed is not None:
             # Cached record: colour + alpha as one [H, W, 4] array, resized (and flipped) in
             # one pass; the same pixels as the two separate calls below.
-            both = augment.crop_resize(packed, window, size)
-            colour, alpha = augment.split_colour_alpha(augment.hflip(both) if flip else both)
+            both = augment.crop_resize(packed, draws.window, size)
+            colour, alpha = augment.split_colour_alpha(augment.hflip(both) if draws.flip else both)
         else:
-            alpha = augment.crop_resize(alpha, window, size)
-            colour = augment.crop_resize(colour, window, size)
-            if flip:
+            alpha = augment.crop_resize(alpha, draws.window, size)
+            colour = augment.crop_resize(colour, draws.window, size)
+            if draws.flip:
                 alpha, colour = augment.hflip(alpha), augment.hflip(colour)
-        composited = "fg" in record or opts.recomposite
         if composited and "fg" not in record:
             colour = estimate_foreground(colour, alpha)
-        if random and opts.color_jitter:
-            colour = augment.colour_jitter(colour, rng, opts.jitter)
+        if draws.jitter is not None:
+            colour = augment.apply_jitter(colour, draws.jitter)
         if composited:
-            bg = self._background(index, rng if random else None)
+            bg = augment.crop_resize(loaded["bg"], draws.bg_window, size)
+            bg = augment.hflip(bg) if draws.bg_flip else bg
             sample = {"image": composite(colour, bg, alpha), "fg": colour, "bg": bg}
         else:
             sample = {"image": colour}
-        if random:
-            radius = random_band_radius(rng, size, opts.trimap_kernel_range)
-        else:
-            radius = band_radius(size, sum(opts.trimap_kernel_range) / 2)
-        trimap = make_trimap(alpha, radius, opts.trimap_fg_threshold, opts.trimap_bg_threshold)
+        trimap = make_trimap(alpha, draws.radius, opts.trimap_fg_threshold,
+                             opts.trimap_bg_threshold)
         sample["alpha"], sample["trimap"] = alpha[:, :, None], trimap[:, :, None]
         if opts.image_only:
             return {"image": sample["image"]}
         return sample
 
-    def _background(self, index: int, rng: np.random.Generator | None) -> np.ndarray:
-        opts = self.options
-        choice = int(rng.integers(len(self.backgrounds))) if rng is not None else index
-        bg = load_with_fallback(self.backgrounds, choice % len(self.backgrounds),
-                                opts.max_retries, self._bad_backgrounds)
-        height, width = bg.shape[:2]
-        if rng is None:
-            return augment.crop_resize(bg, augment.centre_window(height, width), opts.image_size)
-        window = augment.random_window(height, width, rng, opts.scale_range)
-        bg = augment.crop_resize(bg, window, opts.image_size)
-        return augment.hflip(bg) if opts.flip and rng.random() < 0.5 else bg
-
-    def _unlabelled(self, image: np.ndarray, rng: np.random.Generator | None) -> dict:
-        opts = self.options
-        height, width = image.shape[:2]
-        if rng is None:
-            window = augment.centre_window(height, width)
-        else:
-            window = augment.random_window(height, width, rng, opts.scale_range)
-        image = augment.crop_resize(image, window, opts.image_size)
-        if rng is not None and opts.flip and rng.random() < 0.5:
-            image = augment.hflip(image)
-        return {"image": image}
+    def _for_device(self, record: dict, bg, draws: recipe.Draws) -> dict:
+        """The device path's sample: uint8 crops in fixed-size canvases and the draws
+        (recipe.precrop, recipe.device_params); modnet_jax.device_augment makes the pixels."""
+        size = self.options.precrop_size
+        colour = record.get(PACKED_KEY)
+        if colour is None:
+            colour = record["fg"] if "fg" in record else record["image"]
+            if "alpha" in record:
+                colour = cv2.merge([np.ascontiguousarray(colour),
+                                    np.ascontiguousarray(record["alpha"])])
+        image_size = self.options.image_size
+        crop, side = recipe.precrop(colour, draws.window, size, image_size)
+        sample = {"crop": crop}
+        bg_side = 0
+        if bg is not None:
+            sample["bg_crop"], bg_side = recipe.precrop(bg, draws.bg_window, size, image_size)
+        sample["draws"] = recipe.device_params(draws, side, bg_side)
+        return sample

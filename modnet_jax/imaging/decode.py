@@ -11,9 +11,9 @@ Policies decided here (documented once, relied on by every source):
 * Headers (size, channels, depth) come from the `imagesize` library; our own marker walker
   was ~2x faster per file (81 vs 163 us median on 800 cached files, loaded machine;
   benchmarks/RESULTS.md) but that is ~1 s per 20,000 files once per run, not worth the code.
-* Truncated files: OpenCV decodes a truncated JPEG without an error (the missing rows come
-  out grey), so JPEG and PNG files are checked for their end marker (JPEG EOI, PNG IEND;
-  trailing zero padding is tolerated) both at start-up and when decoded.
+* Files are decoded by what their content is, the extension being only a hint, and refused
+  when incomplete, claiming a decompression bomb or holding NaN/infinity: `checks` decides,
+  both at start-up (`probe_header`) and when decoded.
 * Mattes (alpha files) are converted to 8-bit single channel:
   - 16-bit: scaled, round(a * 255 / 65535); float files are taken as [0, 1].
   - RGBA: the alpha channel is used when it carries information (is not all opaque); a
@@ -28,17 +28,14 @@ Policies decided here (documented once, relied on by every source):
   be decoded that way are decoded in full and shrunk to that size with area averaging, so a
   JPEG photo and its PNG matte come out the same size. `reduction_for` picks the factor that
   keeps the short side at or above a required length, so no detail the sample needs is lost.
-* Raw files (`.npy`, written by `prepare --format raw`): uint8 RGB [H, W, 3] or matte [H, W]
-  arrays, memory-mapped read-only instead of decoded, so reading one costs page copies of
-  the rows a crop touches. Their header is checked like a PNG/JPEG header (dtype, layout,
-  length); the returned arrays are read-only views of the file.
+* Raw files (`.npy` content, written by `prepare --format raw`): memory-mapped read-only
+  instead of decoded (`raw`); the returned arrays are read-only views of the file.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -47,16 +44,16 @@ import cv2
 import imagesize
 import numpy as np
 
-from modnet_jax.imaging.files import JPEG_EXTENSIONS, RAW_EXTENSION, UnusableFile, extension
-from modnet_jax.imaging.files import note_once
+from modnet_jax.imaging import raw
+from modnet_jax.imaging.checks import check_claimed_size, check_complete, check_finite
+from modnet_jax.imaging.checks import check_pixels, content_kind
+from modnet_jax.imaging.files import UnusableFile, note_once
+from modnet_jax.imaging.signatures import HEAD_BYTES, kind_from_head
 
 # Largest per-pixel channel disagreement still read as a grey matte (JPEG chroma noise).
 CHANNEL_TOLERANCE = 8
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_END = b"IEND\xaeB`\x82"
 _JPEG_START = b"\xff\xd8"
-_JPEG_END = b"\xff\xd9"
 _COLOUR_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _REDUCED_FLAGS = {
     1: _COLOUR_FLAGS,
@@ -79,17 +76,7 @@ class HeaderInfo:
     bit_depth: int
 
 
-def _check_complete(path: str, tail: bytes) -> None:
-    """Raises UnusableFile when a JPEG/PNG file lacks its end marker (i.e. is truncated)."""
-    ext = extension(path)
-    tail = tail.rstrip(b"\x00")
-    if ext in (".jpg", ".jpeg") and not tail.endswith(_JPEG_END):
-        raise UnusableFile(path, "truncated JPEG (no end-of-image marker)")
-    if ext == ".png" and not tail.endswith(_PNG_END):
-        raise UnusableFile(path, "truncated PNG (no IEND chunk)")
-
-
-def _header_info(path: str, source) -> HeaderInfo:
+def _header_info(path: str, source, kind: str | None = None) -> HeaderInfo:
     """Size, channels and bit depth from the `imagesize` library (path or binary stream).
 
     imagesize reports `colors` = 2 ** (bits per sample x colour channels) for PNG and -1 for
@@ -98,7 +85,7 @@ def _header_info(path: str, source) -> HeaderInfo:
     try:
         info = imagesize.get_info(source, dpi=False, exif_rotation=False)
     except (ValueError, struct.error, IndexError) as err:
-        what = "not a PNG file" if extension(path) == ".png" else "corrupt JPEG header"
+        what = "not a PNG file" if kind == "png" else "corrupt JPEG header"
         raise UnusableFile(path, f"{what} (unreadable header: {err})") from err
     if info.width <= 0 or info.height <= 0:
         raise UnusableFile(path, "corrupt image header (no size found)")
@@ -108,13 +95,6 @@ def _header_info(path: str, source) -> HeaderInfo:
     if info.colors > 0:
         depth = max(1, round(math.log2(info.colors) / colour_channels))
     return HeaderInfo(int(info.width), int(info.height), channels, depth)
-
-
-def _check_signature(path: str, head: bytes) -> None:
-    if extension(path) == ".png" and not head.startswith(_PNG_SIGNATURE):
-        raise UnusableFile(path, "not a PNG file (bad signature)")
-    if extension(path) in JPEG_EXTENSIONS and not head.startswith(_JPEG_START):
-        raise UnusableFile(path, "not a JPEG file (bad signature)")
 
 
 def exif_orientation(data: bytes) -> int:
@@ -159,14 +139,15 @@ def _tiff_orientation(tiff: bytes) -> int:
 
 
 def file_orientation(path: str, data: bytes | None = None) -> int:
-    """`exif_orientation` of a file (JPEG only; its first 256 KiB are read when `data` is
-    None); 1 for every other format."""
-    if extension(path) not in JPEG_EXTENSIONS:
-        return 1
+    """`exif_orientation` of a file (JPEG content only, whatever its name; its first 256 KiB
+    are read when `data` is None); 1 for every other format."""
     if data is None:
         try:
             with open(path, "rb") as handle:
-                data = handle.read(1 << 18)
+                data = handle.read(len(_JPEG_START))
+                if data != _JPEG_START:
+                    return 1
+                data += handle.read((1 << 18) - len(data))
         except OSError as err:
             raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
     return exif_orientation(data)
@@ -194,15 +175,14 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
 def probe_header(path: str) -> HeaderInfo | None:
     """Size, channels and depth of a PNG/JPEG file, plus a truncation check.
 
-    Returns None for other formats (they are checked when decoded). Raises UnusableFile.
+    Formats are judged by content (a PNG named .jpg is probed as a PNG; a raw .npy array by
+    its header, whatever its name). Returns None for other image formats (they are checked
+    when decoded). Raises UnusableFile, also for a file that is no image (a video, a GIF...).
     Reads only the header and the last bytes, so the start-up scan of a large dataset
     stays cheap.
     """
-    ext = extension(path)
-    if ext == RAW_EXTENSION:
+    if raw.known(path):
         return _raw_header(path)
-    if ext not in (".png", ".jpg", ".jpeg"):
-        return None
     try:
         with open(path, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
@@ -210,67 +190,19 @@ def probe_header(path: str) -> HeaderInfo | None:
                 raise UnusableFile(path, "empty file")
             # Header first: a file that is not an image at all should say so, not "truncated".
             handle.seek(0)
-            _check_signature(path, handle.read(8))
+            kind = content_kind(path, handle.read(HEAD_BYTES))
+            if kind == "npy":
+                return _raw_header(path)
+            if kind not in ("png", "jpeg"):
+                return None
             handle.seek(0)
-            info = _header_info(path, handle)
+            info = _header_info(path, handle, kind)
+            check_pixels(path, info.width, info.height)
             handle.seek(max(0, size - 64))
-            _check_complete(path, handle.read())
+            check_complete(path, kind, handle.read())
             return info
     except OSError as err:
         raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
-
-
-_RAW_HEADERS: dict = {}  # path -> (HeaderInfo, data offset, shape): .npy headers parsed once
-
-
-def _raw_layout(path: str) -> tuple:
-    """(HeaderInfo, data offset, shape) of a raw .npy image, checking dtype, layout and file
-    length; cached per process (parsing a .npy header costs more than mapping the file)."""
-    known = _RAW_HEADERS.get(path)
-    if known is not None:
-        return known
-    try:
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read(handle)
-            offset = handle.tell()
-            size = handle.seek(0, os.SEEK_END)
-    except OSError as err:
-        raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
-    except ValueError as err:
-        raise UnusableFile(path, f"not a .npy array file ({err})") from err
-    if dtype != np.uint8 or fortran or len(shape) not in (2, 3) or \
-            (len(shape) == 3 and shape[2] not in (1, 3)) or min(shape[:2]) == 0:
-        raise UnusableFile(path, f"raw image must be uint8 [H, W] or [H, W, 3] in C order, "
-                           f"not {dtype} {shape}{' (Fortran order)' if fortran else ''}")
-    if size - offset < int(np.prod(shape)):
-        raise UnusableFile(path, "truncated .npy file (fewer bytes than its shape needs)")
-    head = HeaderInfo(int(shape[1]), int(shape[0]), 1 if len(shape) == 2 else int(shape[2]), 8)
-    _RAW_HEADERS[path] = head, offset, tuple(int(n) for n in shape)
-    return _RAW_HEADERS[path]
-
-
-def _raw_header(path: str) -> HeaderInfo:
-    return _raw_layout(path)[0]
-
-
-def load_raw(path: str, channels: int) -> np.ndarray:
-    """A raw .npy image, memory-mapped read-only (no decoding: pages are read as the crop
-    touches them): uint8 [H, W, 3] for channels=3, [H, W] for channels=1."""
-    head, offset, shape = _raw_layout(path)
-    if head.channels != channels:
-        what = "an RGB image [H, W, 3]" if channels == 3 else "a matte [H, W]"
-        raise UnusableFile(path, f"raw file has {head.channels} channel(s); expected {what}")
-    try:
-        with open(path, "rb") as handle:
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        array = np.frombuffer(mapped, np.uint8, int(np.prod(shape)), offset)
-    except (OSError, ValueError) as err:  # e.g. the file shrank since its header was read
-        _RAW_HEADERS.pop(path, None)
-        raise UnusableFile(path, f"cannot map the .npy file ({err})") from err
-    return array.reshape((head.height, head.width, 3) if channels == 3 else shape[:2])
 
 
 def image_size(path: str) -> tuple[int, int] | None:
@@ -278,7 +210,7 @@ def image_size(path: str) -> tuple[int, int] | None:
     imagesize reads: JPEG, PNG, BMP, TIFF, WebP, PPM/PGM...; raw .npy too), or None when
     unknown. The EXIF orientation is not applied (`file_orientation` says how to turn it)."""
     try:
-        if extension(path) == RAW_EXTENSION:
+        if raw.is_raw(path):
             head = _raw_header(path)
             return head.height, head.width
         width, height = imagesize.get(path, exif_rotation=False)
@@ -287,16 +219,39 @@ def image_size(path: str) -> tuple[int, int] | None:
     return (int(height), int(width)) if width > 0 and height > 0 else None
 
 
+def _raw_header(path: str) -> HeaderInfo:
+    shape = raw.layout(path)[1]
+    return HeaderInfo(shape[1], shape[0], raw.channels_of(shape), 8)
+
+
+def _encoded(path: str, data: bytes | None) -> bytes | None:
+    """The bytes to decode (`data`, else `read_file`), or None when the file is a raw .npy
+    array (by content), which is memory-mapped instead."""
+    if data is None:
+        if raw.is_raw(path):
+            return None
+        data = read_file(path)
+    return None if kind_from_head(data[:HEAD_BYTES]) == "npy" else data
+
+
 def header_from_bytes(path: str, data: bytes) -> HeaderInfo | None:
-    """`probe_header` for a file already in memory (no truncation check); None if not PNG/JPEG."""
-    if extension(path) not in (".png",) + JPEG_EXTENSIONS:
+    """The header of a file already in memory (no truncation check), judged by content: PNG
+    and JPEG as `probe_header`, other images as far as imagesize reads them, a .npy array's
+    shape; None for unrecognised content. Raises UnusableFile for an unreadable header."""
+    kind = content_kind(path, data[:HEAD_BYTES])
+    if kind is None:
         return None
-    _check_signature(path, data[:8])
-    return _header_info(path, io.BytesIO(data))
+    if kind == "npy":
+        shape = raw.shape_from_bytes(path, data)
+        if len(shape) not in (2, 3):
+            raise UnusableFile(path, f"raw image must be [H, W] or [H, W, 3], not {shape}")
+        return HeaderInfo(shape[1], shape[0], raw.channels_of(shape), 8)
+    return _header_info(path, io.BytesIO(data), kind)
 
 
 def read_file(path: str) -> bytes:
-    """The bytes of an image file; UnusableFile if it cannot be read, is empty or truncated."""
+    """The bytes of an image file; UnusableFile if it cannot be read, is empty, truncated, is
+    no image (by content: a video, a GIF...) or claims more than `MAX_DECODE_PIXELS`."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -304,7 +259,10 @@ def read_file(path: str) -> bytes:
         raise UnusableFile(path, f"cannot read ({err.strerror or err})") from err
     if not data:
         raise UnusableFile(path, "empty file")
-    _check_complete(path, data[-64:])
+    kind = content_kind(path, data[:HEAD_BYTES])
+    if kind != "npy":
+        check_complete(path, kind, data[-64:])
+        check_claimed_size(path, data)
     return data
 
 
@@ -344,11 +302,13 @@ def decode_rgb(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndar
     then the JPEG's EXIF orientation is applied. `data`: the file's bytes when the caller has
     read them already (`read_file`).
     """
-    if extension(path) == RAW_EXTENSION:
-        image = load_raw(path, 3)
+    data = _encoded(path, data)
+    if data is None:
+        image = raw.load(path, 3)
         return _shrink(np.asarray(image), reduce) if reduce > 1 else image
-    reduced = reduce > 1 and extension(path) in JPEG_EXTENSIONS
-    data = read_file(path) if data is None else data
+    if kind_from_head(data[:HEAD_BYTES]) == "tiff":  # the one format that holds floats
+        check_finite(path, _decode_unchanged(path, data))
+    reduced = reduce > 1 and data.startswith(_JPEG_START)
     image = cv2.imdecode(_read_bytes(path, data), _REDUCED_FLAGS[reduce if reduced else 1])
     if image is None:
         raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
@@ -365,6 +325,7 @@ def _to_uint8(path: str, array: np.ndarray) -> np.ndarray:
                   "(other 16-bit alpha files are converted without a message)")
         return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if array.dtype in (np.float32, np.float64):
+        check_finite(path, array)
         note_once("alpha_float", f"alpha file {path} is floating point: read as [0, 1]")
         return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
     raise UnusableFile(path, f"unsupported alpha sample type {array.dtype}")
@@ -428,19 +389,19 @@ def decode_alpha(path: str, reduce: int = 1, data: bytes | None = None,
 
 
 def _decode_alpha(path: str, reduce: int = 1, data: bytes | None = None) -> np.ndarray:
-    if extension(path) == RAW_EXTENSION:
-        alpha = load_raw(path, 1)
+    data = _encoded(path, data)
+    if data is None:
+        alpha = raw.load(path, 1)
         return _shrink(np.asarray(alpha), reduce) if reduce > 1 else alpha
-    data = read_file(path) if data is None else data
     if reduce > 1:
-        head = header_from_bytes(path, data) if extension(path) in JPEG_EXTENSIONS else None
+        head = header_from_bytes(path, data) if data.startswith(_JPEG_START) else None
         if head is not None and head.bit_depth == 8 and head.channels in (1, 3):
             grey = head.channels == 1
             flags = _REDUCED_GREY_FLAGS[reduce] if grey else _REDUCED_FLAGS[reduce]
-            raw = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-            if raw is None:
+            decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+            if decoded is None:
                 raise UnusableFile(path, "OpenCV cannot decode it (corrupt or unsupported format)")
-            return raw if grey else _grey_from_channels(path, raw, "3-channel")
+            return decoded if grey else _grey_from_channels(path, decoded, "3-channel")
         return _shrink(_decode_alpha(path, 1, data), reduce)
     return _matte_plane(path, _to_uint8(path, _decode_unchanged(path, data)))
 
@@ -449,13 +410,15 @@ def decode_alpha_native(path: str, keep_uint8: bool = False) -> np.ndarray:
     """A matte at the file's own precision, same channel policy as `decode_alpha`: float64
     [H, W] in [0, 1] (a 16-bit file keeps its 65536 levels: evaluation scores against it),
     or with `keep_uint8` an 8-bit file's uint8 values (0..255) as they are."""
-    if extension(path) == RAW_EXTENSION:
-        plane = np.asarray(load_raw(path, 1))
+    data = _encoded(path, None)
+    if data is None:
+        plane = np.asarray(raw.load(path, 1))
     else:
-        raw = _decode_unchanged(path, read_file(path))
-        if raw.dtype.kind not in "uif":
-            raise UnusableFile(path, f"unsupported alpha sample type {raw.dtype}")
-        plane = _matte_plane(path, raw)
+        decoded = _decode_unchanged(path, data)
+        if decoded.dtype.kind not in "uif":
+            raise UnusableFile(path, f"unsupported alpha sample type {decoded.dtype}")
+        check_finite(path, decoded)
+        plane = _matte_plane(path, decoded)
     if keep_uint8 and plane.dtype == np.uint8:
         return np.ascontiguousarray(plane)
     return np.clip(plane.astype(np.float64) / _full_scale(plane), 0.0, 1.0)

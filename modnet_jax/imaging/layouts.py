@@ -15,6 +15,8 @@ first pair present is used), and the folder of the dataset's own trimaps if it s
                    P3M-10k/train, or validation/P3M-500-P, or validation/P3M-500-NP)
     am2k           original/ + mask/ (AM-2k train or validation)
     unlabelled     any images and videos, any depth (SOC adaptation)
+    prepared       a folder written by `python -m modnet_jax.data.prepare --format arrayrecord`
+                   (decoded samples of any labelled layout in one ArrayRecord file)
 
 Alias: `p3m` is accepted for `p3m10k` (evaluate used that name before the two were merged);
 `canonical_layout` maps it, and everything downstream sees `p3m10k`.
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LayoutSpec:
-    kind: str                   # synthetic | fg_alpha | image_matte | unlabelled
+    kind: str                   # synthetic | fg_alpha | image_matte | unlabelled | prepared
     subdirs: tuple = ()         # candidate (colour, matte) subfolder pairs, in order
     trimaps: tuple = ()         # folders of the dataset's own trimaps, if it ships them
 
@@ -48,6 +50,7 @@ LAYOUTS = {
                          ("trimap",)),
     "am2k": LayoutSpec("image_matte", (("original", "mask"),), ("trimap",)),
     "unlabelled": LayoutSpec("unlabelled"),
+    "prepared": LayoutSpec("prepared"),
 }
 ALIASES = {"p3m": "p3m10k"}
 # Layouts with photos and ground-truth mattes: what evaluation can score.

@@ -16,6 +16,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from modnet_jax.imaging import output
 from modnet_jax.imaging.files import InputError, UnusableFile
 
 FOURCC_BY_EXT = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
@@ -58,19 +59,48 @@ def count_frames(path: str) -> int:
     return n
 
 
-def open_writer(path: str, fps: float, width: int, height: int) -> cv2.VideoWriter:
-    """A colour ``cv2.VideoWriter`` for ``path`` (codec from the extension). Raises InputError."""
+class VideoOutput:
+    """A ``cv2.VideoWriter`` that writes a temporary name beside ``path`` (see `output`):
+    ``release()`` closes it and renames it to ``path``; ``discard()`` (after a failure)
+    closes and removes it, so a half-written video never appears under the real name."""
+
+    def __init__(self, path: str, fourcc: str, fps: float, size: tuple):
+        self.path = path
+        self._temporary = output.temporary_name(path)
+        self._writer = cv2.VideoWriter(self._temporary, cv2.VideoWriter_fourcc(*fourcc), fps,
+                                       size, True)
+        if not self._writer.isOpened():
+            self.discard()
+            raise InputError(f"{path}: cannot open video for writing (folder missing or not "
+                             f"writable, or codec {fourcc} unavailable)")
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoWriter's name
+        return self._writer is not None
+
+    def write(self, frame: np.ndarray) -> None:
+        self._writer.write(frame)
+
+    def release(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.release()
+            output.commit(self._temporary, self.path)  # InputError if that fails
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.release()
+        output.discard(self._temporary)
+
+
+def open_writer(path: str, fps: float, width: int, height: int) -> VideoOutput:
+    """A colour video writer for ``path`` (codec from the extension; written whole or not at
+    all, see `VideoOutput`). Raises InputError."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in FOURCC_BY_EXT:
         raise InputError(f"{path}: cannot write video with extension {ext!r} "
                          f"(use one of {sorted(FOURCC_BY_EXT)})")
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*FOURCC_BY_EXT[ext]), fps,
-                             (width, height), True)
-    if not writer.isOpened():
-        writer.release()
-        raise InputError(f"{path}: cannot open video for writing (folder missing or not "
-                         f"writable, or codec {FOURCC_BY_EXT[ext]} unavailable)")
-    return writer
+    return VideoOutput(path, FOURCC_BY_EXT[ext], fps, (width, height))
 
 
 def read_frames(cap) -> Iterator[np.ndarray]:

@@ -2,16 +2,34 @@
 image and video files, and the release's processing on the host (``reference``), which the
 engine is tested against. docs/inference.md follows the data from file to output."""
 
-from modnet_jax.inference.checkpoint import CheckpointError, check_variables, load_checked_variables
-from modnet_jax.inference.engine import Matted, MattingEngine, VideoRun
-from modnet_jax.inference.images import (InputError, composite, cutout, parse_colour, read_image,
-                                         read_matte, write_image)
-from modnet_jax.inference.reference import (OneFrameDelay, area_resize, model_input_size,
-                                            one_frame_delay, postprocess, preprocess)
-from modnet_jax.inference.video import count_frames, process_video
+import importlib
 
-__all__ = ["CheckpointError", "InputError", "Matted", "MattingEngine", "OneFrameDelay",
-           "VideoRun", "area_resize", "check_variables", "composite", "count_frames", "cutout",
-           "load_checked_variables", "model_input_size", "one_frame_delay", "parse_colour",
-           "postprocess", "preprocess", "process_video", "read_image", "read_matte",
-           "write_image"]
+# Imported on first use (PEP 562), so that ``modnet_jax.inference.options`` and the command
+# lines' --help do not pay for JAX: name -> the submodule that defines it.
+_EXPORTS = {
+    "CheckpointError": "checkpoint", "check_variables": "checkpoint",
+    "load_checked_variables": "checkpoint",
+    "default_cache_dir": "options", "setup_compile_cache": "cli",
+    "MattingEngine": "engine", "Matted": "engine", "VideoRun": "engine",
+    "InputError": "images", "composite": "images", "cutout": "images",
+    "parse_colour": "images", "read_image": "images", "read_matte": "images",
+    "write_image": "images",
+    "OneFrameDelay": "reference", "one_frame_delay": "reference", "area_resize": "reference",
+    "model_input_size": "reference", "postprocess": "reference", "preprocess": "reference",
+    "count_frames": "video", "process_video": "video",
+}
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

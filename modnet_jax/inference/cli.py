@@ -1,5 +1,6 @@
-"""Pieces shared by the ``predict`` and ``evaluate`` command lines: model options, the engine
-they build, JAX's persistent compilation cache, the CPU split into devices, errors."""
+"""Pieces shared by the ``predict``, ``evaluate`` and ``serve`` commands: the engine they build
+from their options (``options.py``), JAX's persistent compilation cache, the CPU split into
+devices, output folders and errors."""
 
 from __future__ import annotations
 
@@ -14,19 +15,13 @@ from modnet_jax.checkpointing import model_config_for
 from modnet_jax.cliutil import folder_problem
 from modnet_jax.inference.checkpoint import CheckpointError
 from modnet_jax.interop.release_files import model_config_for_release, release_kind
-from modnet_jax.inference.engine import MAX_IMAGE_PIXELS, MattingEngine
+from modnet_jax.inference.engine import MattingEngine
 from modnet_jax.inference.images import InputError, image_size, read_image
-from modnet_jax.inference.reference import MAX_LONG_SIDE, MAX_PIXELS, OFD_THRESHOLD, REF_SIZE
-from modnet_jax.models import MODEL_DEFAULTS
+from modnet_jax.inference.options import COMPILE_CACHE_ENV as ENV_VAR
+from modnet_jax.inference.options import OFD_THRESHOLD, default_cache_dir
 
-CACHE_ENV_VAR = "MODNET_JAX_COMPILE_CACHE"
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
 LOGGER = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "modnet_jax", "jax")
 
 
 def setup_compile_cache(cache_dir: Optional[str] = None) -> Optional[str]:
@@ -36,7 +31,7 @@ def setup_compile_cache(cache_dir: Optional[str] = None) -> Optional[str]:
     (``JAX_COMPILATION_CACHE_DIR``), else ``default_cache_dir()``; "none" turns it off."""
     import jax
 
-    choice = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV_VAR)
+    choice = cache_dir if cache_dir is not None else os.environ.get(ENV_VAR)
     if choice is not None and choice.strip().lower() in ("none", "off", "0", ""):
         jax.config.update("jax_enable_compilation_cache", False)
         return None
@@ -92,60 +87,6 @@ def default_video_batch(devices) -> int:
 
 class UserError(Exception):
     """Ends a command with ``error: <message>`` on one line and a non-zero exit status."""
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("model and checkpoint")
-    g.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="a modnet_jax checkpoint (training workdir, checkpoint manager folder or "
-                        "one step folder), or the released weights as the official ONNX file "
-                        "or a PyTorch state_dict (.pth/.pt/.ckpt), imported on the fly")
-    g.add_argument("--step", type=int, default=None,
-                   help="checkpoint step to load (default: the newest)")
-    g.add_argument("--lr-branch", choices=("se", "easpp"), default=None,
-                   help="semantic branch of a checkpoint that does not record its model "
-                        "(foreign or older files; modnet_jax checkpoints know it). Default: the "
-                        f"checkpoint's record, else {MODEL_DEFAULTS['lr_branch']}")
-    g.add_argument("--hr-channels", type=int, default=None,
-                   help="detail-branch width, likewise (default: the checkpoint's record, "
-                        f"else {MODEL_DEFAULTS['hr_channels']})")
-    g.add_argument("--ref-size", type=int, default=REF_SIZE,
-                   help="reference short side of the release's resize rule (default: "
-                        "%(default)s; sides are then floored to multiples of 32)")
-    g.add_argument("--batch-size", type=int, default=4,
-                   help="photos of equal size run together when this many of them come "
-                        "close together; others run one by one (default: %(default)s). "
-                        "Where photos are shared among several devices (canvases on 2 or "
-                        "more host devices or GPUs: the default on a CPU with 2 or more "
-                        "cores), each device takes one photo at a time and this only sets "
-                        "how many photos may wait for a partner on their canvas (twice this) "
-                        "before a call runs with the devices not all busy")
-    g.add_argument("--resize-back", choices=("area", "bilinear"), default="area",
-                   help="how the matte returns to the image size (default: %(default)s, as "
-                        "the release)")
-    m = parser.add_argument_group(
-        "memory and compilation",
-        "The model input follows the release's rule (short side to --ref-size, sides floored "
-        "to multiples of 32), scaled down when it would exceed --max-long-side or "
-        "--max-pixels (extreme aspect ratios such as a 300x1 image); images above "
-        "--max-image-pixels are skipped with an error line. Photos of different sizes share "
-        "compiled models through zero-padded canvases that give each photo the matte of its "
-        "own size (one model compile per canvas instead of per size; --exact-shapes turns "
-        "this off). Compiled programs are kept in a persistent cache, so a second run with "
-        "the same sizes compiles nothing.")
-    m.add_argument("--max-long-side", type=int, default=MAX_LONG_SIDE,
-                   help="cap on the model input's long side (default: %(default)s)")
-    m.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
-                   help="cap on the model input's pixel count (default: %(default)s)")
-    m.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
-                   help="larger images are refused, per file (default: %(default)s)")
-    m.add_argument("--exact-shapes", action="store_true",
-                   help="compile the model for each photo's own input size instead of sharing "
-                        "canvases (same mattes up to float rounding; faster per photo when a "
-                        "folder has many photos of few sizes, slower to compile otherwise)")
-    m.add_argument("--compile-cache", metavar="DIR", default=None,
-                   help=f"persistent compilation cache folder, or 'none' to turn it off "
-                        f"(default: ${CACHE_ENV_VAR} if set, else {default_cache_dir()})")
 
 
 def engine_from_args(args: argparse.Namespace, devices=None) -> MattingEngine:

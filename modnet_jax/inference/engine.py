@@ -38,11 +38,10 @@ from modnet_jax.inference import programs
 from modnet_jax.inference.canvas_policy import REFIT, CanvasPolicy
 from modnet_jax.inference.checkpoint import load_checked_variables
 from modnet_jax.inference.images import Background, InputError, background_for, matte_to_uint8
-from modnet_jax.inference.reference import (MAX_LONG_SIDE, MAX_PIXELS, OFD_THRESHOLD, REF_SIZE,
-                                            model_input_size, to_rgb_uint8)
+from modnet_jax.inference.options import (MAX_IMAGE_PIXELS, MAX_LONG_SIDE, MAX_PIXELS,
+                                          OFD_THRESHOLD, REF_SIZE)
+from modnet_jax.inference.reference import model_input_size, to_rgb_uint8
 from modnet_jax.models import model_from_config
-
-MAX_IMAGE_PIXELS = 120_000_000
 
 
 @dataclass

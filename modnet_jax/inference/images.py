@@ -7,18 +7,19 @@ conventions: arrays are RGB (OpenCV's BGR stays inside the readers and ``write_i
 mattes float [H, W] in [0, 1], and every problem with a file is an ``InputError`` whose
 message starts with the path.
 
-Inputs (``collect_inputs``): a file is an image or a video by its extension (others are tried
-as images); a folder is read for image and video files, its sub-folders only with
-``recursive`` (else reported in ``Inputs.skipped_dirs``), the outputs then mirroring the
-folder structure (``photos/2024/a.jpg`` -> ``OUT/2024/a_matte.png``); a quoted pattern
-(``'photos/*.jpg'``, ``'clips/**/*.mp4'``) is expanded here, and one that matches nothing is
-reported like a missing file. Two inputs that would write the same output name get ``x``,
-``x_2``, ... in the order of their paths.
+Inputs (``collect_inputs``): a file is an image or a video by its content (by its extension
+when the content is not recognised; others are tried as images); a folder is read for image
+and video files, its sub-folders only with ``recursive`` (else reported in
+``Inputs.skipped_dirs``), the outputs then mirroring the folder structure (``photos/2024/a.jpg``
+-> ``OUT/2024/a_matte.png``); a quoted pattern (``'photos/*.jpg'``, ``'clips/**/*.mp4'``) is
+expanded here, and one that matches nothing is reported like a missing file. Folders and
+patterns never follow a loop of links and list each file once (``imaging.files.walk``,
+``expand_pattern``). Two inputs that would write the same output name get ``x``, ``x_2``, ...
+in the order of their paths.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Tuple
@@ -26,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from modnet_jax.imaging import decode
+from modnet_jax.imaging import decode, files, output
 from modnet_jax.imaging.compositing import (Background, background_for, composite_over,
                                             estimate_foreground_ml)
 from modnet_jax.imaging.decode import file_orientation, orient
@@ -91,12 +92,7 @@ def write_image(path: str, image: np.ndarray) -> None:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    try:
-        ok = cv2.imwrite(path, image)
-    except cv2.error as exc:
-        raise InputError(f"{path}: cannot write ({str(exc).strip().splitlines()[-1]})") from None
-    if not ok:
-        raise InputError(f"{path}: cannot write (folder missing or not writable?)")
+    output.write_image(path, image)  # whole or not at all; the OS's reason on failure
 
 
 def matte_to_uint8(matte: np.ndarray) -> np.ndarray:
@@ -146,6 +142,22 @@ def clean_outputs(result, background: Optional[Background] = None, cutout: bool 
     return replace(result, **changes)
 
 
+def first_use_note() -> Optional[str]:
+    """A line to print before the first ``--clean-colours`` run on this machine: pymatting's
+    numba kernels compile on first use (a minute of silence otherwise; numba caches them
+    beside pymatting, so later runs skip it). None when that cache is already there."""
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("pymatting")
+    if spec is not None and spec.submodule_search_locations:
+        root = list(spec.submodule_search_locations)[0]
+        if glob.glob(os.path.join(root, "foreground", "__pycache__", "*.nbi")):
+            return None
+    return ("--clean-colours: compiling pymatting's foreground kernels first (once per "
+            "installation; this can take a minute)")
+
+
 # ---------------------------------------------------------------- inputs
 
 _GLOB_CHARS = "*?["
@@ -170,15 +182,9 @@ def _media(path: str) -> bool:
 
 
 def _folder(root: str, recursive: bool, out: List[Tuple[str, str]], skipped: List[str]):
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        if not recursive:
-            skipped.extend(os.path.join(dirpath, d) for d in dirnames)
-            dirnames[:] = []
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            if _media(full):
-                out.append((full, os.path.splitext(os.path.relpath(full, root))[0]))
+    for full in files.walk(root, recursive, skipped):  # loop-free, each file once
+        if _media(full):
+            out.append((full, os.path.splitext(os.path.relpath(full, root))[0]))
 
 
 def collect_inputs(paths: List[str], recursive: bool = False) -> Inputs:
@@ -186,7 +192,7 @@ def collect_inputs(paths: List[str], recursive: bool = False) -> Inputs:
     result = Inputs()
     for path in paths:
         if not os.path.exists(path) and any(c in path for c in _GLOB_CHARS):
-            matches = sorted(glob.glob(path, recursive=True))
+            matches = files.expand_pattern(path)  # loop-free, each file once
             if not matches:
                 result.errors.append((path, f"{path}: no file or folder matches this pattern"))
             for match in matches:
@@ -202,11 +208,11 @@ def collect_inputs(paths: List[str], recursive: bool = False) -> Inputs:
             found.append((path, os.path.splitext(os.path.basename(path))[0]))
     seen = set()
     for path, stem in _unique_stems(found):
-        key = os.path.abspath(path)
-        if key in seen:  # the same file through two arguments: once
+        key = files.identity(path)
+        if key in seen:  # the same file through two arguments (or links): once
             continue
         seen.add(key)
-        (result.videos if is_video_path(path) else result.images).append((path, stem))
+        (result.videos if files.is_video_file(path) else result.images).append((path, stem))
     return result
 
 
@@ -215,13 +221,13 @@ def _unique_stems(found: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
     the order of their paths."""
     by_stem: Dict[str, List[str]] = {}
     for path, stem in found:
-        files = by_stem.setdefault(stem, [])
-        if os.path.abspath(path) not in files:
-            files.append(os.path.abspath(path))
+        paths = by_stem.setdefault(stem, [])
+        if os.path.abspath(path) not in paths:
+            paths.append(os.path.abspath(path))
     taken = set(by_stem)
     renamed: Dict[Tuple[str, str], str] = {}
-    for stem, files in by_stem.items():
-        for n, file in enumerate(sorted(files)[1:], 2):
+    for stem, paths in by_stem.items():
+        for n, file in enumerate(sorted(paths)[1:], 2):
             while f"{stem}_{n}" in taken:
                 n += 1
             taken.add(f"{stem}_{n}")

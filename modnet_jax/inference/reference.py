@@ -32,11 +32,8 @@ from typing import Any, List, Optional, Tuple
 import cv2
 import numpy as np
 
-REF_SIZE = 512
-MULTIPLE = 32
-MAX_LONG_SIDE = 2048
-MAX_PIXELS = 2048 * 1024
-OFD_THRESHOLD = 0.1
+from modnet_jax.inference.options import (MAX_LONG_SIDE, MAX_PIXELS, MULTIPLE,  # noqa: F401
+                                          OFD_THRESHOLD, REF_SIZE)
 
 
 def _cap(rh: int, rw: int, max_long_side: Optional[int], max_pixels: Optional[int]

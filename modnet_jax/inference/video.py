@@ -22,7 +22,8 @@ import cv2
 from modnet_jax.imaging.compositing import Background
 from modnet_jax.imaging.files import InputError
 from modnet_jax.imaging.video import count_frames  # noqa: F401  (part of this module's API)
-from modnet_jax.imaging.video import DEFAULT_FPS, open_video, open_writer, read_frames
+from modnet_jax.imaging.video import DEFAULT_FPS, VideoOutput, open_video, open_writer
+from modnet_jax.imaging.video import read_frames
 from modnet_jax.inference.images import clean_outputs
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import FlickerMeter
@@ -57,7 +58,7 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
     """
     cap, info = open_video(path)
     meter = FlickerMeter() if flicker else None
-    writers: Dict[str, cv2.VideoWriter] = {}
+    writers: Dict[str, VideoOutput] = {}
     try:
         frames = read_frames(cap)
         first = next(frames, None)
@@ -100,6 +101,10 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
         return VideoResult(frames=bar.count, fps=fps, seconds=bar.elapsed,
                            outputs={k: v for k, v in targets.items() if v},
                            flicker=None if meter is None else meter.value)
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()  # a failed video leaves no half-written output
+        raise
     finally:
         cap.release()
         for writer in writers.values():

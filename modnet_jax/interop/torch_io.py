@@ -161,17 +161,6 @@ def check_onnx(path: str, model, shape: Tuple[int, int, int, int] = (2, 3, 64, 9
     return float(np.max(np.abs(got - want)))
 
 
-def cli_parser(module: str, doc: str):
-    """An argparse parser for ``python -m <module>`` showing the module docstring as help."""
-    import argparse
-
-    from modnet_jax.cliutil import add_version
-
-    return add_version(argparse.ArgumentParser(
-        prog=f"python -m {module}", description=doc,
-        formatter_class=argparse.RawDescriptionHelpFormatter))
-
-
 def run_cli(main_fn, argv=None) -> int:
     """Run ``main_fn(argv)``; user-facing failures become ``error: <one line>`` and exit code 1."""
     import sys

@@ -153,22 +153,22 @@ def check_workdir(path: str) -> str:
 
 
 def help_text(doc: str, flag_objects) -> str:
-    """The command's docstring (line breaks kept) and its flags, ``--config`` marked required."""
-    lines = [doc.strip(), "", "flags:"]
+    """The command's docstring (line breaks kept) and its flags, one per line with their
+    defaults, ``--config`` marked required."""
+    rows = []
     for flag in flag_objects:
         name = flag.name
-        spelled = f"--{name}" + (f" / --{name.replace('_', '-')}" if "_" in name else "")
+        spelled = f"--{name.replace('_', '-')}"
         required = " (required)" if name == CONFIG_FLAG else ""
         default = "" if flag.default in (None, False) or name == CONFIG_FLAG else \
             f" (default: {flag.default})"
-        lines.append(f"  {spelled}{required}")
-        lines.extend(textwrap.wrap(f"{flag.help}{default}", 96, initial_indent=" " * 6,
-                                   subsequent_indent=" " * 6))
-    lines += ["  --config.FIELD=VALUE",
-              "      override one config field (dashes or underscores), e.g. "
-              "--config.batch_size=8",
-              "  --version", "      print the version and exit",
-              "  --helpfull", "      absl's full flag list"]
+        rows.append((spelled, f"{flag.help}{required}{default}"))
+    rows += [("--config.FIELD=VALUE", "override a config field, e.g. --config.batch_size=8"),
+             ("--version", "print the version"), ("--helpfull", "absl's full flag list")]
+    lines = [doc.strip(), "", "flags (dashes or underscores):"]
+    for spelled, text in rows:
+        lines.extend(textwrap.wrap(text, 96, initial_indent=f"  {spelled:<22}",
+                                   subsequent_indent=" " * 24))
     return "\n".join(lines)
 
 

@@ -32,7 +32,12 @@ Run fields (``config.X``):
 Sub-configs: ``model`` (modnet_jax.models.MODEL_DEFAULTS), ``optimizer``
 (modnet_jax.state.OPTIMIZER_DEFAULTS), ``loss.variant`` ("release" | "paper"), ``data``
 (modnet_jax.data.default_data_config()), ``soc.refresh_frozen_every_epoch`` (the release
-re-copies M' at each epoch start; the paper, and our default, fixes it once).
+re-copies M' at each epoch start; the paper, and our default, fixes it once),
+``soc.adapt`` (what SOC trains: "all" parameters, "lowres" = backbone + semantic branch,
+"bn_affine" = BatchNorm scales/biases only; training/soc_recipes.py), ``soc.report_from`` /
+``soc.report_frames`` (SOC's before/after report, training/soc_report.py:
+a video file or image folder the run does not train on, and how many of its frames; "" draws
+them from the training data; 0 frames: no report).
 """
 
 from __future__ import annotations
@@ -74,7 +79,8 @@ def supervised_config() -> ml_collections.ConfigDict:
     c.optimizer = ml_collections.ConfigDict(dict(OPTIMIZER_DEFAULTS))
     c.loss = ml_collections.ConfigDict({"variant": "release"})
     c.data = default_data_config()
-    c.soc = ml_collections.ConfigDict({"refresh_frozen_every_epoch": False})
+    c.soc = ml_collections.ConfigDict({"refresh_frozen_every_epoch": False, "adapt": "all",
+                                       "report_from": "", "report_frames": 16})
     return c
 
 

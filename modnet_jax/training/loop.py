@@ -1,6 +1,7 @@
 """The training loop: supervised MODNet training and SOC adaptation (``config.mode``).
 
-``train(config, workdir)`` does, in order: validate the dataset (before any compile), save
+``train(config, workdir)`` does, in order: every check that needs no work
+(``preflight.py``: config, devices, ``init_from``, the dataset and its splits), save
 the resolved config as ``<workdir>/config.json`` (``run_config.py``), build
 the model, optimiser and state (optionally initialised from ``config.init_from``), resume from
 ``<workdir>/checkpoints`` if a checkpoint exists, then run the device-parallel step until
@@ -17,7 +18,9 @@ poisoned state (the last good checkpoint stays).
 
 Host <-> device traffic: the loop never moves data implicitly (it runs under
 ``jax.transfer_guard("disallow")``, tested). Per step, the batch goes in with one explicit
-put (only the entries the step reads: ``fg``/``bg`` for the paper loss only) and the previous
+put (only the entries the step reads: ``fg``/``bg`` for the paper loss only; with
+``data.augment_on_device`` the uint8 crops and the draws, made into samples inside the
+step by ``modnet_jax.device_augment``) and the previous
 step's metrics come out with one explicit get, so the host never waits for the step it just
 dispatched; evaluation reads its metrics once per pass; checkpoints copy the state out. The
 one-off set-up (model init, restore, first copy to the devices) is not policed.
@@ -45,15 +48,17 @@ from modnet_jax.data import (
     make_eval_iterator,
     make_train_iterator,
     make_unlabelled_iterator,
-    scan_split,
+    resolve_config,
 )
+from modnet_jax.device_augment import DeviceRecipe
 from modnet_jax.models import init_variables, model_from_config
+from modnet_jax.training import preflight
 from modnet_jax.training.pretrained import load_init_variables, merge_pretrained
+from modnet_jax.training import soc_recipes, soc_report
 from modnet_jax.training.reporting import Reporter
-from modnet_jax.training.run_config import save_run_config
+from modnet_jax.training.run_config import has_checkpoint, save_run_config
 
 LOGGER = logging.getLogger(__name__)
-MODES = ("supervised", "soc")
 VAL_SPLIT = "val_crop"  # the in-training validation's name in logs and results
 
 
@@ -108,9 +113,13 @@ class _StopFlag:
 
 
 def _fingerprint(batch: Dict[str, np.ndarray]) -> int:
-    """A cheap digest of the batch's images, logged so resumed runs can prove same data
-    (with several hosts: of the chief's rows of the global batch)."""
-    return zlib.crc32(np.ascontiguousarray(batch["image"][:, ::8, ::8]).tobytes())
+    """A cheap digest of the batch's images (the crops and draws on the device path),
+    logged so resumed runs can prove same data (with several hosts: of the chief's rows of
+    the global batch)."""
+    if "image" in batch:
+        return zlib.crc32(np.ascontiguousarray(batch["image"][:, ::8, ::8]).tobytes())
+    digest = zlib.crc32(np.ascontiguousarray(batch["crop"][:, ::8, ::8]).tobytes())
+    return zlib.crc32(np.ascontiguousarray(batch["draws"]).tobytes(), digest)
 
 
 def _plan_steps(config, num_samples: int):
@@ -127,18 +136,20 @@ class Replica:
     """What lives on the devices during a run: the train state, SOC's frozen copy M' (with
     its host copy, which checkpoints store), and the compiled steps that use them."""
 
-    def __init__(self, model, state, frozen: Optional[dict], devices, config, do_eval: bool):
+    def __init__(self, model, state, frozen: Optional[dict], devices, config, do_eval: bool,
+                 device_recipe=None):
         self.devices = devices
         self.mode = str(config.mode)
         self.state = parallel.put_state(state, devices)
         self.frozen_host, self.frozen = None, None
         if self.mode == "soc":
-            self._keys = steps.SOC_KEYS
-            self._step = steps.build_soc_step(model, devices)
+            self._keys = steps.soc_keys(device_recipe)
+            self._step = steps.build_soc_step(model, devices, device_recipe)
             self.set_frozen(frozen)
         else:
-            self._keys = steps.supervised_keys(str(config.loss.variant))
-            self._step = steps.build_supervised_step(model, devices, str(config.loss.variant))
+            variant = str(config.loss.variant)
+            self._keys = steps.supervised_keys(variant, device_recipe)
+            self._step = steps.build_supervised_step(model, devices, variant, device_recipe)
         self._eval = steps.build_eval_step(model, devices) if do_eval else None
 
     def set_frozen(self, frozen: dict) -> None:
@@ -243,14 +254,6 @@ def evaluate_crops(replica: Replica, config, val_plan, reporter: Reporter, step:
     return means
 
 
-def _check_batches(config, do_eval: bool, n_global: int) -> None:
-    for name in ("batch_size", "eval_batch_size") if do_eval else ("batch_size",):
-        value = int(config[name])
-        if value < n_global or value % n_global:
-            raise ValueError(f"{name} {value} must be a positive multiple of the {n_global} "
-                             f"devices (global batch = per-device batch x devices)")
-
-
 def _recalibrate(config, variables, batch_size: int, size: int, seed: int, mode: str):
     """Prepare released weights before the first step: re-estimate every BatchNorm on
     training batches, eval function unchanged (a released / ONNX model's train mode is
@@ -262,7 +265,8 @@ def _recalibrate(config, variables, batch_size: int, size: int, seed: int, mode:
     from modnet_jax.training.recalibrate import recalibrate_batchnorm
 
     make_iter = make_unlabelled_iterator if mode == "soc" else make_train_iterator
-    it = make_iter(config.data, batch_size=batch_size, seed=seed + 7919, image_size=size)
+    host_made = dict(resolve_config(config.data).to_dict(), augment_on_device=False)  # finished images here
+    it = make_iter(host_made, batch_size=batch_size, seed=seed + 7919, image_size=size)
 
     def draw(n):
         return [np.asarray(steps.normalize_image(np.asarray(next(it)["image"])))
@@ -282,25 +286,23 @@ def _recalibrate(config, variables, batch_size: int, size: int, seed: int, mode:
     return variables
 
 
-def train(config, workdir: str) -> Dict[str, Any]:
-    """Train (or adapt) until ``total_steps``; returns a summary dict (also logged)."""
+def train(config, workdir: str, checked: Optional[preflight.Checked] = None) -> Dict[str, Any]:
+    """Train (or adapt) until ``total_steps``; returns a summary dict (also logged).
+    ``checked``: ``preflight.check_run``'s result (run here when not given; its
+    ``ConfigError`` is a ``ValueError``)."""
+    if checked is None:
+        checked = preflight.check_run(config, resuming=has_checkpoint(workdir))
     mode = str(config.mode)
-    if mode not in MODES:
-        raise ValueError(f"config.mode must be one of {MODES}, got {mode!r}")
     chief = jax.process_index() == 0
-    devices = parallel.local_devices(None if int(config.num_devices) < 0
-                                     else int(config.num_devices))
+    devices = checked.devices
     n_hosts = jax.process_count()
-    do_eval = mode == "supervised" and int(config.eval_every) >= 0
-    _check_batches(config, do_eval, len(devices) * n_hosts)
+    do_eval = preflight.validates(config)
     per_host = int(config.batch_size) // n_hosts
     size, seed = int(config.image_size), int(config.seed)
 
-    # Data first, each split scanned once: an empty or unusable dataset stops here, before
-    # anything compiles; the iterators (and every evaluation) reuse these scans.
-    train_plan = scan_split(config.data, image_size=size,
-                            split="unlabelled" if mode == "soc" else "train")
-    val_plan = scan_split(config.data, image_size=size, split="val") if do_eval else None
+    # Data first, each split scanned once (by the preflight): an empty or unusable dataset
+    # stopped there, before anything compiles; the iterators and evaluations reuse the scans.
+    train_plan, val_plan = checked.train_plan, checked.val_plan
     if chief:
         save_run_config(workdir, config)
     parallel.connect(devices)  # several processes: all here, device collectives connected
@@ -318,9 +320,12 @@ def train(config, workdir: str) -> Dict[str, Any]:
         # released weights are prepared (BatchNorm re-estimation, heads) on a fresh start only
         prepare = (per_host, size) if (ckpt.latest_step() is None and
                                        int(config.get("recalibrate_batches", 0)) > 0) else None
-        state, frozen = _fresh_state(config, model, steps_per_epoch, prepare)
+        state, frozen = _fresh_state(config, model, steps_per_epoch, prepare,
+                                     checked.init_variables)
         state, frozen = _resume(ckpt, state, frozen, train_iter)
-        replica = Replica(model, state, frozen, devices, config, do_eval)
+        device_recipe = (DeviceRecipe.from_options(train_plan.options)
+                         if train_plan.options.device else None)
+        replica = Replica(model, state, frozen, devices, config, do_eval, device_recipe)
     start = int(state.step)
     del state, frozen
 
@@ -338,6 +343,7 @@ def train(config, workdir: str) -> Dict[str, Any]:
         result["last_saved"] = step
 
     refresh = mode == "soc" and bool(config.soc.refresh_frozen_every_epoch)
+    soc_check = soc_report.start(config, model, replica.frozen_host) if mode == "soc" else None
     with _StopFlag() as stop:
         step = start
         try:
@@ -370,23 +376,27 @@ def train(config, workdir: str) -> Dict[str, Any]:
     result["last_train"] = log.last
     result["final_step"] = step
     result["final_state"] = parallel.get_state(replica.state)
+    if soc_check is not None:  # held-out SOC loss / flicker before and after, with a verdict
+        result["soc_report"] = soc_report.finish(soc_check, result["final_state"].variables)
     return result
 
 
-def _fresh_state(config, model, steps_per_epoch: int, prepare=None):
+def _fresh_state(config, model, steps_per_epoch: int, prepare=None, loaded=None):
     """(host train state at step 0, host frozen M' for SOC or None): the release init, or
-    ``init_from``; with ``prepare`` = (per-host batch, image size), ``_recalibrate`` then."""
+    ``init_from`` (``loaded``: its variables, read by the preflight); with ``prepare`` =
+    (per-host batch, image size), ``_recalibrate`` then."""
     mode = str(config.mode)
     variables = init_variables(model_from_config(config.model), jax.random.key(int(config.seed)))
     if config.init_from:
-        variables, report = merge_pretrained(variables, load_init_variables(config.init_from))
+        if loaded is None:
+            loaded = load_init_variables(config.init_from)
+        variables, report = merge_pretrained(variables, loaded)
         LOGGER.info("initialised from %s: %s", config.init_from, report)
-    elif mode == "soc":
-        raise ValueError("SOC adapts a trained model: set config.init_from to a supervised "
-                         "workdir/checkpoint or a converted official checkpoint")
     if prepare is not None:
         variables = _recalibrate(config, variables, *prepare, int(config.seed), mode)
     tx = state_lib.make_optimizer(config.optimizer, steps_per_epoch)
+    if mode == "soc":  # what adapts (soc.adapt): every parameter, or a documented subset
+        tx = soc_recipes.restrict(tx, str(config.soc.get("adapt", "all")))
     state = jax.device_get(state_lib.create_train_state(model, variables, tx))
     return state, (jax.device_get(state.variables) if mode == "soc" else None)
 

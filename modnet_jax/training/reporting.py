@@ -142,3 +142,34 @@ class Reporter:
         self._bar.close()
         self._jsonl.close()
         self._events.close()
+
+
+def summary_lines(workdir: str, result: dict) -> list:
+    """What ``python -m modnet_jax.train`` prints at the end of a run: how far it got, the
+    validation before/after, and where its results are (checkpoints, curves, sample grids)
+    with the commands that use them."""
+    workdir = os.path.abspath(workdir)
+    shown = os.path.relpath(workdir)  # shorter when the workdir is under the current folder
+    if shown.startswith(os.pardir):
+        shown = workdir
+    before, after = result.get("val_crop_before"), result.get("val_crop_after")
+    lines = [f"steps: {result['start_step']} -> {result['final_step']} of {result['total_steps']}"]
+    if before:
+        lines.append(f"val_crop before: MAD {before['mad']:.4f}  MSE {before['mse']:.4f}")
+    if after:
+        lines.append(f"val_crop after:  MAD {after['mad']:.4f}  MSE {after['mse']:.4f}")
+    if before or after:
+        lines.append("  (val_crop: validation centre crops at the training size)")
+    if result.get("stopped_by"):
+        lines.append(f"stopped by {result['stopped_by']}; rerun the same command to resume")
+    lines += [f"checkpoints:  {os.path.join(shown, 'checkpoints')}",
+              f"curves:       tensorboard --logdir {os.path.join(shown, 'tensorboard')}"
+              f"  (and {os.path.join(shown, 'metrics.jsonl')})"]
+    if os.path.isdir(os.path.join(workdir, "samples")):
+        lines.append(f"sample grids: {os.path.join(shown, 'samples')}/step_*.png "
+                     f"(input | predicted matte | truth)")
+    lines += [f"next:         python -m modnet_jax.predict --checkpoint {shown} PHOTOS... "
+              f"--output out/",
+              f"              python -m modnet_jax.evaluate --checkpoint {shown} --data DIR "
+              f"--layout LAYOUT"]
+    return lines

@@ -83,6 +83,15 @@ def changed_fields(saved: Dict[str, Any], config) -> List[str]:
     return out
 
 
+def has_checkpoint(workdir: str) -> bool:
+    """Whether ``<workdir>/checkpoints`` holds a checkpoint (a run would resume from it)."""
+    try:
+        checkpointing.resolve_checkpoint(os.path.join(workdir, checkpointing.CHECKPOINT_SUBDIR))
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def check_resume(workdir: str, config) -> List[str]:
     """Checks a resume of ``workdir`` with ``config``; returns the other changed fields.
 
