@@ -106,8 +106,8 @@ class MattingEngine:
         self.model = model
         self.devices = list(devices) if devices else [jax.devices()[0]]
         n_dev = len(self.devices)
-        self._host_variables = {"params": variables["params"],
-                                "batch_stats": variables.get("batch_stats", {})}
+        self.variables = {"params": variables["params"],
+                          "batch_stats": variables.get("batch_stats", {})}
         self._mesh = Mesh(np.array(self.devices), ("frames",)) if n_dev > 1 else None
         self._placed: Dict[Hashable, Any] = {}  # device copies: variables, taps, backgrounds
         self.ref_size = int(ref_size)
@@ -178,7 +178,7 @@ class MattingEngine:
         return self._placed[key]
 
     def _variables(self, shared: bool):
-        return self._put(("variables",), lambda: self._host_variables, shared)
+        return self._put(("variables",), lambda: self.variables, shared)
 
     def _taps(self, h: int, w: int, shared: bool = False):
         """(rows in, cols in, rows back, cols back) taps of an h x w image on the device."""
