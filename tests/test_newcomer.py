@@ -200,7 +200,8 @@ def test_train_help_lists_every_shipped_config_and_variant():
 def test_evaluate_parser_values_match_their_homes():
     """The light parser's copies of the choices are the modules' own."""
     from modnet_jax import evaluate, metrics
-    from modnet_jax.inference import cli as compile_cache, reference as ofd, reference as preprocess
+    from modnet_jax import temporal as ofd
+    from modnet_jax.inference import cli as compile_cache, sizes as preprocess
 
     assert evaluate.PRECISIONS == metrics.PRECISIONS
     assert evaluate.OFD_THRESHOLD == ofd.OFD_THRESHOLD
