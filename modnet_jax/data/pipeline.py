@@ -251,10 +251,12 @@ def _check_shard(shard_index: int, shard_count: int) -> None:
         raise ValueError(f"shard_index {shard_index} outside [0, {shard_count})")
 
 
-def _host_batches(dataset, batch_size: int, shard_index: int, shard_count: int):
+def _host_batches(dataset, batch_size: int, shard_index: int, shard_count: int,
+                  options: SampleOptions):
     """Batches of ``batch_size`` rows; host ``shard_index`` of ``shard_count`` keeps batches
     i, i+k, ... (its rows of every global batch), the same count on every host."""
-    batched = dataset.batch(batch_size, drop_remainder=True, batch_fn=stack_batch)
+    batch_fn = functools.partial(stack_batch, canvas=options.precrop_size if options.device else 0)
+    batched = dataset.batch(batch_size, drop_remainder=True, batch_fn=batch_fn)
     whole = len(batched) // shard_count * shard_count
     return batched[shard_index:whole:shard_count]
 
@@ -332,7 +334,8 @@ def _random_stream(plan: SplitPlan, cfg, *, batch_size, seed, shard_index, shard
     builder = SampleBuilder(plan.source, plan.backgrounds, plan.options)
     dataset = grain.MapDataset.range(count).seed(int(seed) & 0xFFFFFFFF).shuffle()
     dataset = dataset.repeat(num_epochs).random_map(builder)
-    return _to_iterator(_host_batches(dataset, batch_size, shard_index, shard_count), cfg)
+    return _to_iterator(_host_batches(dataset, batch_size, shard_index, shard_count,
+                                     plan.options), cfg)
 
 
 def make_train_iterator(data_cfg, *, batch_size: int, seed: int, image_size: int,
@@ -380,4 +383,5 @@ def make_eval_iterator(data_cfg, *, batch_size: int, image_size: int, shard_inde
                            f"{global_batch}; lower the batch size or enlarge the split")
     builder = SampleBuilder(plan.source, plan.backgrounds, plan.options)
     dataset = grain.MapDataset.range(count).map(builder)
-    return _to_iterator(_host_batches(dataset, batch_size, shard_index, shard_count), cfg)
+    return _to_iterator(_host_batches(dataset, batch_size, shard_index, shard_count,
+                                     plan.options), cfg)
