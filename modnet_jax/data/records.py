@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 
-import grain
 import numpy as np
 
 from modnet_jax.data.cache import PACKED_KEY
@@ -83,8 +82,45 @@ def decode_strip(payload: bytes, shape: tuple, where: str = "record") -> np.ndar
     return np.frombuffer(payload, np.uint8).reshape(shape)
 
 
+class _Reader:
+    """ArrayRecord's reader of one file, opened in the process that first reads (it does
+    not pickle; Grain workers each open their own). Thread-safe (ArrayRecord's reader is).
+    No read-ahead, a small file buffer (as Grain's ArrayRecordDataSource opens it: true
+    random access), and one record per call, in the calling thread: a list read would
+    hand the records to ArrayRecord's thread pool for the same CPU time, and a Grain
+    worker is meant to use one core."""
+
+    OPTIONS = "readahead_buffer_size:0,max_parallelism:0"
+    BUFFER = 32768
+
+    def __init__(self, path: str):
+        self.path, self._reader = path, None
+
+    def __getstate__(self):
+        return {"path": self.path, "_reader": None}
+
+    def __len__(self) -> int:
+        return int(self._open().num_records())
+
+    def _open(self):
+        if self._reader is None:
+            from array_record.python.array_record_module import ArrayRecordReader
+
+            self._reader = ArrayRecordReader(self.path, self.OPTIONS,
+                                             file_reader_buffer_size=self.BUFFER)
+        return self._reader
+
+    def read(self, positions: list) -> list:
+        reader = self._open()
+        return [reader.read([position])[0] for position in positions]
+
+    def __getitem__(self, position: int) -> bytes:
+        return self.read([int(position)])[0]
+
+
 class _Strips:
-    """The strips of one sample, read on first use and kept (for the sample's lifetime)."""
+    """The strips of one sample, read on first use (those a slice needs, in one read) and
+    kept for the sample's lifetime."""
 
     def __init__(self, records, first: int, shape: tuple, strip: int, where: str):
         self.records, self.first, self.shape, self.strip = records, first, shape, strip
@@ -92,26 +128,30 @@ class _Strips:
         self.where = where
         self.loaded: dict = {}
 
-    def get(self, index: int) -> np.ndarray:
-        array = self.loaded.get(index)
-        if array is None:
-            position = self.first + index
-            array = decode_strip(self.records[position], strip_shape(self.shape, index, self.strip),
-                                 f"{self.where}[{position}]")
-            self.loaded[index] = array
-        return array
+    def load(self, indices: range) -> None:
+        missing = [index for index in indices if index not in self.loaded]
+        if not missing:
+            return
+        positions = [self.first + index for index in missing]
+        read = getattr(self.records, "read", None)
+        payloads = read(positions) if read else [self.records[p] for p in positions]
+        for index, position, payload in zip(missing, positions, payloads):
+            self.loaded[index] = decode_strip(payload, strip_shape(self.shape, index, self.strip),
+                                              f"{self.where}[{position}]")
 
     def pieces(self, rows: slice, cols: slice, channels) -> list:
         """Views of the strips holding rows x cols (step 1 slices within bounds), in order
         along the long axis."""
         along, across = (rows, cols) if self.axis == 0 else (cols, rows)
         lo, hi = along.start, along.stop
+        indices = range(lo // self.strip, max(lo, hi - 1) // self.strip + 1)
+        self.load(indices)
         pieces = []
-        for index in range(lo // self.strip, max(lo, hi - 1) // self.strip + 1):
+        for index in indices:
             base = index * self.strip
             part = slice(max(lo, base) - base, min(hi, base + self.strip) - base)
             key = (part, across) if self.axis == 0 else (across, part)
-            pieces.append(self.get(index)[key + (channels,)])
+            pieces.append(self.loaded[index][key + (channels,)])
         return pieces
 
     def region(self, rows: slice, cols: slice, channels) -> np.ndarray:
@@ -233,7 +273,7 @@ class PreparedSource:
             raise DatasetError(f"{folder} holds {self.kind} records, not {want}")
         self.colour_key = "fg" if self.kind == "fg_alpha" else "image"
         self.keys = (self.colour_key, "alpha")
-        self._records = grain.sources.ArrayRecordDataSource([os.path.join(folder, RECORDS)])
+        self._records = _Reader(os.path.join(folder, RECORDS))
         self._shapes, self._first = _layout(folder, meta, self._records)
         count = len(self._shapes)
         self.indices = np.arange(count) if indices is None else np.asarray(indices, np.int64)
@@ -256,7 +296,7 @@ def check(folder: str, expected: int, max_short_side: int) -> list:
     """Reads every record back: returns the problems found (counts, strip sizes, shapes)."""
     try:
         meta = read_meta(folder)
-        records = grain.sources.ArrayRecordDataSource([os.path.join(folder, RECORDS)])
+        records = _Reader(os.path.join(folder, RECORDS))
         shapes, first = _layout(folder, meta, records)
     except DatasetError as err:
         return [str(err)]
