@@ -47,8 +47,7 @@ import numpy as np
 from modnet_jax.data import augment, cache, recipe, records, sources
 from modnet_jax.data.config import layout_spec, resolve_config
 from modnet_jax.data.report import LOGGER, DatasetError, UnusableFile
-from modnet_jax.data.samples import SampleBuilder, SampleOptions, batches_in_shared_memory
-from modnet_jax.data.samples import stack_batch
+from modnet_jax.data.samples import SampleBuilder, SampleOptions, stack_batch
 
 _PROCEDURAL_BACKGROUNDS = 4096
 _PROBE_SAMPLES = 4
@@ -321,7 +320,6 @@ def _worker_init(worker_index: int, worker_count: int, malloc_tuning: bool = Tru
     # One OpenCV thread per worker process: the workers are the parallelism.
     del worker_index, worker_count
     cv2.setNumThreads(1)
-    batches_in_shared_memory()
     if malloc_tuning:
         tune_malloc()
 

@@ -126,11 +126,11 @@ def precrop(image, window: Window, size: int, image_size: int) -> tuple:
     return crop.reshape(side, side, channels), side
 
 
-def canvases(crops, size: int, empty=np.empty) -> np.ndarray:
+def canvases(crops, size: int) -> np.ndarray:
     """Crops (arrays or `Pieces`) of side <= size -> uint8 [len(crops), size, size, C],
     each crop in the top-left corner of its canvas and zeros elsewhere (one copy of each
-    crop). `empty(shape, dtype)` allocates the result."""
-    out = empty((len(crops), size, size, crops[0].shape[2]), np.uint8)
+    crop)."""
+    out = np.empty((len(crops), size, size, crops[0].shape[2]), np.uint8)
     for canvas, crop in zip(out, crops):
         side = crop.shape[0]
         if isinstance(crop, Pieces):

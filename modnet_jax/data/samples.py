@@ -65,36 +65,15 @@ def load_with_fallback(source, index: int, max_retries: int, bad: set):
 
 
 CROP_KEYS = ("crop", "bg_crop")  # the device path's crops (of varying side)
-_SHARED_BATCHES = []  # [True] in a Grain worker process (pipeline._worker_init)
-
-
-def batches_in_shared_memory() -> None:
-    """Makes this process build its batches in shared memory (a Grain worker's batches
-    then reach the training process without Grain copying them there)."""
-    _SHARED_BATCHES[:] = [True]
-
-
-def _empty(shape, dtype) -> np.ndarray:
-    if _SHARED_BATCHES and np.prod(shape) * np.dtype(dtype).itemsize >= 2 ** 16:
-        import grain
-
-        return grain.multiprocessing.SharedMemoryArray(shape, dtype)
-    return np.empty(shape, dtype)
 
 
 def stack_batch(samples, canvas: int = 0) -> dict:
     """Grain batch_fn: a list of sample dicts -> one dict of stacked arrays (NHWC).
     `canvas` > 0 (the device path): the crops under CROP_KEYS are placed in canvases of
     that side (recipe.canvases)."""
-    batch = {}
-    for key in samples[0]:
-        values = [sample[key] for sample in samples]
-        if canvas and key in CROP_KEYS:
-            batch[key] = recipe.canvases(values, canvas, _empty)
-        else:
-            first = np.asarray(values[0])
-            batch[key] = np.stack(values, out=_empty((len(values),) + first.shape, first.dtype))
-    return batch
+    return {key: recipe.canvases([sample[key] for sample in samples], canvas)
+            if canvas and key in CROP_KEYS else np.stack([sample[key] for sample in samples])
+            for key in samples[0]}
 
 
 class SampleBuilder:
