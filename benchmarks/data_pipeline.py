@@ -26,7 +26,8 @@ core's worth. Rows:
                             1 worker, a fresh process: the earlier rows tuned this one)
     synthetic               procedural data, no files
     arrayrecord 768         the same copy written with `prepare --format arrayrecord` and read
-                            with data.layout=prepared (one ArrayRecord file, zero-copy views)
+                            with data.layout=prepared (one ArrayRecord file of 64-px strips:
+                            a crop reads the strips under its window)
     ..., device stage       data.augment_on_device=True: the host only decodes/reads, draws
                             and crops (uint8 crops of side <= precrop_size + the draws); resize,
                             flip, jitter, compositing and trimap run in the train step
@@ -49,6 +50,10 @@ JAX backend (CPU here; run the script on a GPU host for the accelerator's figure
 and in CPU time of this process (on a CPU backend, the figure that survives a shared
 machine), with the host->device copy of the batch timed separately. `--rows none` runs only
 this part.
+
+Reduced JPEG decoding: for 12 of the 1080p foregrounds, CPU ms of a full and a 1/2-scale
+(DCT-scaled) decode, and how far recipe crops made from the 1/2-scale decode are from the
+recipe's crops of the full decode (mean, 99th percentile, max per-pixel difference).
 
     python benchmarks/data_pipeline.py [--seconds 12] [--workers 0,1,2] [--count 24] [--rows a,b]
         [--target-rates 1000,1800,2700] [--stage-batches 5] [--no-stages]
@@ -425,12 +430,12 @@ def main() -> None:
                   [float(t) for t in args.target_rates.split(",")])
     if args.stage_batches > 0:
         device_stage_cost(records(**device), args.batch_size, args.image_size, args.stage_batches)
-    if args.no_stages:
-        return
-
     fg_files = sorted(os.listdir(os.path.join(args.data_dir, "fg")))[:12]
     reduced_decode_check([os.path.join(args.data_dir, "fg", f) for f in fg_files],
                          args.image_size)
+    if args.no_stages:
+        return
+
     pipeline.tune_malloc()  # as the pipeline does (default malloc_tuning=True)
     for name, root, fg_cached in (("1080p files", args.data_dir, False),
                                   ("1080p files, warm fg cache", args.data_dir, True),
