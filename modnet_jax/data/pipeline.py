@@ -10,7 +10,7 @@ Training chain (one `MapDataset`, then an iterator):
   and the epoch number) and its own augmentation draws (Grain seeds each element's
   generator from the pipeline seed and the element's position). The order is a lookup in
   a permutation made once per epoch, rather than Grain's `shuffle`, whose per-element cost
-  grows as the dataset shrinks (~35 ms / n: a millisecond a sample for a few dozen).
+  grows in inverse proportion to the dataset's size (benchmarks/RESULTS.md, issue 28).
 * Batching happens on the `MapDataset`, so a batch is one element with a fixed position:
   worker processes each build whole batches (shipped once through shared memory) and the
   stream is the same for 0, 1 or N workers. The iterator's `get_state()`/`set_state()`
