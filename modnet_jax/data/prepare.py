@@ -170,13 +170,13 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _write_atomic(path: str, payload: bytes) -> int:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    output.make_folders(os.path.dirname(path))
     output.atomic_write(path, payload)  # an OSError (WriteError) naming path; no temp left
     return len(payload)
 
 
 def _copy_atomic(source: str, path: str) -> int:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    output.make_folders(os.path.dirname(path))
     output.atomic_copy(source, path)
     return os.path.getsize(path)
 
@@ -368,7 +368,7 @@ def main(argv=None) -> int:
     try:
         report, unit = prepare(args.layout, args.root, args.output, args.max_short_side,
                                args.jobs, args.overwrite, args.subdirs, progress, args.format)
-    except (DatasetError, ValueError) as err:
+    except (DatasetError, ValueError, OSError) as err:  # OSError: WriteError, with its path
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     finally:
