@@ -1,6 +1,7 @@
-"""Shared machinery for the model benchmarks (``inference_speed.py``, ``train_speed.py``,
-``model_speed.py``): environment set-up, the same weights for JAX and the PyTorch reference,
-interleaved timing, FLOP figures, memory and the printed table.
+"""The benchmarks' one shared helper: environment set-up, the same weights for JAX and the
+PyTorch reference (``tests/torch_reference.py``, imported as ``tests.torch_reference`` since
+the scripts run as modules from the repository root), timing (interleaved repetitions,
+medians), XLA compile counting, FLOP figures, memory and the printed table.
 
 Nothing here is part of the test suite. Import order matters: the scripts parse their
 arguments, call :func:`setup` (which sets ``XLA_FLAGS`` and thread counts) and only then import
@@ -73,7 +74,7 @@ def add_common_args(parser) -> None:
 
 
 def setup(args) -> None:
-    """Environment before JAX/torch are imported: XLA flags, thread counts, sys.path."""
+    """Environment before JAX/torch are imported: XLA flags, thread counts."""
     if args.xla_flags:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
     if args.gomp_spincount and "GOMP_SPINCOUNT" not in os.environ:
@@ -81,8 +82,6 @@ def setup(args) -> None:
         # the cores: measured 3.3 s instead of 0.21 s for one 512x512 inference on 2 busy
         # cores. A short spin is torch's best setting here (and changes nothing when idle).
         os.environ["GOMP_SPINCOUNT"] = str(args.gomp_spincount)
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)  # for ``tests.torch_reference``
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -292,6 +291,40 @@ def interleaved(runners: Dict[str, Callable[[], None]], repeats: int, warmup: in
             out[name].wall.append(time.perf_counter() - t0)
             out[name].cpu.append(time.process_time() - c0)
     return out
+
+
+def count_compiles() -> Dict[str, Any]:
+    """A dict ``jax.monitoring`` keeps up to date in this process: backend compiles (persistent
+    cache hits included), their seconds, and cache hits; XLA compiles = compiles - hits."""
+    import jax
+
+    counts = {"backend_compiles": 0, "compile_s": 0.0, "cache_hits": 0}
+
+    def on_duration(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            counts["backend_compiles"] += 1
+            counts["compile_s"] += duration
+
+    def on_event(event, **_):
+        if event == "/jax/compilation_cache/cache_hits":
+            counts["cache_hits"] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(on_event)
+    return counts
+
+
+def median_ms(fn, repeats: int) -> float:
+    """Median milliseconds of ``fn()`` (which blocks until done) after one warm-up call."""
+    import statistics
+
+    fn()  # warm-up (and compile)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
 
 
 # --------------------------------------------------------------------------- memory

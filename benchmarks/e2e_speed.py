@@ -1,8 +1,8 @@
 """End to end: the release's demo loops (PyTorch) against ``python -m modnet_jax.predict``.
 
-    python benchmarks/e2e_speed.py                      # ~5-10 min on a 2-core CPU
-    python benchmarks/e2e_speed.py --smoke              # tiny sizes, < 1 min: checks it runs
-    python benchmarks/e2e_speed.py --weights CKPT       # real weights (speed does not need them)
+    python -m benchmarks.e2e_speed                      # ~5-10 min on a 2-core CPU
+    python -m benchmarks.e2e_speed --smoke              # tiny sizes, < 1 min: checks it runs
+    python -m benchmarks.e2e_speed --weights CKPT       # real weights (speed does not need them)
 
 In one run on one machine, on inputs it generates (``e2e_inputs.py``):
 
@@ -44,6 +44,8 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
+from benchmarks import common
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULT_TAG = "E2E_RESULT "
@@ -52,7 +54,7 @@ GOALS = {"video": 2.0, "folder": 1.5, "evaluate": 1.0}
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python benchmarks/e2e_speed.py", description=__doc__.split("\n\n")[2],
+        prog="python -m benchmarks.e2e_speed", description=__doc__.split("\n\n")[2],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=90, help="clip length (default %(default)s)")
     p.add_argument("--width", type=int, default=1280, help="clip width (default %(default)s)")
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "many calls per framework (0: skip; default %(default)s)")
     p.add_argument("--skip", default="",
                    help="comma list of jobs to leave out: video,folder,evaluate (evaluate "
-                        "needs folder)")
+                        "alone still runs the official folder loop it is compared with)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny run (6 frames 320x180, 4 photos of 2 sizes at ref size 64): "
                         "checks the script, not the speed")
@@ -101,38 +103,6 @@ def apply_smoke(args) -> None:
 # --------------------------------------------------------------------------- workers
 
 
-def _count_compiles():
-    """A dict jax.monitoring keeps up to date: backend compiles (incl. cache hits), hits."""
-    import jax
-
-    counts = {"backend_compiles": 0, "compile_s": 0.0, "cache_hits": 0}
-
-    def on_duration(event, duration, **_):
-        if event == "/jax/core/compile/backend_compile_duration":
-            counts["backend_compiles"] += 1
-            counts["compile_s"] += duration
-
-    def on_event(event, **_):
-        if event == "/jax/compilation_cache/cache_hits":
-            counts["cache_hits"] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(on_duration)
-    jax.monitoring.register_event_listener(on_event)
-    return counts
-
-
-def _median_ms(fn, repeats: int) -> float:
-    import statistics
-
-    fn()  # warm-up (and compile)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
-
-
 def model_alone(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
     """ms per frame of the bare model at the video's model size (no I/O, no resizes)."""
     import numpy as np
@@ -148,11 +118,11 @@ def model_alone(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
         model = torch_io.torch_model(torch_io.load_state_dict_file(spec["torch_weights"]))
         x = torch.rand(1, 3, h, w) * 2 - 1
         with torch.no_grad():
-            out["batch_1"] = _median_ms(lambda: model(x, inference=True), reps)
+            out["batch_1"] = common.median_ms(lambda: model(x, inference=True), reps)
         return out
-    from modnet_jax.inference import host_devices
+    from modnet_jax.inference import cli
 
-    host_devices.split_host_cpu()  # the split predict makes, before JAX starts
+    cli.split_host_cpu()  # the split predict makes, before JAX starts
     import jax
 
     from modnet_jax.checkpointing import load_variables
@@ -165,13 +135,13 @@ def model_alone(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
     rng = np.random.default_rng(0)
     for b in sorted({1, spec["batch"]}):  # on the first device
         x = jax.device_put(rng.uniform(-1, 1, (b, h, w, 3)).astype(np.float32))
-        out[f"batch_{b}"] = _median_ms(lambda: fwd(v, x).block_until_ready(), reps) / b
-    devices = host_devices.video_devices()
+        out[f"batch_{b}"] = common.median_ms(lambda: fwd(v, x).block_until_ready(), reps) / b
+    devices = cli.inference_devices()
     if len(devices) > 1:  # how predict runs a video on a CPU: one frame on each device at once
         # (on several GPUs predict puts 8 frames per call; this row is one frame per device)
         frames = rng.uniform(-1, 1, (len(devices), h, w, 3)).astype(np.float32)
         vs, xs = one_frame_per_device(devices, v, frames)
-        out[f"split_{len(devices)}"] = _median_ms(
+        out[f"split_{len(devices)}"] = common.median_ms(
             lambda: fwd(vs, xs).block_until_ready(), reps) / len(devices)
     return out
 
@@ -207,7 +177,7 @@ def worker(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
             n = official_demos.image_demo(model, spec["photos"], spec["out"], spec["ref_size"])
         return {"items": n, "seconds": time.perf_counter() - t0,
                 "torch_threads": torch.get_num_threads()}
-    counts = _count_compiles()
+    counts = common.count_compiles()
     from modnet_jax import evaluate, predict
 
     t0 = time.perf_counter()
@@ -224,7 +194,8 @@ def worker(kind: str, spec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def run_child(kind: str, spec: Dict[str, Any], env: Dict[str, str]) -> Dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--spec", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "benchmarks.e2e_speed", "--worker", kind, "--spec",
+           json.dumps(spec)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - t0
@@ -242,7 +213,6 @@ def run_child(kind: str, spec: Dict[str, Any], env: Dict[str, str]) -> Dict[str,
 
 def prepare_weights(args, workdir: str) -> Dict[str, str]:
     """Write the same weights as a modnet_jax checkpoint and a torch state_dict file."""
-    from benchmarks import common
     from modnet_jax.checkpointing import load_variables, save_variables
     from modnet_jax.interop import keys, torch_io
 
@@ -355,7 +325,7 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
                 "size": f"{rh}x{rw}",
                 "torch": run_child("model-torch", spec, child_env(args, None)),
                 "jax": run_child("model-jax", spec, child_env(args, None))}
-    if "folder" not in skip:
+    if not {"folder", "evaluate"} <= skip:  # evaluate alone still needs the official folder job
         root = os.path.join(workdir, "photos")  # image/ + matte/ (ground truth), PPM-100 layout
         folder = os.path.join(root, "image")
         shapes = e2e_inputs.PHOTO_SHAPES[:max(1, min(args.sizes, len(e2e_inputs.PHOTO_SHAPES)))]
@@ -365,7 +335,7 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
                        matte_folder=None if "evaluate" in skip else os.path.join(root, "matte"))
         off = official_job("official-folder", base, args, photos=photos,
                            out=os.path.join(workdir, "official_mattes"))
-        for run in ("cold", "warm"):
+        for run in () if "folder" in skip else ("cold", "warm"):
             ours = ours_job(args, workdir, f"ours_folder_{run}", [folder], ckpt, [],
                             "cache_folder")
             name = "folder" if run == "cold" else "folder, warm 2nd run"
@@ -380,6 +350,13 @@ def run_jobs(args, workdir: str) -> List[Dict[str, Any]]:
 
 
 def row(name, what, unit, count, off, ours, goal, zero_compiles=False) -> Dict[str, Any]:
+    """One table row (also printed at once as JSON, so a run cut short keeps its rows)."""
+    out = _row(name, what, unit, count, off, ours, goal, zero_compiles)
+    print("row: " + json.dumps(out), flush=True)
+    return out
+
+
+def _row(name, what, unit, count, off, ours, goal, zero_compiles=False) -> Dict[str, Any]:
     speedup = off["seconds"] / ours["seconds"] if ours["seconds"] > 0 else float("inf")
     met = speedup >= goal and (not zero_compiles or ours["compiles"] == 0)
     if ours["items"] < 1 or ours.get("status", 0) != 0:
@@ -440,7 +417,7 @@ def machine_header(args) -> Dict[str, Any]:
     info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "load_start": os.getloadavg(),
-            "command": "python benchmarks/e2e_speed.py " + " ".join(sys.argv[1:])}
+            "command": "python -m benchmarks.e2e_speed " + " ".join(sys.argv[1:])}
     print(f"# MODNet end to end, {info['date']}")
     print(f"machine: {info['cpu']}, {info['cores']} cores; torch threads {args.threads}; "
           f"load average at start {', '.join(f'{x:.2f}' for x in info['load_start'])}")
@@ -450,8 +427,6 @@ def machine_header(args) -> Dict[str, Any]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
     if args.worker:
         result = worker(args.worker, json.loads(args.spec))
         print(RESULT_TAG + json.dumps(result), flush=True)

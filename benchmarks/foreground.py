@@ -13,7 +13,7 @@ background; each method estimates fg from that image and the true alpha. Reporte
                 warm-up call (pymatting's numba compile is excluded)
 
     pip install -e ".[bench]"      # pymatting (and numba)
-    python benchmarks/foreground.py [--sizes 512,1024] [--seeds 4] [--repeats 3]
+    python -m benchmarks.foreground [--sizes 512,1024] [--seeds 4] [--repeats 3]
 
 Results and the decision: benchmarks/RESULTS.md ("Foreground estimation").
 """

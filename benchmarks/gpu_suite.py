@@ -23,8 +23,8 @@ than ``--min-item-s`` left is recorded as skipped. Measurements run in priority 
 goals first). The JSON is rewritten after every measurement, so a killed run keeps what it
 measured. ``gpu_suite.sh`` adds a hard ``timeout``.
 
-    python benchmarks/gpu_suite.py --out gpu_suite_out            # GPU host
-    python benchmarks/gpu_suite.py --smoke --out /tmp/suite       # CPU, tiny sizes (tested)
+    python -m benchmarks.gpu_suite --out gpu_suite_out            # GPU host
+    python -m benchmarks.gpu_suite --smoke --out /tmp/suite       # CPU, tiny sizes (tested)
 
 Writes ``<out>/gpu_suite.json`` and ``<out>/gpu_suite.md`` (also printed).
 """
@@ -40,8 +40,7 @@ import time
 import traceback
 from typing import Callable, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 GIB = 1024.0 ** 3
 
@@ -162,7 +161,7 @@ def torch_peak(torch, device: str, reset: bool = False) -> Optional[float]:
 def train_jax(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
     import jax
 
-    import train_speed
+    from benchmarks import train_speed
 
     a = _with_dtype(args, dtype)
     step, state, shard, _ = train_speed.jax_trainer(a, weights[0], batch, args.size)
@@ -181,7 +180,7 @@ def train_jax(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
 
 
 def train_torch(args, weights, dtype: str, batch: int, limit_s: float) -> dict:
-    import train_speed
+    from benchmarks import train_speed
 
     a = _with_dtype(args, dtype)
     torch, device, to_device, step = train_speed.torch_trainer(a, weights[1])

@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_suite_out}"
 LIMIT="${LIMIT:-480}"
 mkdir -p "$OUT"
-timeout --signal=TERM --kill-after=15 "$LIMIT" python benchmarks/gpu_suite.py --out "$OUT" "$@" \
+timeout --signal=TERM --kill-after=15 "$LIMIT" python -m benchmarks.gpu_suite --out "$OUT" "$@" \
     2>&1 | tee "$OUT/gpu_suite.log"

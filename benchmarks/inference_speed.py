@@ -3,7 +3,7 @@
 Latency at batch 1 and throughput at batch 16 and 64, 512x512, ``inference=True`` (matte only),
 fp32 on CPU / bf16 compute on GPU by default. JAX and torch repetitions alternate.
 
-    python benchmarks/inference_speed.py [--batches 1,16,64] [--size 512] [--fast-paths auto]
+    python -m benchmarks.inference_speed [--batches 1,16,64] [--size 512] [--fast-paths auto]
         [--dtype float32|bfloat16] [--peak-tflops 989] [--repeats 5] [--json out.json]
 """
 
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import List
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 
 def add_args(parser) -> None:

@@ -1,8 +1,8 @@
 """Does the data loader slow the training step? Step time fed by the real Grain pipeline vs
 fed one pre-made batch from memory, same model, same compiled step.
 
-  python benchmarks/loader_overhead.py                       # quick config: 96x96, batch 8
-  python benchmarks/loader_overhead.py --image-size 128 --batch-size 8 --steps 40
+  python -m benchmarks.loader_overhead                       # quick config: 96x96, batch 8
+  python -m benchmarks.loader_overhead --image-size 128 --batch-size 8 --steps 40
 
 Prints a table with the median step time of each and their ratio (goal <= 1.1).
 """
@@ -10,20 +10,15 @@ Prints a table with the median step time of each and their ratio (goal <= 1.1).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import jax
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "configs"))
-
-from modnet_jax import parallel, steps  # noqa: E402
-from modnet_jax import state as state_lib  # noqa: E402
-from modnet_jax.data import make_train_iterator  # noqa: E402
-from modnet_jax.models import init_variables, model_from_config  # noqa: E402
+from modnet_jax import parallel, steps
+from modnet_jax import state as state_lib
+from modnet_jax.data import make_train_iterator
+from modnet_jax.models import init_variables, model_from_config
 
 
 def time_steps(step, st, batches, devices, n):

@@ -4,10 +4,10 @@
 Same weights for both (the JAX release init converted with ``modnet_jax.interop``), same
 machine, repetitions alternating between the frameworks. Not part of the test suite.
 
-    python benchmarks/model_speed.py                      # CPU defaults (train at 256x256)
-    python benchmarks/model_speed.py --train-size 512     # full-size training step
-    python benchmarks/model_speed.py --fast-paths off     # the plain path, for comparison
-    python benchmarks/model_speed.py --peak-tflops 989    # GPU: bf16 by default, H200 peak
+    python -m benchmarks.model_speed                      # CPU defaults (train at 256x256)
+    python -m benchmarks.model_speed --train-size 512     # full-size training step
+    python -m benchmarks.model_speed --fast-paths off     # the plain path, for comparison
+    python -m benchmarks.model_speed --peak-tflops 989    # GPU: bf16 by default, H200 peak
 
 Options of inference_speed.py and train_speed.py apply (``--batches``, ``--size``, ``--batch``,
 ``--train-size``, ``--rss``, ``--dtype``, ``--json``); see ``--help``.
@@ -16,13 +16,8 @@ Options of inference_speed.py and train_speed.py apply (``--batches``, ``--size`
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import inference_speed  # noqa: E402
-import train_speed  # noqa: E402
+from benchmarks import common, inference_speed, train_speed
 
 
 def main(argv=None) -> None:

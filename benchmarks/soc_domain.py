@@ -1,6 +1,6 @@
 """Does SOC adapt? Labelled photos seen through simulated cameras, scored before and after.
 
-    python benchmarks/soc_domain.py --data PPM_FOLDER --init modnet_photographic_portrait_matting.onnx \\
+    python -m benchmarks.soc_domain --data PPM_FOLDER --init modnet_photographic_portrait_matting.onnx \\
         [--size 256] [--steps 30] [--eval-every 10] [--seeds 0,1] \\
         [--domains lowres,cast,exposure,noise,jpeg,clip] [--recipes release,paper,...] \\
         [--prepare onnx|none] [--prepared-dir DIR] [--at-steps 6,12] [--json out.json]
@@ -36,15 +36,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from benchmarks import camera_domains  # noqa: E402
-from modnet_jax.training.soc_recipes import RECIPES  # noqa: E402
+from benchmarks import camera_domains
+from modnet_jax.training.soc_recipes import RECIPES
 
 GOALS = {"mad": 0.90, "clean_mad": 1.05, "flicker": 1.00, "flicker_ofd": 1.00}
 

@@ -1,9 +1,9 @@
 """SOC on footage, measured: flicker and drift of the released model before/after adaptation.
 
-    python benchmarks/soc_flicker.py --init modnet_photographic_portrait_matting.onnx \\
+    python -m benchmarks.soc_flicker --init modnet_photographic_portrait_matting.onnx \\
         [--size 256] [--frames 40] [--steps 40] [--variants release,lr1e-6,refresh10,...]
-    python benchmarks/soc_flicker.py --score CKPT_BEFORE CKPT_AFTER [...]   # held-out only
-    python benchmarks/soc_flicker.py --write-videos DIR   # the training clips as .mp4 files
+    python -m benchmarks.soc_flicker --score CKPT_BEFORE CKPT_AFTER [...]   # held-out only
+    python -m benchmarks.soc_flicker --write-videos DIR   # the training clips as .mp4 files
 
 Data: generated clips (``modnet_jax.data.synthetic_video``): a synthetic portrait swaying over
 a fixed background with sensor-like noise; clips 1..``--train-clips`` are the unlabelled
@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VARIANTS = {
     # name: (optimizer, lr, refresh M' every n steps (0 never), frame order)
@@ -86,7 +83,7 @@ def main(argv=None):
     from modnet_jax import parallel, steps
     from modnet_jax import state as state_lib
     from modnet_jax.data.synthetic_video import generate_clip
-    from modnet_jax.inference.ofd import one_frame_delay
+    from modnet_jax.temporal import one_frame_delay
     from modnet_jax.models import model_from_config
     from modnet_jax.temporal import flicker_score
     from modnet_jax.training.heads import fit_training_heads

@@ -1,7 +1,7 @@
 """One-Frame Delay on vs off: temporal metrics on a synthetic moving-portrait clip.
 
-    python benchmarks/temporal_ofd.py --checkpoint workdir/supervised_quick [--frames 60]
-    python benchmarks/temporal_ofd.py --onnx modnet_photographic_portrait_matting.onnx
+    python -m benchmarks.temporal_ofd --checkpoint workdir/supervised_quick [--frames 60]
+    python -m benchmarks.temporal_ofd --onnx modnet_photographic_portrait_matting.onnx
 
 The clip: one synthetic portrait (``modnet_jax.data.synthetic``) composited over a static
 synthetic background; the subject sways sideways (sub-pixel shifts), holds still for a third of
@@ -25,11 +25,9 @@ import time
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from modnet_jax import metrics  # noqa: E402
 from modnet_jax.data.synthetic import generate_background, generate_portrait  # noqa: E402
-from modnet_jax.inference.ofd import OneFrameDelay  # noqa: E402
+from modnet_jax.temporal import OneFrameDelay  # noqa: E402
 from modnet_jax.temporal import flicker_score, temporal_metrics  # noqa: E402
 
 

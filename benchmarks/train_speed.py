@@ -13,7 +13,7 @@ takes minutes on 2 cores; --size 512 runs it). Memory: XLA's buffer assignment f
 memory of both frameworks too; ``--rss`` measures the peak resident memory of one batch-16
 512x512 step per framework in child processes (CPU; needs ~10 GiB free).
 
-    python benchmarks/train_speed.py [--batch 16] [--size 256] [--steps-per-rep 1] [--rss]
+    python -m benchmarks.train_speed [--batch 16] [--size 256] [--steps-per-rep 1] [--rss]
 
 CPU training runs 1.3-2x faster without XLA's YNNPACK fusions (slow kernel-gradient convs;
 see RESULTS.md). ``python -m modnet_jax.train`` turns them off by default on the JAX versions
@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import List
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 MEMORY_BATCH, MEMORY_SIZE = 16, 512
 
@@ -204,10 +202,10 @@ def memory_report(args, variables) -> dict:
     if common.backend() == "gpu":
         report.update(measured_gpu_peaks(args, variables))
     elif args.rss:
-        script = os.path.abspath(__file__)
+
         for fw in ("jax", "torch"):
             report[f"{fw}_peak_rss"] = common.child_peak_rss(
-                [script, "--child", fw, "--fast-paths", args.fast_paths, "--dtype", args.dtype])
+                ["-m", "benchmarks.train_speed", "--child", fw, "--fast-paths", args.fast_paths, "--dtype", args.dtype])
     return report
 
 

@@ -103,11 +103,10 @@ from modnet_jax import metrics, video_eval  # noqa: E402
 from modnet_jax.imaging.files import list_files  # noqa: E402
 from modnet_jax.inference.cli import UserError, check_output_dir, finish  # noqa: E402
 from modnet_jax.inference.cli import (  # noqa: E402
-    engine_from_args, make_parent, read_checked, run_main)
-from modnet_jax.inference.host_devices import split_host_cpu, video_devices  # noqa: E402
+    engine_from_args, inference_devices, make_parent, read_checked, run_main, split_host_cpu)
 from modnet_jax.inference.images import InputError, matte_to_uint8, orientation_of  # noqa: E402
-from modnet_jax.inference.images import read_matte, upright_size, write_image  # noqa: E402
-from modnet_jax.inference.pipeline import prefetch  # noqa: E402
+from modnet_jax.inference.images import read_matte, write_image  # noqa: E402
+from modnet_jax.inference.video import prefetch  # noqa: E402
 from modnet_jax.progress import Progress  # noqa: E402
 
 REGIONS = ("image", "unknown")
@@ -231,8 +230,6 @@ def evaluate_samples(engine, samples: Sequence[Sample], regions: Sequence[str] =
                 bar.note(f"error: {exc}")
                 bar.update()
 
-    # Compiling starts now, from the files' headers, while the first images are decoded.
-    engine.warm_up(upright_size(s.image) for s in samples if s.matte is not None)
     rows: List[dict] = []
     scoring: "deque" = deque()
 
@@ -356,11 +353,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir = check_output_dir(args.output or f"eval_{os.path.basename(root.rstrip(os.sep))}")
     save_dir = os.path.join(out_dir, "mattes") if args.save_mattes else None
     regions = REGIONS if args.region == "both" else (args.region,)
-    devices = None
-    if not args.exact_shapes:  # photos on canvases, one per host device (host_devices.py)
-        split_host_cpu()
-        devices = video_devices()
-    engine = engine_from_args(args, devices=devices)
+    split_host_cpu()  # before JAX starts: one photo per CPU device at a time
+    engine = engine_from_args(args, devices=inference_devices())
     rows, summary, failures = evaluate_samples(engine, samples, regions, args.band_radius,
                                                save_dir, progress=not args.quiet,
                                                precision=args.precision, workers=args.workers)

@@ -28,9 +28,10 @@ persistent compile cache.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # keep ffmpeg's own noise off stderr
 
@@ -91,30 +92,99 @@ if __name__ == "__main__":  # --help, --version, usage mistakes: answered before
 from modnet_jax.inference.cli import (  # noqa: E402
     UserError,
     check_output_dir,
+    default_video_batch,
     engine_from_args,
     finish,
+    inference_devices,
     make_parent,
     read_checked,
     run_main,
-)
-from modnet_jax.inference.foreground import clean_outputs, first_use_note  # noqa: E402
-from modnet_jax.inference.host_devices import (  # noqa: E402
-    default_video_batch,
     split_host_cpu,
-    video_devices,
 )
-from modnet_jax.inference.inputs import collect_inputs, output_path  # noqa: E402
 from modnet_jax.inference.images import (  # noqa: E402
     InputError,
+    clean_outputs,
+    collect_inputs,
+    first_use_note,
+    output_path,
     parse_colour,
     read_image,
-    upright_size,
     write_image,
 )
-from modnet_jax.inference.pipeline import BackgroundWriter, prefetch  # noqa: E402
-from modnet_jax.inference.stream_cli import stream_main  # noqa: E402
-from modnet_jax.inference.video import process_video  # noqa: E402
+from modnet_jax.inference.stream import (  # noqa: E402
+    Capture,
+    LatestFrame,
+    PreviewSink,
+    VideoFileSink,
+    display_available,
+    open_source,
+    run_stream,
+)
+from modnet_jax.inference.video import BackgroundWriter, prefetch, process_video  # noqa: E402
 from modnet_jax.progress import Progress  # noqa: E402
+
+
+def source_name(spec: str) -> str:
+    if spec.isdigit():
+        return f"camera{spec}"
+    if "://" in spec:
+        return "stream"
+    return os.path.splitext(os.path.basename(spec))[0] or "stream"
+
+
+def stream_main(args: argparse.Namespace, make_engine: Callable[[], Any], background,
+                out_dir: Optional[str]) -> int:
+    """``predict --stream``: run ``args.stream`` to the end (or Ctrl-C); 0, or 1 when the
+    source failed midway."""
+    if args.duration is not None and args.duration <= 0:
+        raise UserError(f"--duration must be > 0, got {args.duration}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
+    preview = args.preview == "on" or (args.preview == "auto" and display_available())
+    if args.preview == "on" and not display_available():
+        raise UserError("--preview on: no display (or OpenCV was built without a GUI, as "
+                        "opencv-python-headless is); write a file with --output instead")
+    if not preview and out_dir is None:
+        raise UserError("nothing to show or write: give --output DIR (the preview window "
+                        "is off, or there is no display)")
+    cap, fps, pace = open_source(args.stream)
+    try:
+        ok, first = cap.read()
+        if not ok or first is None:
+            raise UserError(f"{args.stream}: the source gave no frame")
+        engine = make_engine()
+        options = dict(ofd=not args.no_ofd, background=background, matte=background is None)
+        warm = engine.live(**options)  # compile before the clock runs
+        warm.push(first[:, :, ::-1])  # BGR -> RGB
+        warm.finish()
+        sinks = []
+        if out_dir is not None:
+            kind = "composite" if background is not None else "matte"
+            path = os.path.join(out_dir, f"{source_name(args.stream)}_{kind}.{args.video_format}")
+            sinks.append(VideoFileSink(path, fps))
+        if preview:
+            sinks.append(PreviewSink(f"modnet_jax: {args.stream}"))
+        slot = LatestFrame(1)
+        capture = Capture(cap, slot, pace_fps=fps if pace else None, first=first)
+        bar = Progress(None, desc=source_name(args.stream), unit="frames",
+                       enabled=not args.quiet)
+        capture.start()
+        try:
+            result = run_stream(slot, engine.live(**options), sinks, progress=bar,
+                                max_frames=args.max_frames, duration=args.duration)
+        finally:
+            capture.stop()
+            capture.join(timeout=2.0)
+    finally:
+        cap.release()
+    print(result.summary(not args.no_ofd), file=sys.stderr)
+    for sink in sinks:
+        if isinstance(sink, VideoFileSink) and sink.written:
+            print(f"wrote {sink.path} ({sink.written} frames at {fps:g} fps)", file=sys.stderr)
+    if capture.error is not None:
+        print(f"error: {args.stream}: the source failed: {capture.error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def parse_background(text: Optional[str]):
@@ -128,11 +198,6 @@ def parse_background(text: Optional[str]):
         raise UserError(f"--composite: {exc}, and no image file of that name") from None
 
 
-def stream_matte_fn(args):
-    """frames -> mattes for the live path: the engine, one frame per call (lowest latency)."""
-    return engine_from_args(args).matte
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(dashed(argv))
     background = parse_background(args.composite)
@@ -143,7 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.clean_colours or args.cutout:
             raise UserError("--clean-colours and --cutout are for files, not --stream")
         out = check_output_dir(args.output) if args.output else None
-        return stream_main(args, lambda: stream_matte_fn(args), background, out)
+        return stream_main(args, lambda: engine_from_args(args), background, out)
     if not args.inputs:
         raise UserError("no INPUT given (image/video files or folders, or --stream SOURCE)")
     if not args.output:
@@ -170,12 +235,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     stems = dict(found.images + found.videos)
     if args.cpu_devices is not None and args.cpu_devices < 1:
         raise UserError(f"--cpu-devices must be >= 1, got {args.cpu_devices}")
-    devices = None
-    if videos or not args.exact_shapes:  # photos on canvases are shared among devices too
-        split_host_cpu(args.cpu_devices)  # before JAX starts (host_devices.py)
-        devices = video_devices()
-        if args.video_batch_size is None:
-            args.video_batch_size = default_video_batch(devices)
+    split_host_cpu(args.cpu_devices)  # before JAX starts
+    devices = inference_devices()
+    if args.video_batch_size is None:
+        args.video_batch_size = default_video_batch(devices)
     engine = engine_from_args(args, devices=devices)
 
     def out(path: str, kind: str, ext: str) -> str:
@@ -219,8 +282,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     depth = 2 * args.batch_size
     options = dict(cutout=args.cutout and not clean, background=None if clean else background,
                    with_image=clean)
-    # Compiling starts now, from the files' headers, while the first photos are decoded.
-    engine.warm_up((upright_size(path) for path in images), **options)
     with prefetch(decoded(), depth) as source, BackgroundWriter(write, depth) as writer:
         for item in engine.images(source, **options):
             writer.put(item)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modnet_jax.models import MODNet
-from modnet_jax.models.canvas import Canvas
+from modnet_jax.models.canvas import Canvas, canvas_apply
 
 CANVAS = (96, 160)
 SIZES = [(64, 96), (32, 64)]  # a corner, and the smallest legal size (1 x 2 at stride 32)
@@ -59,8 +59,7 @@ def test_canvas_model_equals_the_model_on_each_image_alone(fast_paths, lr_branch
     x = np.full((len(SIZES),) + CANVAS + (3,), 7.0, np.float32)  # junk past each image
     for i, im in enumerate(images):
         x[i, :im.shape[0], :im.shape[1]] = im
-    run = jax.jit(lambda v, x, s: model.apply(v, x, inference=True,
-                                              canvas=Canvas.of(s, *CANVAS))[2][..., 0])
+    run = jax.jit(lambda v, x, s: canvas_apply(model, v, x, s, inference=True)[2][..., 0])
     out = np.asarray(run(variables, x, np.array(SIZES, np.int32)))
     # The same canvases claimed whole (the padding zeroed): what the model sees without masks.
     blind = np.asarray(run(variables, np.where(np.abs(x) > 1, 0, x),
@@ -81,5 +80,5 @@ def test_canvas_is_refused_with_batch_statistics():
     model = MODNet()
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))
     with pytest.raises(ValueError, match="inference only"):
-        model.apply(variables, jnp.zeros((1, 64, 64, 3)), train=True,
-                    canvas=Canvas.of([(64, 64)], 64, 64), mutable=["batch_stats"])
+        canvas_apply(model, variables, jnp.zeros((1, 64, 64, 3)), [(64, 64)], train=True,
+                     mutable=["batch_stats"])

@@ -63,18 +63,9 @@ def test_rows_speedup_goals_and_table():
     failed = e2e_speed.row("folder", "p", "photos", 40, off, _result(5.0, status=1), 1.5)
     assert not failed["met"]
     table = e2e_speed.format_table([video, slow, warm]).splitlines()
-    assert table[0].startswith("| job |") and len(table[0].split("|")) == len(table[2].split("|"))
-    assert "**3.00x**" in table[2] and table[2].rstrip().endswith("| yes |")
-    assert table[3].rstrip().endswith("| NO |") and "0 compiles" in table[4]
-
-    # The bound: 30 s / 60 frames = 500 ms per official frame, over our fastest model figure.
-    video["model_alone_ms"] = {"size": "512x896", "torch": {"batch_1": 600.0},
-                               "jax": {"batch_1": 400.0, "batch_4": 300.0, "split_2": 250.0}}
-    note = e2e_speed.format_table([video]).splitlines()[4]
-    assert note.startswith("Model alone at 512x896")
-    assert "one frame on each of 2 host devices 250" in note and "batch 4 300" in note
-    assert "took 500 ms per frame" in note and "at most 2.00x" in note
-    assert "the model alone: 2.40x" in note
+    rows = [line for line in table if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split("|")[1].strip() for r in rows] == ["video", "folder", "folder, warm"]
+    assert [r.rstrip().endswith("| yes |") for r in rows] == [True, False, False]
 
 
 def test_one_frame_per_device_places_frames_as_predict_does():
@@ -94,8 +85,8 @@ def test_smoke_run_prints_the_table_and_writes_the_json(tmp_path):
     out = tmp_path / "e2e.json"
     env = dict(os.environ)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the benchmark sets its own per job
-    proc = subprocess.run([sys.executable, "benchmarks/e2e_speed.py", "--smoke", "--json",
-                           str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.e2e_speed", "--smoke",
+                           "--json", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = proc.stdout.splitlines()

@@ -24,7 +24,7 @@ from modnet_jax import checkpointing, predict
 from modnet_jax.imaging import decode, files
 from modnet_jax.imaging.files import InputError, UnusableFile
 from modnet_jax.inference.images import write_image
-from modnet_jax.inference.inputs import collect_inputs
+from modnet_jax.inference.images import collect_inputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}

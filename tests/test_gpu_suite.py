@@ -4,14 +4,11 @@ time limit and the suite budget stop what would overrun."""
 
 import json
 import os
-import sys
 import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-import gpu_suite  # noqa: E402
+from benchmarks import gpu_suite
 
 
 def test_smoke_run_writes_every_row(tmp_path):

@@ -1,13 +1,15 @@
-"""host_devices: the CPU split for video is asked for before JAX starts, never over the user's
-own device count, and never after JAX has started."""
+"""The CPU split into devices (``inference.cli.split_host_cpu``): asked for before JAX starts,
+never over the user's own device count, and never after JAX has started."""
 
-from modnet_jax.inference import host_devices
+import os
+
+from modnet_jax.inference import cli
 
 
 def test_a_count_in_xla_flags_wins(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--foo=1 --xla_force_host_platform_device_count=8")
-    assert host_devices.split_host_cpu(2) == 8
-    assert host_devices.split_host_cpu(None) == 8
+    assert cli.split_host_cpu(2) == 8
+    assert cli.split_host_cpu(None) == 8
 
 
 def test_no_split_once_jax_has_started(monkeypatch):
@@ -15,18 +17,16 @@ def test_no_split_once_jax_has_started(monkeypatch):
 
     jax.devices()  # this process's backends are up (conftest set them up already)
     monkeypatch.setenv("XLA_FLAGS", "--foo=1")
-    assert host_devices.split_host_cpu(2) == 1
-    assert host_devices.split_host_cpu(1) == 1
-    import os
-
+    assert cli.split_host_cpu(2) == 1
+    assert cli.split_host_cpu(1) == 1
     assert os.environ["XLA_FLAGS"] == "--foo=1"  # untouched
+    assert len(jax.devices()) == 8
 
 
-def test_auto_count(monkeypatch):
-    monkeypatch.setattr(host_devices.os, "sched_getaffinity", lambda _: {0}, raising=False)
-    assert host_devices.auto_count() == 1
-    monkeypatch.setattr(host_devices.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
-    assert host_devices.auto_count() == 2
+def test_auto_count_on_one_core_is_no_split(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda _: {0}, raising=False)
+    assert cli.split_host_cpu(None) == 1
 
 
 def test_default_video_batch_is_one_frame_per_cpu_device_and_8_on_accelerators():
@@ -34,6 +34,6 @@ def test_default_video_batch_is_one_frame_per_cpu_device_and_8_on_accelerators()
         def __init__(self, platform):
             self.platform = platform
 
-    assert host_devices.default_video_batch([Dev("cpu"), Dev("cpu")]) == 2
-    assert host_devices.default_video_batch([Dev("cpu")]) == 1
-    assert host_devices.default_video_batch([Dev("gpu")]) == 8
+    assert cli.default_video_batch([Dev("cpu"), Dev("cpu")]) == 2
+    assert cli.default_video_batch([Dev("cpu")]) == 1
+    assert cli.default_video_batch([Dev("gpu")]) == 8

@@ -7,7 +7,6 @@ multi-second XLA compile on CPU; the model is initialised once for the module.
 
 import io
 import json
-import os
 
 import cv2
 import jax
@@ -22,16 +21,15 @@ from modnet_jax.checkpointing import save_variables
 from modnet_jax.inference import (
     CheckpointError,
     MattingEngine,
-    area_resize,
     check_variables,
     count_frames,
     model_input_size,
     process_video,
 )
 from modnet_jax.inference.video import open_video, read_frames
-from modnet_jax.inference.preprocess import postprocess, preprocess
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import flicker_score, temporal_metrics
+from numpy_reference import area_resize, postprocess, preprocess
 
 REF = 64
 
@@ -111,7 +109,7 @@ def video_fps(path):
 def reference_mattes(model, variables, images):
     """The host path the engine replaces: numpy pre-processing, the model on the batch of all
     ``images`` (equal model sizes), numpy resize back."""
-    x = np.stack([preprocess(im, REF) for im in images])
+    x = np.stack([preprocess(im, *model_input_size(*im.shape[:2], REF)) for im in images])
     out = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False, inference=True)[2])(
         variables, x))[..., 0]
     return [postprocess(m, *im.shape[:2]) for m, im in zip(out, images)]
@@ -126,12 +124,7 @@ def test_mixed_size_folder_equals_host_path_and_shares_one_canvas(untrained, eng
     sizes = [(64, 80), (70, 90), (64, 80), (64, 80), (64, 80), (64, 100)]
     items = [(i, portrait(rng, h, w)[0]) for i, (h, w) in enumerate(sizes)]
     out = {k: r.matte for k, r in engine.images(items)}
-    assert engine.model_shapes == [(4, 64, 128), (1, 64, 128)]
-    labels = engine.programs.compiled + engine.programs.loaded
-    assert sorted(labels) == sorted(
-        ["photo_in 4x64x80", "canvas_model 4x64x128", "photo_out 4x64x80",
-         "photo_in 1x70x90", "canvas_model 1x64x128", "photo_out 1x70x90",
-         "photo_in 1x64x100", "photo_out 1x64x100"])
+    assert engine.canvas_policy.canvases == [(64, 128)]  # one canvas served the three sizes
     for i, (h, w) in enumerate(sizes):
         assert out[i].shape == (h, w) and out[i].dtype == np.float32
         assert 0.0 <= out[i].min() and out[i].max() <= 1.0
@@ -146,20 +139,17 @@ def test_mixed_size_folder_equals_host_path_and_shares_one_canvas(untrained, eng
     for i, want in zip((0, 2, 3, 4, 1, 5), ref):
         np.testing.assert_allclose(out[i], want, rtol=0, atol=1e-5)
     again = {k: r.matte for k, r in engine.images(items)}
-    assert len(engine.programs.compiled) + len(engine.programs.loaded) == len(labels)
     for i in out:
         np.testing.assert_array_equal(again[i], out[i])
 
 
-def test_exact_shapes_compile_one_fused_program_per_image_size(untrained):
+def test_exact_shapes_give_the_host_path_mattes(untrained):
     model, variables, _ = untrained
     exact = MattingEngine(model, variables, ref_size=REF, batch_size=4, canvases=False)
     rng = np.random.default_rng(1)
     items = [(i, portrait(rng, h, w)[0]) for i, (h, w) in enumerate([(64, 80), (64, 100)])]
     out = {k: r.matte for k, r in exact.images(items)}
-    assert exact.model_shapes == [(1, 64, 64), (1, 64, 96)]
-    assert sorted(exact.programs.compiled + exact.programs.loaded) == ["photo 1x64x100",
-                                                                      "photo 1x64x80"]
+    assert exact.canvas_policy.canvases == []
     for i, (_, image) in enumerate(items):
         np.testing.assert_allclose(out[i], reference_mattes(model, variables, [image])[0],
                                    rtol=0, atol=1e-6)
@@ -239,40 +229,12 @@ def test_check_variables_reports_mismatch(untrained):
     assert "missing batch_stats/hr_branch" in msg
 
 
-@pytest.fixture
-def compile_cache_on(tmp_path):
-    """The persistent cache on in a fresh folder for one test (an earlier test in this process
-    may have turned it off with --compile-cache none), then JAX's settings as they were."""
-    from modnet_jax.inference.compile_cache import setup_compile_cache
-
-    before = (jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir)
-    setup_compile_cache(str(tmp_path / "compile_cache"))
-    yield
-    jax.config.update("jax_enable_compilation_cache", before[0])
-    jax.config.update("jax_compilation_cache_dir", before[1])
-
-
-def test_expected_shapes_are_kept_on_disk_and_recomputed_when_damaged(untrained, monkeypatch,
-                                                                      compile_cache_on):
+def test_expected_shapes_are_the_variables_shapes(untrained):
     from modnet_jax.inference import checkpoint as ckpt_mod
-    from modnet_jax.inference import export_cache
 
     model, variables, _ = untrained
     want = {k: tuple(np.shape(v)) for k, v in
             traverse_util.flatten_dict(dict(variables), sep="/").items()}
-    assert ckpt_mod.expected_shapes(model) == want  # computed, or read from an earlier run
-    files = [f for f in os.listdir(export_cache.export_dir()) if f.startswith("model-shapes-")]
-    assert files
-    # A later run reads the file instead of tracing; a damaged file is recomputed and replaced.
-    monkeypatch.setattr(ckpt_mod.jax, "eval_shape", lambda *a, **k: 1 / 0)
-    assert ckpt_mod.expected_shapes(model) == want
-    for name in files:
-        with open(os.path.join(export_cache.export_dir(), name), "w") as f:
-            f.write("{not json")
-    with pytest.raises(ZeroDivisionError):
-        ckpt_mod.expected_shapes(model)
-    monkeypatch.undo()
-    assert ckpt_mod.expected_shapes(model) == want
     assert ckpt_mod.expected_shapes(model) == want
 
 

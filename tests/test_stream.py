@@ -1,6 +1,7 @@
 """Live sources (``modnet_jax.inference.stream``, ``predict --stream``): frames are dropped, not
 queued, behind a slow consumer; latency figures on a fake clock; the file sink keeps real
-time; the command end to end on a small clip with the untrained model at ref size 64."""
+time; the command end to end on a small clip with the untrained model at ref size 64 (the
+engine's live path itself is tested against the host path in test_engine.py)."""
 
 import time
 
@@ -10,7 +11,7 @@ import pytest
 
 from modnet_jax import predict
 from modnet_jax.checkpointing import save_variables
-from modnet_jax.inference import count_frames
+from modnet_jax.inference import Matted, composite, count_frames
 from modnet_jax.inference.stream import (
     Capture,
     Frame,
@@ -21,6 +22,7 @@ from modnet_jax.inference.stream import (
     run_stream,
 )
 from modnet_jax.models import create_model
+from modnet_jax.temporal import OneFrameDelay
 
 
 class FakeClock:
@@ -32,6 +34,25 @@ class FakeClock:
 
     def advance(self, dt):
         self.t += dt
+
+
+class HostLive:
+    """``MattingEngine.live``'s interface (push / finish) over a host matte function and the
+    host One-Frame Delay, so the stream loop runs with fake mattes and a fake clock."""
+
+    def __init__(self, matte_fn, ofd=True, background=None):
+        self.matte_fn, self.background = matte_fn, background
+        self.delay = OneFrameDelay(enabled=ofd)
+
+    def _out(self, pairs):
+        return [Matted(matte=m, composite=None if self.background is None
+                       else composite(image, m, self.background)) for m, image in pairs]
+
+    def push(self, image):
+        return self._out(self.delay.push(self.matte_fn([image])[0], image))
+
+    def finish(self):
+        return self._out(self.delay.flush())
 
 
 def write_clip(path, frames, h=48, w=64, fps=30.0):
@@ -78,7 +99,7 @@ def test_file_source_faster_than_a_slow_consumer_drops_frames_and_stays_bounded(
         return [np.full(frames[0].shape[:2], 0.5, np.float32)]
 
     capture.start()
-    result = run_stream(slot, slow_matte, [], ofd=True)
+    result = run_stream(slot, HostLive(slow_matte), [])
     capture.join(timeout=5)
     cap.release()
     assert capture.frames == 30 and result.frames_in == 30
@@ -156,8 +177,7 @@ def test_latency_on_a_fake_clock_and_the_explicit_ofd_delay(ofd, want):
         def close(self):
             written.append("closed")
 
-    result = run_stream(slot, matte_fn, [Sink()], ofd=ofd, clock=clock,
-                        background=(255, 255, 255))
+    result = run_stream(slot, HostLive(matte_fn, ofd, (255, 255, 255)), [Sink()], clock=clock)
     assert result.latency.values == pytest.approx(want)
     assert result.latency.p50() == pytest.approx(float(np.median(want)))
     assert (result.frames_in, result.frames_out, result.dropped) == (5, 5, 0)
@@ -187,7 +207,7 @@ def test_ctrl_c_flushes_the_held_frame_and_closes_the_sinks():
         def close(self):
             closed.append(True)
 
-    result = run_stream(slot, matte_fn, [Sink()], ofd=True)
+    result = run_stream(slot, HostLive(matte_fn), [Sink()])
     assert result.interrupted and result.frames_out == 2 and closed == [True]
     assert "stopped by Ctrl-C" in result.summary(True)
 

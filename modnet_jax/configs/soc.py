@@ -34,14 +34,14 @@ Every run logs a before/after report (held-out SOC loss, flicker for a video, an
 ``soc.report_from``, training/soc_report.py).
 
 Documented run (2026-12-02, 2-core CPU under load ~15 from other jobs): generated footage,
-``python benchmarks/soc_flicker.py --write-videos /tmp/soc/videos`` (3 mp4 clips x 40 frames,
+``python -m benchmarks.soc_flicker --write-videos /tmp/soc/videos`` (3 mp4 clips x 40 frames,
 256x256, a synthetic portrait swaying over a fixed background with sensor noise); the
 released ONNX prepared by ``benchmarks/soc_flicker.py --save-prepared`` (same as the
 recalibrate command above, 60 head steps); then
 
   python -m modnet_jax.train --config soc:cpu --workdir /tmp/soc/run \
       --config.init_from=/tmp/soc/prepared --config.data.root=/tmp/soc/videos
-  python benchmarks/soc_flicker.py --score /tmp/soc/prepared /tmp/soc/run
+  python -m benchmarks.soc_flicker --score /tmp/soc/prepared /tmp/soc/run
 
 40 steps (batch 1, Adam 1e-5 on every parameter: the release recipe, now ``soc:release``).
 On the held-out clip: flicker (``temporal.flicker_score``) 1.07e-3 -> 1.17e-3 (with One-Frame

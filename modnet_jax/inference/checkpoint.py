@@ -10,7 +10,6 @@ import numpy as np
 from flax import traverse_util
 
 from modnet_jax.checkpointing import load_variables
-from modnet_jax.inference.export_cache import cached_json
 
 
 class CheckpointError(Exception):
@@ -23,20 +22,11 @@ def _flat_shapes(tree: Any) -> Dict[str, Tuple[int, ...]]:
 
 
 def expected_shapes(model) -> Dict[str, Tuple[int, ...]]:
-    """{"params/...": shape, "batch_stats/...": shape} of ``model`` (abstract init, no compute).
-
-    Tracing the model's init takes about a second on a 2-core CPU, so the answer is kept on
-    disk beside the traced programs (``export_cache.cached_json``) when the compile cache is on.
-    """
-    def trace() -> Dict[str, List[int]]:
-        x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-        # The key is made inside the trace: an eager jax.random.key would compile a program.
-        abstract = jax.eval_shape(lambda img: model.init(jax.random.key(0), img, train=False), x)
-        flat = _flat_shapes({k: abstract[k] for k in ("params", "batch_stats") if k in abstract})
-        return {k: list(v) for k, v in flat.items()}
-
-    shapes = cached_json("model-shapes", repr(model), trace)
-    return {k: tuple(v) for k, v in shapes.items()}
+    """{"params/...": shape, "batch_stats/...": shape} of ``model`` (abstract init, no compute)."""
+    x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+    # The key is made inside the trace: an eager jax.random.key would compile a program.
+    abstract = jax.eval_shape(lambda img: model.init(jax.random.key(0), img, train=False), x)
+    return _flat_shapes({k: abstract[k] for k in ("params", "batch_stats") if k in abstract})
 
 
 def _collapse(keys: List[str], universe: Dict[str, Any]) -> List[str]:

@@ -1,20 +1,88 @@
-"""Pieces shared by the ``predict`` and ``evaluate`` command lines (model options, errors)."""
+"""Pieces shared by the ``predict``, ``evaluate`` and ``serve`` commands: the engine they build
+from their options (``options.py``), JAX's persistent compilation cache, the CPU split into
+devices, output folders and errors."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import sys
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from modnet_jax.checkpointing import model_config_for
 from modnet_jax.cliutil import folder_problem
 from modnet_jax.inference.checkpoint import CheckpointError
 from modnet_jax.interop.release_files import model_config_for_release, release_kind
-from modnet_jax.inference.compile_cache import setup_compile_cache
 from modnet_jax.inference.engine import MattingEngine
 from modnet_jax.inference.images import InputError, image_size, read_image
-from modnet_jax.inference.options import OFD_THRESHOLD, add_model_args  # noqa: F401 (serve uses it from here)
+from modnet_jax.inference.options import COMPILE_CACHE_ENV as ENV_VAR
+from modnet_jax.inference.options import OFD_THRESHOLD, default_cache_dir
+
+DEVICE_FLAG = "--xla_force_host_platform_device_count"
+LOGGER = logging.getLogger(__name__)
+
+
+def setup_compile_cache(cache_dir: Optional[str] = None) -> Optional[str]:
+    """Turn JAX's persistent compilation cache on, so that a second run with the same input
+    sizes compiles nothing; returns the folder, or None when off. The folder: ``cache_dir``
+    (``--compile-cache``), else ``$MODNET_JAX_COMPILE_CACHE``, else one JAX was already given
+    (``JAX_COMPILATION_CACHE_DIR``), else ``default_cache_dir()``; "none" turns it off."""
+    import jax
+
+    choice = cache_dir if cache_dir is not None else os.environ.get(ENV_VAR)
+    if choice is not None and choice.strip().lower() in ("none", "off", "0", ""):
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
+    folder = (os.path.abspath(os.path.expanduser(choice)) if choice
+              else jax.config.jax_compilation_cache_dir or default_cache_dir())
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_enable_compilation_cache", True)
+    # Keep every program, the small resize programs too (JAX's default skips those < 1 s).
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
+
+
+def split_host_cpu(count: Optional[int] = None) -> int:
+    """Ask, before JAX starts, for ``count`` CPU devices (default: 2 where there are 2 or more
+    cores, else 1); returns the count in effect. Why: on XLA:CPU one MODNet call does not keep
+    every core busy and two calls on one device run one after the other; split in two, the
+    engine runs one photo, or its share of a video batch, on each device at the same time
+    (benchmarks/RESULTS.md). A count already in ``XLA_FLAGS`` (the user's choice) wins; once
+    JAX has started the split cannot change (then 1, with a warning)."""
+    current = os.environ.get("XLA_FLAGS", "")
+    match = re.search(DEVICE_FLAG + r"=(\d+)", current)
+    if match:
+        return int(match.group(1))
+    if count is None:
+        count = 2 if len(os.sched_getaffinity(0)) >= 2 else 1
+    if count <= 1:
+        return 1
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", int(count))
+    except RuntimeError:  # the backends have started
+        LOGGER.warning("JAX already started: %d CPU devices not applied", count)
+        return 1
+    return int(count)
+
+
+def inference_devices() -> List[Any]:
+    """The devices photos and video batches are split over: every local device of JAX's
+    default backend (the CPU devices of ``split_host_cpu``, or every local GPU)."""
+    import jax
+
+    return list(jax.local_devices())
+
+
+def default_video_batch(devices) -> int:
+    """Video frames per model call: one per device on a CPU (larger batches were slower per
+    frame there), 8 on a GPU/TPU, where batching is what fills the chip."""
+    devices = list(devices)
+    return len(devices) if devices[0].platform == "cpu" else 8
 
 
 class UserError(Exception):

@@ -7,10 +7,11 @@ at its own frame rate as if it were live.
   rate) and stamps each with the time it arrived. It never waits for the model: when the
   slot is full the oldest untaken frame is replaced and counted as dropped, so memory stays
   bounded however far the model falls behind, and the model always works on the newest frame.
-* The consumer (the calling thread) takes one frame at a time, computes its matte, applies
-  One-Frame Delay (OFD) and writes the result. OFD needs frame t+1 to correct frame t, so with
-  it every output leaves one processed frame later: the latency readout includes that delay;
-  ``--no-ofd`` removes it for the lowest latency.
+* The consumer (the calling thread) takes one frame at a time and pushes it through
+  ``MattingEngine.live``: the video path of files, one frame per call (resize, model, resize
+  back, One-Frame Delay and the composite on the device). OFD needs frame t+1 to correct
+  frame t, so with it every output leaves one processed frame later: the latency readout
+  includes that delay; ``--no-ofd`` removes it for the lowest latency.
 * Latency is measured per output frame from capture to the moment its output is written;
   p50/p95 are printed live (last ``LIVE_WINDOW`` frames) and for the whole run at the end.
 * Sinks: a video file (``VideoFileSink``; a dropped frame's time is filled by repeating the
@@ -18,8 +19,8 @@ at its own frame rate as if it were live.
   (``PreviewSink``, only where a display and an OpenCV GUI exist; 'q' or Esc ends the stream).
 * Ctrl-C ends the stream cleanly: the held OFD frame is written and the file finalised.
 
-The matting step is any ``matte_fn(frames) -> mattes`` (RGB uint8 [H, W, 3] in, float [H, W]
-in [0, 1] out), so the loop does not depend on how the model runs.
+``run_stream`` takes any object with ``push(rgb) -> [Matted]`` and ``finish() -> [Matted]``
+(``MattingEngine.live(...)``'s), so the loop does not depend on how the model runs.
 """
 
 from __future__ import annotations
@@ -30,18 +31,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, List, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from modnet_jax.inference.images import InputError, background_for, composite, matte_to_uint8
-from modnet_jax.inference.ofd import OFD_THRESHOLD, OneFrameDelay
+from modnet_jax.inference.images import InputError
 
 LIVE_WINDOW = 100
 DEFAULT_FPS = 30.0
-
-MatteFn = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 
 
 @dataclass
@@ -183,7 +181,7 @@ class VideoFileSink:
 
     def write(self, image: np.ndarray, captured: float) -> None:
         if self.writer is None:
-            from modnet_jax.inference.video import open_writer
+            from modnet_jax.imaging.video import open_writer
 
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self.writer = open_writer(self.path, self.fps, image.shape[1], image.shape[0])
@@ -251,39 +249,35 @@ class StreamResult:
                 + ("; stopped by Ctrl-C" if self.interrupted else ""))
 
 
-def render(image: np.ndarray, matte: np.ndarray, background) -> np.ndarray:
-    """The output frame: the composite on ``background``, or the matte as gray RGB if None."""
-    if background is None:
-        return np.repeat(matte_to_uint8(matte)[:, :, None], 3, axis=2)
-    return composite(image, matte, background)
+def render(result) -> np.ndarray:
+    """The output frame: the composite, or the matte as gray RGB when there is none."""
+    if result.composite is not None:
+        return result.composite
+    return np.repeat(result.matte_uint8[:, :, None], 3, axis=2)
 
 
-def run_stream(slot: LatestFrame, matte_fn: MatteFn, sinks: Sequence[Any], *,
-               background=None, ofd: bool = True, ofd_threshold: float = OFD_THRESHOLD,
+def run_stream(slot: LatestFrame, live, sinks: Sequence[Any], *,
                clock: Callable[[], float] = time.monotonic, progress=None,
                max_frames: Optional[int] = None, duration: Optional[float] = None
                ) -> StreamResult:
-    """Matte frames from ``slot`` (filled by a ``Capture``) until it closes, a sink says stop,
+    """Matte frames from ``slot`` (filled by a ``Capture``) through ``live`` (``push`` /
+    ``finish``, as ``MattingEngine.live``) until the slot closes, a sink says stop,
     ``max_frames`` outputs, ``duration`` seconds, or Ctrl-C. Sinks: ``write(rgb, captured)``
     (returning False stops) and ``close()``; they are closed here."""
-    delay = OneFrameDelay(ofd_threshold, enabled=ofd)
     stats = LatencyStats()
     start = clock()
     out = 0
-    bg_cache: Dict[tuple, np.ndarray] = {}
+    waiting: Deque[Frame] = deque()  # frames pushed whose results have not come out
     going = True
     interrupted = False
 
-    def emit(pairs) -> None:
+    def emit(results, last: bool = False) -> None:
         nonlocal out, going
-        for matte, frame in pairs:
-            bg = background
-            if background is not None:
-                key = frame.image.shape[:2]
-                if key not in bg_cache:
-                    bg_cache[key] = background_for(background, *key)
-                bg = bg_cache[key]
-            image = render(frame.image, matte, bg)
+        # In order, one result per pushed frame; at the end, the last frames pushed.
+        frames = ([waiting.pop() for _ in results][::-1] if last
+                  else [waiting.popleft() for _ in results])
+        for result, frame in zip(results, frames):
+            image = render(result)
             for sink in sinks:
                 if sink.write(image, frame.captured) is False:
                     going = False
@@ -305,12 +299,12 @@ def run_stream(slot: LatestFrame, matte_fn: MatteFn, sinks: Sequence[Any], *,
                 if slot.closed:
                     break
                 continue
-            matte = np.asarray(matte_fn([frame.image])[0], np.float32)
-            emit(delay.push(matte, frame))
-        emit(delay.flush())
+            waiting.append(frame)
+            emit(live.push(frame.image))
+        emit(live.finish(), last=True)
     except KeyboardInterrupt:
         interrupted = True
-        emit(delay.flush())
+        emit(live.finish(), last=True)
     finally:
         slot.close()
         for sink in sinks:

@@ -1,33 +1,33 @@
-"""Video matting with OpenCV I/O: a matte video and/or a composite video, same frames and rate.
+"""Video files, and the threads around the engine: a reader that decodes ahead and a writer
+that encodes behind.
 
-Frames are decoded with ``cv2.VideoCapture`` on a reader thread, matted by
+``process_video`` writes a matte video and/or a composite video (same frames and rate):
+frames are decoded with ``cv2.VideoCapture`` on a reader thread (``prefetch``), matted by
 ``MattingEngine.video`` (batches of frames, One-Frame Delay and the composite on the device),
-and encoded with ``cv2.VideoWriter`` (mp4 -> 'mp4v', avi -> 'MJPG') on a writer thread; the
-queues between them hold a few batches at most.
+and encoded with ``cv2.VideoWriter`` (mp4 -> 'mp4v', avi -> 'MJPG') on a writer thread
+(``BackgroundWriter``). Both queues are bounded, so memory stays bounded whatever the speeds;
+an exception in either thread is raised in the caller's thread.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 import cv2
 
 from modnet_jax.imaging.compositing import Background
-from modnet_jax.imaging.files import VIDEO_EXTENSIONS as VIDEO_EXTS
-from modnet_jax.imaging.files import InputError, is_video_path
-from modnet_jax.imaging.video import DEFAULT_FPS, count_frames, open_video, open_writer
-from modnet_jax.imaging.video import VideoOutput, read_frames
-from modnet_jax.inference.foreground import clean_outputs
-from modnet_jax.inference.pipeline import BackgroundWriter, prefetch
+from modnet_jax.imaging.files import InputError
+from modnet_jax.imaging.video import count_frames  # noqa: F401  (part of this module's API)
+from modnet_jax.imaging.video import DEFAULT_FPS, VideoOutput, open_video, open_writer
+from modnet_jax.imaging.video import read_frames
+from modnet_jax.inference.images import clean_outputs
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import FlickerMeter
-
-
-# Video file helpers live in imaging.video / imaging.files; these names stay importable here.
-__all__ = ["DEFAULT_FPS", "VIDEO_EXTS", "InputError", "VideoResult", "count_frames",
-           "is_video_path", "open_video", "open_writer", "process_video"]
 
 
 @dataclass
@@ -51,7 +51,7 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
     """Matte every frame of ``path`` with ``engine``; write ``matte_path`` and/or ``composite_path``.
 
     The outputs keep the input's frame count and frame rate (DEFAULT_FPS if it reports none).
-    ``clean`` re-estimates the foreground colours before compositing (``foreground.py``; on
+    ``clean`` re-estimates the foreground colours before compositing (``images.clean_outputs``; on
     the host, slow). Raises ``InputError`` for a video that cannot be opened, has no decodable
     frame, or whose outputs cannot be created; output files are only created once a first
     frame decoded. ``flicker`` also measures the mattes' flicker score (``temporal.FlickerMeter``:
@@ -110,3 +110,74 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
         cap.release()
         for writer in writers.values():
             writer.release()
+
+
+# ---------------------------------------------------------------- threads
+
+
+@contextmanager
+def prefetch(iterable: Iterable[Any], depth: int = 4) -> Iterator[Iterator[Any]]:
+    """``with prefetch(items, depth) as ahead:`` iterate ``items`` on a reader thread, at most
+    ``depth`` items ahead; its exception is raised in the consumer. Leaving the block stops
+    the reader (after the item it is reading)."""
+    it, end = iter(iterable), object()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="modnet-reader")
+    ahead = deque(pool.submit(next, it, end) for _ in range(max(1, int(depth))))
+
+    def items() -> Iterator[Any]:
+        while True:
+            item = ahead.popleft().result()
+            if item is end:
+                return
+            ahead.append(pool.submit(next, it, end))
+            yield item
+
+    try:
+        yield items()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class BackgroundWriter:
+    """Call ``fn(item)`` for every ``put(item)`` on a writer thread, in order, at most ``depth``
+    items behind. The writer's exception is raised in the caller's thread (at a later ``put``
+    or at ``close``) and the items after it are not written."""
+
+    def __init__(self, fn: Callable[[Any], None], depth: int = 4):
+        self._fn, self._depth = fn, max(1, int(depth))
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="modnet-writer")
+        self._pending: deque = deque()
+        self._failed = False
+
+    def _write(self, item: Any) -> None:
+        if not self._failed:
+            try:
+                self._fn(item)
+            except BaseException:
+                self._failed = True
+                raise
+
+    def put(self, item: Any) -> None:
+        while self._pending and (len(self._pending) >= self._depth or self._pending[0].done()):
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write, item))
+
+    def close(self) -> None:
+        """Wait until every item is written; raise the writer's exception if it had one."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # already failing: finish quietly, keep the first exception
+            try:
+                self.close()
+            except BaseException:  # noqa: BLE001
+                pass

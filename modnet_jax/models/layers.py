@@ -27,8 +27,12 @@ path up to fp32 summation order and tests/test_fast_paths.py checks every one:
 * the backbone's stride-2 expansion blocks pad before their 1x1 expansion (mobilenetv2.py).
 
 The depthwise switch (``depthwise_impl``, 'auto' = 'shifted' on CPU) is separate: XLA:CPU's
-grouped convolution is 5-50x slower than a shifted sum of k*k multiply-adds, whose gradient
+grouped convolution is much slower than a shifted sum of k*k multiply-adds, whose gradient
 is also written by hand (``ops.depthwise_conv_shifted``).
+
+``SpatialMean`` and ``Upsample2x`` are parameter-free modules rather than plain functions so
+that a method interceptor (``flax.linen.intercept_methods``) can change them, as it can change
+``Conv2d.conv_input`` / ``upsampled_conv`` and the inputs of the other convolutions.
 
 Parameter names follow the PyTorch ones (``scale``/``bias`` <-> ``weight``/``bias``,
 ``mean``/``var`` <-> ``running_mean``/``running_var``) so conversion is a renaming.
@@ -46,7 +50,6 @@ from modnet_jax.models.ops import (
     conv_nhwc,
     stat_dtype,
     conv_upsampled,
-    conv_upsampled_canvas,
     depthwise_conv_shifted,
     upsample2x_bilinear,
 )
@@ -143,20 +146,30 @@ class BatchNorm(nn.Module):
         return y.astype(self.dtype)
 
 
-def _spatial_mean(x, canvas=None):
-    """[B, C]: mean over H, W (over each sample's valid region on a ``Canvas``)."""
-    return jnp.mean(x, axis=(1, 2)) if canvas is None else canvas.mean(x)
+class SpatialMean(nn.Module):
+    """[B, H, W, C] -> [B, C]: the mean over H and W (global average pooling)."""
+
+    def __call__(self, x):
+        return jnp.mean(x, axis=(1, 2))
 
 
-def instance_norm(x, eps: float = IN_EPS, canvas=None):
+class Upsample2x(nn.Module):
+    """``ops.upsample2x_bilinear`` (PyTorch's bilinear x2, edges clamped)."""
+
+    def __call__(self, x):
+        return upsample2x_bilinear(x)
+
+
+def instance_norm(x, eps: float = IN_EPS, mean_hw=None):
     """InstanceNorm2d(affine=False, track_running_stats=False): per sample and channel over H, W.
 
-    x: [B, H, W, C]. Uses the biased variance, identical in train and eval mode. On a
-    ``Canvas`` the statistics cover each sample's valid region.
+    x: [B, H, W, C]. Uses the biased variance, identical in train and eval mode. ``mean_hw``:
+    the spatial mean to use (default ``jnp.mean`` over H, W).
     """
+    mean_hw = mean_hw or (lambda t: jnp.mean(t, axis=(1, 2)))
     x32 = x.astype(stat_dtype(x))
-    mean = _spatial_mean(x32, canvas)[:, None, None, :]
-    var = _spatial_mean(jnp.square(x32 - mean), canvas)[:, None, None, :]
+    mean = mean_hw(x32)[:, None, None, :]
+    var = mean_hw(jnp.square(x32 - mean))[:, None, None, :]
     return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
@@ -173,16 +186,15 @@ class IBNorm(nn.Module):
     fused: bool = False
 
     @nn.compact
-    def __call__(self, x, canvas=None):
-        _check_canvas(canvas, self.use_running_average)
+    def __call__(self, x):
         if self.fused:
             return _FusedIBNorm(self.use_running_average, self.axis_name, dtype=self.dtype,
-                                name="bnorm")(x, canvas)
+                                name="bnorm")(x)
         c_bn = x.shape[-1] // 2
         bn = BatchNorm(self.use_running_average, self.axis_name, dtype=self.dtype, name="bnorm")
         return jnp.concatenate(
-            [bn(x[..., :c_bn]), instance_norm(x[..., c_bn:], canvas=canvas).astype(self.dtype)],
-            axis=-1)
+            [bn(x[..., :c_bn]), instance_norm(x[..., c_bn:], mean_hw=SpatialMean()).astype(
+                self.dtype)], axis=-1)
 
 
 class _FusedIBNorm(nn.Module):
@@ -202,12 +214,13 @@ class _FusedIBNorm(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, canvas=None):
+    def __call__(self, x):
         b, h, w, c = x.shape
         cb = c // 2
         scale, bias, ra_mean, ra_var = _declare_bn_variables(self, cb)
+        mean_hw = SpatialMean()
         x32 = x.astype(stat_dtype(x))
-        sample_mean = _spatial_mean(x32, canvas)  # [B, C]
+        sample_mean = mean_hw(x32)  # [B, C]
         if self.use_running_average:
             mean_bn = ra_mean.value
         else:
@@ -216,7 +229,7 @@ class _FusedIBNorm(nn.Module):
         centre = jnp.concatenate(
             [jnp.broadcast_to(mean_bn.astype(x32.dtype), (b, cb)), sample_mean[:, cb:]], axis=-1)
         dev = x32 - centre[:, None, None, :]
-        sample_var = _spatial_mean(jnp.square(dev), canvas)  # [B, C], about each centre
+        sample_var = mean_hw(jnp.square(dev))  # [B, C], about each centre
         if self.use_running_average:
             var_bn = ra_var.value
         else:
@@ -231,12 +244,6 @@ class _FusedIBNorm(nn.Module):
         return y.astype(self.dtype)
 
 
-def _check_canvas(canvas, use_running_average: bool) -> None:
-    if canvas is not None and not use_running_average:
-        raise ValueError("a Canvas is for inference only: BatchNorm with batch statistics "
-                         "would average the padding")
-
-
 def conv(features: int, kernel: int, stride: int = 1, padding: Optional[int] = None,
          use_bias: bool = True, dtype: Dtype = jnp.float32, name: Optional[str] = None):
     """A PyTorch-style Conv2d: explicit symmetric padding (default ``kernel // 2``)."""
@@ -249,7 +256,7 @@ def conv(features: int, kernel: int, stride: int = 1, padding: Optional[int] = N
 
 
 def resolve_depthwise_impl(impl: str) -> str:
-    """'auto' picks the shifted sum on CPU (XLA:CPU's grouped conv is 5-19x slower than it)."""
+    """'auto' picks the shifted sum on CPU (XLA:CPU's grouped conv is much slower there)."""
     if impl not in DEPTHWISE_IMPLS:
         raise ValueError(f"depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}")
     if impl == "auto":
@@ -343,7 +350,7 @@ class Conv2d(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Union[jax.Array, Sequence[jax.Array]], canvas=None):
+    def __call__(self, x: Union[jax.Array, Sequence[jax.Array]]):
         parts = list(x) if isinstance(x, (list, tuple)) else [x]
         widths = [int(part.shape[-1]) for part in parts]
         k = self.kernel_size
@@ -355,29 +362,19 @@ class Conv2d(nn.Module):
         kernel = kernel.astype(self.dtype)
         parts = [part.astype(self.dtype) for part in parts]
 
-        def conv_input(y):
-            """The (upsampled) input as the conv reads it; on a canvas, zeros past the valid
-            region and the upsampling clamped at its edge (``models.canvas``)."""
-            if self.upsample:
-                y = upsample2x_bilinear(y if canvas is None else canvas.extend(y))
-            if canvas is not None and k > 1:
-                y = canvas.mask(y)
-            return y
-
         if not self.fast:
             y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
-            y = conv_nhwc(conv_input(y), kernel, self.stride, pad)
+            y = conv_nhwc(self.conv_input(y), kernel, self.stride, pad)
         elif (self.upsample and self.stride == 1 and pad == k // 2 and k % 2 == 1
               and sum(widths) >= UPSAMPLE_FUSE_MIN_RATIO * self.features):
             y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
-            y = (conv_upsampled(y, kernel) if canvas is None
-                 else conv_upsampled_canvas(y, kernel, canvas))
+            y = self.upsampled_conv(y, kernel)
         else:
             y = None
             offsets = [sum(widths[:i]) for i in range(len(widths))]
             for group in _channel_groups(widths):
                 xs = [parts[i] for i in group]
-                xg = conv_input(xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1))
+                xg = self.conv_input(xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1))
                 start = offsets[group[0]]
                 width = sum(widths[i] for i in group)
                 term = conv_nhwc(xg, kernel[:, :, start:start + width], self.stride, pad)
@@ -385,6 +382,14 @@ class Conv2d(nn.Module):
         if bias is not None:
             y = y + bias.astype(self.dtype).reshape((1, 1, 1, -1))
         return y
+
+    def conv_input(self, y):
+        """The input as the conv reads it (x2 upsampled with ``upsample``)."""
+        return upsample2x_bilinear(y) if self.upsample else y
+
+    def upsampled_conv(self, y, kernel):
+        """``conv(upsample2x(y), kernel)`` computed as ``ops.conv_upsampled``."""
+        return conv_upsampled(y, kernel)
 
 
 class ConvIBNormRelu(nn.Module):
@@ -408,13 +413,13 @@ class ConvIBNormRelu(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, x, canvas=None):
+    def __call__(self, x):
         fast = resolve_fast_paths(self.fast_paths)
         x = Conv2d(self.features, self.kernel_size, self.stride, upsample=self.upsample_input,
-                   fast=fast, dtype=self.dtype, name="layers_0")(x, canvas)
+                   fast=fast, dtype=self.dtype, name="layers_0")(x)
         if self.with_ibn:
             x = IBNorm(self.use_running_average, self.axis_name, self.dtype, fused=fast,
-                       name="layers_1")(x, canvas)
+                       name="layers_1")(x)
         if self.with_relu:
             x = nn.relu(x)
         return x

@@ -66,11 +66,9 @@ class InvertedResidual(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, x, canvas=None):
+    def __call__(self, x):
         c_in = x.shape[-1]
         hidden = c_in * self.expansion
-        # On a canvas (models.canvas) the depthwise convs read zeros past the valid region.
-        masked = (lambda t: t) if canvas is None else canvas.mask
 
         def bn(name, border=0):
             return BatchNorm(self.use_running_average, self.axis_name, dtype=self.dtype,
@@ -81,20 +79,19 @@ class InvertedResidual(nn.Module):
                                  padding=padding, name=name)
 
         if self.expansion == 1:
-            h = nn.relu6(bn("conv_1")(dw("conv_0")(masked(x))))
+            h = nn.relu6(bn("conv_1")(dw("conv_0")(x)))
             h = bn("conv_4")(conv(self.out_channels, 1, use_bias=False, dtype=self.dtype,
                                   name="conv_3")(h))
         elif self.stride == 2 and resolve_fast_paths(self.fast_paths):
             # Fast path: the depthwise conv's zero padding is made before the expansion
             # (pad the narrow input, run the 1x1 conv + BN + ReLU6 on it, zero the margin
             # again) instead of padding the 6x wider expanded map; XLA:CPU's pad of that map
-            # after the ReLU6 was ~3x slower than this whole detour. BN statistics skip the
+            # after the ReLU6 was slower than this whole detour. BN statistics skip the
             # margin, so every number is the plain path's up to summation order.
-            b, hgt, wid, _ = x.shape
+            _, hgt, wid, _ = x.shape
             xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-            region = (jnp.ones((1, hgt, wid, 1), self.dtype) if canvas is None
-                      else canvas.inside(x).astype(self.dtype))
-            inside = jnp.pad(region, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            inside = jnp.pad(jnp.ones((1, hgt, wid, 1), self.dtype),
+                             ((0, 0), (1, 1), (1, 1), (0, 0)))
             h = conv(hidden, 1, use_bias=False, dtype=self.dtype, name="conv_0")(xp)
             h = nn.relu6(bn("conv_1", border=1)(h)) * inside
             h = nn.relu6(bn("conv_4")(dw("conv_3", padding=0)(h)))
@@ -103,7 +100,7 @@ class InvertedResidual(nn.Module):
         else:
             h = nn.relu6(bn("conv_1")(conv(hidden, 1, use_bias=False, dtype=self.dtype,
                                            name="conv_0")(x)))
-            h = nn.relu6(bn("conv_4")(dw("conv_3")(masked(h))))
+            h = nn.relu6(bn("conv_4")(dw("conv_3")(h)))
             h = bn("conv_7")(conv(self.out_channels, 1, use_bias=False, dtype=self.dtype,
                                   name="conv_6")(h))
         if self.stride == 1 and c_in == self.out_channels:
@@ -125,8 +122,7 @@ class MobileNetV2(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, x, canvas=None) -> Dict[str, Any]:
-        """``canvas``: a ``models.canvas.Canvas`` (inference on a padded canvas), or None."""
+    def __call__(self, x) -> Dict[str, Any]:
         def bn(name):
             return BatchNorm(self.use_running_average, self.axis_name, dtype=self.dtype, name=name)
 
@@ -139,7 +135,7 @@ class MobileNetV2(nn.Module):
         for idx, (_, _, c_out, stride, t) in enumerate(block_specs(), start=1):
             x = InvertedResidual(c_out, stride, t, self.use_running_average, self.axis_name,
                                  self.depthwise_impl, self.dtype, self.fast_paths,
-                                 name=f"features_{idx}")(x, canvas)
+                                 name=f"features_{idx}")(x)
             if idx == 1:
                 taps["enc2x"] = x
             elif idx == 3:

@@ -13,9 +13,6 @@ Modes (PyTorch terms in brackets):
 * ``freeze_bn=True``: BatchNorm in inference mode while everything else trains (SOC).
 * ``inference=True``: skip the semantic and detail heads (returns ``None`` for them); the matte
   is bit-identical to the full forward pass.
-* ``canvas=Canvas(...)`` (with ``train=False``): the input is a zero-padded canvas holding each
-  sample in its top-left corner; each sample's outputs there equal the model's on the sample
-  alone (``models/canvas.py``), so one compiled program serves many image sizes.
 """
 
 from __future__ import annotations
@@ -25,9 +22,9 @@ from typing import Any, Optional, Sequence, Tuple
 import jax.numpy as jnp
 from flax import linen as nn
 
-from modnet_jax.models.canvas import Canvas
-from modnet_jax.models.layers import ConvIBNormRelu, DepthwiseConv, check_spatial, torch_default_init
-from modnet_jax.models.ops import downsample_bilinear, upsample2x_bilinear
+from modnet_jax.models.layers import (ConvIBNormRelu, DepthwiseConv, SpatialMean, Upsample2x,
+                                      check_spatial, torch_default_init)
+from modnet_jax.models.ops import downsample_bilinear
 from modnet_jax.models.mobilenetv2 import MobileNetV2
 
 Dtype = Any
@@ -39,11 +36,6 @@ def _out_dtype(x):
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def _upsample(x, canvas=None):
-    """Bilinear x2, clamped at each sample's valid edge on a ``Canvas``."""
-    return upsample2x_bilinear(x if canvas is None else canvas.extend(x))
-
-
 class SEBlock(nn.Module):
     """Squeeze-excitation: x * sigmoid(W2 relu(W1 mean_hw(x))). x: [B, H, W, C]."""
 
@@ -51,10 +43,10 @@ class SEBlock(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, canvas=None):
+    def __call__(self, x):
         c = x.shape[-1]
         x_out = x.astype(_out_dtype(x))
-        w = jnp.mean(x_out, axis=(1, 2)) if canvas is None else canvas.mean(x_out)
+        w = SpatialMean()(x_out)
         # Names mirror the release's Sequential: fc.0 (Linear), fc.1 ReLU, fc.2 (Linear).
         w = nn.relu(nn.Dense(c // self.reduction, use_bias=False, kernel_init=torch_default_init,
                              name="fc_0")(w))
@@ -81,28 +73,27 @@ class EASPP(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, x, canvas=None):
+    def __call__(self, x):
         c = x.shape[-1]
         mid = c // self.compression
-        masked = (lambda t: t) if canvas is None else canvas.mask
 
         def ibn_conv(features, name):
             return ConvIBNormRelu(features, 1, use_running_average=self.use_running_average,
                                   axis_name=self.axis_name, dtype=self.dtype,
                                   fast_paths=self.fast_paths, name=name)
 
-        h = ibn_conv(mid, "compress")(x, canvas)
+        h = ibn_conv(mid, "compress")(x)
         scales = [
             DepthwiseConv(3, 1, rate, impl=self.depthwise_impl, dtype=self.dtype,
-                          name=f"atrous_{i}")(masked(h))
+                          name=f"atrous_{i}")(h)
             for i, rate in enumerate(self.rates)
         ]
         # Depth-wise multi-scale fusion: channel c of the output mixes channel c of each scale.
         mix = self.param("scale_fusion", nn.initializers.constant(1.0 / len(self.rates)),
                          (len(self.rates), mid), jnp.float32)
         h = sum(s * mix[i].astype(self.dtype) for i, s in enumerate(scales))
-        h = ibn_conv(mid, "channel_fusion")(h, canvas)
-        return ibn_conv(c, "recover")(h, canvas)
+        h = ibn_conv(mid, "channel_fusion")(h)
+        return ibn_conv(c, "recover")(h)
 
 
 class LRBranch(nn.Module):
@@ -117,21 +108,20 @@ class LRBranch(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, enc32x, inference: bool, canvas=None):
+    def __call__(self, enc32x, inference: bool):
         ibn = dict(use_running_average=self.use_running_average, axis_name=self.axis_name,
                    dtype=self.dtype, fast_paths=self.fast_paths)
         if self.lr_branch == "se":
-            x = SEBlock(4, self.dtype, name="se_block")(enc32x, canvas)
+            x = SEBlock(4, self.dtype, name="se_block")(enc32x)
         else:
             x = EASPP(self.easpp_rates, 4, self.use_running_average, self.axis_name,
-                      self.depthwise_impl, self.dtype, self.fast_paths, name="easpp")(enc32x,
-                                                                                    canvas)
-        x = ConvIBNormRelu(96, 5, **ibn, upsample_input=True, name="conv_lr16x")(x, canvas)
-        lr8x = ConvIBNormRelu(32, 5, **ibn, upsample_input=True, name="conv_lr8x")(x, canvas)
+                      self.depthwise_impl, self.dtype, self.fast_paths, name="easpp")(enc32x)
+        x = ConvIBNormRelu(96, 5, **ibn, upsample_input=True, name="conv_lr16x")(x)
+        lr8x = ConvIBNormRelu(32, 5, **ibn, upsample_input=True, name="conv_lr8x")(x)
         pred_semantic = None
         if not inference:
             lr = ConvIBNormRelu(1, 3, 2, with_ibn=False, with_relu=False, **ibn,
-                                name="conv_lr")(lr8x, canvas)
+                                name="conv_lr")(lr8x)
             pred_semantic = nn.sigmoid(lr.astype(_out_dtype(lr)))
         return pred_semantic, lr8x
 
@@ -146,14 +136,13 @@ class HRBranch(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, img, enc2x, enc4x, lr8x, inference: bool, canvas=None):
+    def __call__(self, img, enc2x, enc4x, lr8x, inference: bool):
         hr = self.hr_channels
         ibn = dict(use_running_average=self.use_running_average, axis_name=self.axis_name,
                    dtype=self.dtype, fast_paths=self.fast_paths)
 
         def block(features, kernel, name, stride=1):
-            layer = ConvIBNormRelu(features, kernel, stride, **ibn, name=name)
-            return lambda x: layer(x, canvas)
+            return ConvIBNormRelu(features, kernel, stride, **ibn, name=name)
 
         # Concatenations are passed to the convs as tuples (torch.cat order); see Conv2d.
         img2x = downsample_bilinear(img, 2)
@@ -164,21 +153,21 @@ class HRBranch(nn.Module):
         e4 = block(hr, 1, "tohr_enc4x")(enc4x)
         hr4x = block(2 * hr, 3, "conv_enc4x")((hr4x, e4))
 
-        lr4x = _upsample(lr8x, canvas)
+        lr4x = Upsample2x()(lr8x)
         h = block(2 * hr, 3, "conv_hr4x_0")((hr4x, lr4x, img4x))
         h = block(2 * hr, 3, "conv_hr4x_1")(h)
         h = block(hr, 3, "conv_hr4x_2")(h)
 
-        h = block(2 * hr, 3, "conv_hr2x_0")((_upsample(h, canvas), e2))
+        h = block(2 * hr, 3, "conv_hr2x_0")((Upsample2x()(h), e2))
         h = block(hr, 3, "conv_hr2x_1")(h)
         h = block(hr, 3, "conv_hr2x_2")(h)
         hr2x = block(hr, 3, "conv_hr2x_3")(h)
 
         pred_detail = None
         if not inference:
-            h = block(hr, 3, "conv_hr_0")((_upsample(hr2x, canvas), img))
+            h = block(hr, 3, "conv_hr_0")((Upsample2x()(hr2x), img))
             h = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn,
-                               name="conv_hr_1")(h, canvas)
+                               name="conv_hr_1")(h)
             pred_detail = nn.sigmoid(h.astype(_out_dtype(h)))
         return pred_detail, hr2x
 
@@ -193,17 +182,16 @@ class FusionBranch(nn.Module):
     fast_paths: str = "auto"
 
     @nn.compact
-    def __call__(self, img, lr8x, hr2x, canvas=None):
+    def __call__(self, img, lr8x, hr2x):
         hr = self.hr_channels
         ibn = dict(use_running_average=self.use_running_average, axis_name=self.axis_name,
                    dtype=self.dtype, fast_paths=self.fast_paths)
-        lr4x = ConvIBNormRelu(hr, 5, **ibn, upsample_input=True, name="conv_lr4x")(lr8x, canvas)
-        lr2x = _upsample(lr4x, canvas)
-        f2x = ConvIBNormRelu(hr, 3, **ibn, name="conv_f2x")((lr2x, hr2x), canvas)
-        f = _upsample(f2x, canvas)
-        f = ConvIBNormRelu(hr // 2, 3, **ibn, name="conv_f_0")((f, img), canvas)
-        f = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn,
-                           name="conv_f_1")(f, canvas)
+        lr4x = ConvIBNormRelu(hr, 5, **ibn, upsample_input=True, name="conv_lr4x")(lr8x)
+        lr2x = Upsample2x()(lr4x)
+        f2x = ConvIBNormRelu(hr, 3, **ibn, name="conv_f2x")((lr2x, hr2x))
+        f = Upsample2x()(f2x)
+        f = ConvIBNormRelu(hr // 2, 3, **ibn, name="conv_f_0")((f, img))
+        f = ConvIBNormRelu(1, 1, with_ibn=False, with_relu=False, **ibn, name="conv_f_1")(f)
         return nn.sigmoid(f.astype(_out_dtype(f)))
 
 
@@ -242,29 +230,24 @@ class MODNet(nn.Module):
 
     @nn.compact
     def __call__(self, img, train: bool = False, inference: bool = False,
-                 freeze_bn: bool = False, canvas: Optional[Canvas] = None
-                 ) -> Tuple[Optional[Any], Optional[Any], Any]:
+                 freeze_bn: bool = False) -> Tuple[Optional[Any], Optional[Any], Any]:
         if self.lr_branch not in LR_BRANCHES:
             raise ValueError(f"lr_branch must be one of {LR_BRANCHES}, got {self.lr_branch!r}")
         check_spatial(img.shape)
         if img.shape[-1] != 3:
             raise ValueError(f"MODNet expects 3 input channels (RGB), got shape {img.shape}")
         ura = (not train) or freeze_bn
-        if canvas is not None:
-            if train:
-                raise ValueError("a Canvas is for inference only (train=False)")
-            img = canvas.mask(img)
         img = img.astype(self.dtype)
         taps = MobileNetV2(ura, self.axis_name, self.depthwise_impl,
                            jnp.promote_types(self.dtype, self.backbone_dtype), self.fast_paths,
-                           name="backbone")(img, canvas)
+                           name="backbone")(img)
         pred_semantic, lr8x = LRBranch(self.lr_branch, self.easpp_rates, ura, self.axis_name,
                                        self.depthwise_impl, self.dtype, self.fast_paths,
-                                       name="lr_branch")(taps["enc32x"], inference, canvas)
+                                       name="lr_branch")(taps["enc32x"], inference)
         pred_detail, hr2x = HRBranch(self.hr_channels, ura, self.axis_name, self.dtype,
                                      self.fast_paths,
                                      name="hr_branch")(img, taps["enc2x"], taps["enc4x"], lr8x,
-                                                       inference, canvas)
+                                                       inference)
         pred_matte = FusionBranch(self.hr_channels, ura, self.axis_name, self.dtype,
-                                  self.fast_paths, name="f_branch")(img, lr8x, hr2x, canvas)
+                                  self.fast_paths, name="f_branch")(img, lr8x, hr2x)
         return pred_semantic, pred_detail, pred_matte

@@ -6,7 +6,7 @@ NHWC throughout. Two groups:
   factors MODNet uses, without the anti-aliasing ``jax.image.resize`` applies by default when
   shrinking (``downsample_bilinear``, ``upsample2x_bilinear``, ``resize_bilinear``);
 * CPU-friendly formulations of two convolutions with hand-written gradients:
-  ``depthwise_conv_shifted`` (XLA:CPU's grouped convolution is 5-50x slower than a shifted sum
+  ``depthwise_conv_shifted`` (XLA:CPU's grouped convolution is much slower than a shifted sum
   of k*k multiply-adds) and ``conv_upsampled`` (a conv of a x2-upsampled input with its taps
   applied before the upsampling). Both compute the plain functions up to fp32 summation order;
   tests/test_fast_paths.py and tests/test_model.py check values and gradients.
@@ -69,7 +69,7 @@ def depthwise_conv_shifted(x, kernel, stride: int = 1, padding: int = 1, dilatio
     The gradient is written by hand (``_dw_shifted_bwd``): the input gradient is the same
     shifted sum over the (stride-dilated) output gradient with the flipped kernel, the kernel
     gradient is k*k multiply-reductions. Autodiff of the slices instead pads every one of the
-    k*k terms back to full size, which XLA:CPU runs about 3x slower.
+    k*k terms back to full size, which XLA:CPU runs much slower.
     """
     p = ((padding, padding), (padding, padding))
     return _shifted_sum(x, kernel, stride, p, dilation)
@@ -180,24 +180,17 @@ def conv_upsampled(x, kernel):
 
 
 def _conv_upsampled_fwd(x, kernel):
-    return _conv_upsampled_taps(x, kernel), (x, kernel)
+    return conv_upsampled_taps(x, kernel), (x, kernel)
 
 
-def conv_upsampled_canvas(x, kernel, canvas):
-    """``conv_upsampled`` on a ``models.canvas.Canvas`` batch (inference; no custom gradient):
-    the upsampling clamps at each sample's valid edge and the conv reads zeros past it."""
-    return _conv_upsampled_taps(x, kernel, canvas)
-
-
-def _conv_upsampled_taps(x, kernel, canvas=None):
+def conv_upsampled_taps(x, kernel, upsample=upsample2x_bilinear):
+    """``conv_upsampled``'s forward pass (no custom gradient) with the x2 upsampling given:
+    any per-channel operation that commutes with the kernel taps (they only mix channels)."""
     k, _, c_in, c_out = kernel.shape
     p = k // 2
     _, h, w, _ = x.shape
     z = jnp.dot(x, jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, k * k * c_out))
-    if canvas is None:
-        up = upsample2x_bilinear(z)
-    else:  # per pixel, the taps commute with the canvas's edge extension and mask
-        up = canvas.mask(upsample2x_bilinear(canvas.extend(z)))
+    up = upsample(z)
     zp = jnp.pad(up, ((0, 0), (p, p), (p, p), (0, 0)))
     out = None
     for i in range(k):

@@ -15,8 +15,8 @@ What the server uses of the engine, and nothing else:
   ``MattingEngine.video`` (the one video path, One-Frame Delay included);
 * ``inference.images.read_image`` / ``image_size`` (predict's decoding: EXIF orientation,
   truncated files) and ``InputError``;
-* ``inference.host_devices.split_host_cpu`` (in ``__main__``, before JAX starts) and
-  ``video_devices``: photos shared among devices as predict shares them.
+* ``inference.cli.split_host_cpu`` (in ``__main__``, before JAX starts) and
+  ``inference_devices``: photos shared among devices as predict shares them.
 
 The engine is not thread-safe, so all its work runs under ``lock``. A video or live stream
 holds the lock only while the engine works on a frame, not while it waits for the next one
@@ -31,8 +31,7 @@ from typing import Any, Dict, Hashable, Iterable, Iterator, List, Optional, Tupl
 import numpy as np
 
 from modnet_jax.inference import InputError, MattingEngine
-from modnet_jax.inference.cli import engine_from_args
-from modnet_jax.inference.host_devices import video_devices
+from modnet_jax.inference.cli import engine_from_args, inference_devices
 from modnet_jax.inference.images import image_size, read_image
 
 
@@ -59,7 +58,7 @@ class EngineAdapter:
         """Raises ``CheckpointError`` / ``UserError`` (one line) as predict does. Photos are
         shared among the local devices as predict shares them (the CPU split into host devices
         by ``split_host_cpu`` before JAX started, or every GPU) unless ``--exact-shapes``."""
-        devices = None if args.exact_shapes else video_devices()
+        devices = None if args.exact_shapes else inference_devices()
         return cls(engine_from_args(args, devices=devices), ref_sizes,
                    stream_batch=args.video_batch_size)
 

@@ -32,12 +32,26 @@ def prefer_xla_kernels(enable: bool = True) -> bool:
     if not enable:
         return False
     import jax
-    from jax._src import xla_bridge
 
     if not MEASURED_JAX[0] <= tuple(jax.__version_info__[:2]) < MEASURED_JAX[1]:
         return False
-    if xla_bridge.backends_are_initialized():
+    if jax_started():
         LOGGER.warning("JAX already started: %s not applied", FLAG)
         return False
     os.environ["XLA_FLAGS"] = f"{current} {FLAG}".strip()
     return True
+
+
+def jax_started() -> bool:
+    """Whether JAX's backends have started (after which XLA_FLAGS is not read again). Public
+    API only: ``jax_num_cpu_devices`` may change only before the start, so a change and its
+    undoing succeed exactly while JAX has not started."""
+    import jax
+
+    current = jax.config.jax_num_cpu_devices
+    try:
+        jax.config.update("jax_num_cpu_devices", current + 1 if current > 0 else 1)
+    except RuntimeError:
+        return True
+    jax.config.update("jax_num_cpu_devices", current)
+    return False
