@@ -15,8 +15,7 @@ Everything between a decoded uint8 frame and the arrays an encoder needs:
 Resizes are separable gathers ("taps", built on the host once per size pair by ``make_taps``
 and passed as arguments), so one program serves a size pair whatever the image content.
 Given a device ``mesh``, ``model_mattes`` and ``video_raw`` keep their results split by frame
-over its devices: each device mattes its share of the batch. Each program is called through
-``trace_cache.trace_cached``: a later run reads its stored trace instead of tracing it again.
+over its devices: each device mattes its share of the batch.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from modnet_jax.inference.trace_cache import trace_cached
 from modnet_jax.models.canvas import canvas_apply
 
 
@@ -153,7 +151,6 @@ def _model(model, variables, x, sizes=None):
 # ---------------------------------------------------------------- photos
 
 
-@trace_cached
 @partial(jax.jit, static_argnames=("canvas",))
 def to_canvas(images, rows: Taps, cols: Taps, *, canvas):
     """``prepare`` in the top-left corner of a zero canvas [N, *canvas, 3]."""
@@ -161,7 +158,6 @@ def to_canvas(images, rows: Taps, cols: Taps, *, canvas):
     return jnp.pad(x, ((0, 0), (0, canvas[0] - x.shape[1]), (0, canvas[1] - x.shape[2]), (0, 0)))
 
 
-@trace_cached
 @partial(jax.jit, static_argnames=("model", "masked", "mesh"))
 def model_mattes(variables, x, sizes, *, model, masked: bool, mesh=None):
     """Mattes [B, H, W] of canvases [B, H, W, 3] with valid sizes [B, 2]; ``masked=False``:
@@ -169,7 +165,6 @@ def model_mattes(variables, x, sizes, *, model, masked: bool, mesh=None):
     return _by_frame(_model(model, variables, x, sizes if masked else None), mesh)
 
 
-@trace_cached
 @partial(jax.jit, static_argnames=("size", "cutout", "with_image"))
 def photo_out(images, mattes, rows: Taps, cols: Taps, background, *, size, cutout, with_image):
     """Outputs of photos [B, H, W, 3] from their canvas mattes (valid corner ``size``)."""
@@ -180,7 +175,6 @@ def photo_out(images, mattes, rows: Taps, cols: Taps, background, *, size, cutou
 # ---------------------------------------------------------------- video
 
 
-@trace_cached
 @partial(jax.jit, static_argnames=("model", "mesh"))
 def video_raw(variables, frames, taps, *, model, mesh=None):
     """Raw mattes [B, H, W] of frames [B, H, W, 3] (resize, model, resize back)."""
@@ -188,7 +182,6 @@ def video_raw(variables, frames, taps, *, model, mesh=None):
     return _by_frame(restore(_model(model, variables, x), taps[2], taps[3]), mesh)
 
 
-@trace_cached
 @partial(jax.jit, static_argnames=("threshold", "ofd", "cutout", "with_image", "with_matte"))
 def video_finish(raw, frames, carry_mattes, carry_frame, first, background, *, threshold,
                  ofd, cutout, with_image, with_matte):
@@ -213,7 +206,6 @@ def video_finish(raw, frames, carry_mattes, carry_frame, first, background, *, t
             (ext[-2:], frames[-1:]))
 
 
-@trace_cached
 @partial(jax.jit, static_argnames=("cutout", "with_image", "with_matte"))
 def video_flush(carry_mattes, carry_frame, background, *, cutout, with_image, with_matte):
     """Outputs of the frame held back at the end of a stream (its matte unchanged)."""
