@@ -26,7 +26,8 @@ core's worth. Rows:
                             1 worker, a fresh process: the earlier rows tuned this one)
     synthetic               procedural data, no files
     arrayrecord 768         the same copy written with `prepare --format arrayrecord` and read
-                            with data.layout=prepared (one ArrayRecord file, zero-copy views)
+                            with data.layout=prepared (one ArrayRecord file of 64-px strips:
+                            a crop reads the strips under its window)
     ..., device stage       data.augment_on_device=True: the host only decodes/reads, draws
                             and crops (uint8 crops of side <= precrop_size + the draws); resize,
                             flip, jitter, compositing and trimap run in the train step
@@ -37,20 +38,25 @@ A per-stage CPU timing of single samples follows, for the 1080p files, the prepa
 and the raw copy with a warm fg cache, to show where the time goes. Results are recorded in
 benchmarks/RESULTS.md ("Data pipeline").
 
-Feeding an accelerator: after the rows, a summary gives samples/s per core for each data path
-(JPEG files, the prepared JPEG copy, the raw copy with the fg cache, the ArrayRecord copy; the
-host recipe and the device path) at the chosen image size, in-process and with worker
-processes, and how many cores ``--target-rate`` samples/s (a GPU's training step rate,
-default 1000) needs on each: ceil(target / per-core rate with workers), plus one core for the
-training process itself (batch hand-off, JAX dispatch). Then the device stage's own cost:
+Feeding an accelerator: after the rows, a summary gives, for each data path (JPEG files,
+the prepared JPEG copy, the raw copy with and without the fg cache, the ArrayRecord copy),
+samples/s per core before (host recipe) and after (device stage) at the chosen image size
+(with workers where measured, else in-process), and how many cores each of
+``--target-rates`` samples/s (a GPU's training step rate) needs before -> after:
+ceil(target / per-core rate), plus one core for the training process itself (batch
+hand-off, JAX dispatch). Then the device stage's own cost:
 milliseconds per batch of the jitted `device_augment.augment_batch` on this machine's default
 JAX backend (CPU here; run the script on a GPU host for the accelerator's figure), wall-clock
 and in CPU time of this process (on a CPU backend, the figure that survives a shared
 machine), with the host->device copy of the batch timed separately. `--rows none` runs only
 this part.
 
+Reduced JPEG decoding: for 12 of the 1080p foregrounds, CPU ms of a full and a 1/2-scale
+(DCT-scaled) decode, and how far recipe crops made from the 1/2-scale decode are from the
+recipe's crops of the full decode (mean, 99th percentile, max per-pixel difference).
+
     python -m benchmarks.data_pipeline [--seconds 12] [--workers 0,1,2] [--count 24] [--rows a,b]
-        [--target-rate 1000] [--stage-batches 5] [--no-stages]
+        [--target-rates 1000,1800,2700] [--stage-batches 5] [--no-stages]
 """
 
 from __future__ import annotations
@@ -176,6 +182,42 @@ def stage_times(root: str, bg_root: str, image_size: int, repeats: int, min_side
     return {stage: total / len(pairs) for stage, total in totals.items()}
 
 
+def reduced_decode_check(paths, image_size: int, zoom_range=(1.0, 1.5), repeats: int = 4) -> None:
+    """What decoding a JPEG at 1/2 scale (libjpeg's DCT scaling, IMREAD_REDUCED_COLOR_2)
+    would save and change: CPU ms per decode at full and half scale, and for random windows
+    of the recipe (zoom in `zoom_range`), the crop at `image_size` from the half-scale decode
+    against the recipe's crop from the full decode (mean and max per-pixel difference, in
+    levels), split by whether the half-scale crop still has >= image_size pixels (no
+    enlarging: the only case where reduced decoding could be lossless for the recipe)."""
+    rng = np.random.default_rng(0)
+    full_ms = half_ms = 0.0
+    errors = {True: [], False: []}
+    for path in paths:
+        data = np.fromfile(path, np.uint8)
+        start = time.thread_time()
+        full = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        full_ms += (time.thread_time() - start) * 1000
+        start = time.thread_time()
+        half = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_2)
+        half_ms += (time.thread_time() - start) * 1000
+        for _ in range(repeats):
+            window = augment.random_window(*full.shape[:2], rng, zoom_range)
+            ref = augment.crop_resize(full, window, image_size).astype(np.int16)
+            small = augment.Window(window.y0 // 2, window.x0 // 2, max(1, window.side // 2))
+            ours = augment.crop_resize(half, small, image_size).astype(np.int16)
+            errors[small.side >= image_size].append(np.abs(ours - ref))
+    count = len(paths)
+    print(f"\nreduced JPEG decoding ({count} files, {full.shape[1]}x{full.shape[0]}): full "
+          f"{full_ms / count:.1f} CPU-ms, 1/2 scale {half_ms / count:.1f} CPU-ms per decode")
+    for lossless, diffs in errors.items():
+        if diffs:
+            stack = np.stack(diffs)
+            what = "half-scale crop >= output" if lossless else "half-scale crop enlarged"
+            print(f"  {what}: {len(diffs)} crops, |difference| to the recipe's mean "
+                  f"{stack.mean():.2f}, 99th percentile {np.percentile(stack, 99):.0f}, "
+                  f"max {stack.max()} levels")
+
+
 def device_stage_cost(cfg: dict, batch_size: int, image_size: int, batches: int) -> None:
     """Milliseconds per batch of the device stage (jitted, default backend) and of the
     batch's host->device copy, on batches of the device path's iterator."""
@@ -218,7 +260,10 @@ def ensure_folder(root: str, count: int, height: int, width: int) -> None:
 
 
 def ensure_prepared(source: str, target: str, max_short_side: int, fmt: str = "encoded") -> None:
-    marker = os.path.join(target, f".complete_{max_short_side}")
+    from modnet_jax.data import records
+
+    version = f"_v{records.FORMAT}" if fmt == "arrayrecord" else ""  # rewritten on a new format
+    marker = os.path.join(target, f".complete_{max_short_side}{version}")
     if not os.path.exists(marker):
         start = time.perf_counter()
         pairs, _ = prepare.prepare("fg_alpha", source, target, max_short_side, fmt=fmt,
@@ -237,15 +282,14 @@ def mean_sizes(root: str) -> str:
     return ", ".join(f"{k} {v:.0f} KiB" for k, v in sizes.items())
 
 
-FEED_PATHS = (("JPEG files (1080p)", "1080p"),
-              ("JPEG files (1080p), device stage", "1080p, device stage"),
-              ("JPEG files, device, precrop 1080", "1080p, device stage, precrop 1080"),
-              ("prepared JPEG copy ({side})", "prepared {side}"),
-              ("raw copy ({side}) + fg cache", "raw {side} + fg cache"),
-              ("raw copy ({side}), device stage", "raw {side}, device stage"),
-              ("raw + fg cache, device stage", "raw {side} + fg cache, device stage"),
-              ("ArrayRecord copy ({side})", "arrayrecord {side}"),
-              ("ArrayRecord copy, device stage", "arrayrecord {side}, device stage"))
+# (label, host-recipe row, device-stage row) of the summary; "" = not measured that way
+FEED_PATHS = (("JPEG files (1080p)", "1080p", "1080p, device stage"),
+              ("JPEG files (1080p), precrop 1080", "", "1080p, device stage, precrop 1080"),
+              ("prepared JPEG copy ({side})", "prepared {side}", ""),
+              ("raw copy ({side})", "raw {side}", "raw {side}, device stage"),
+              ("raw copy ({side}) + fg cache", "raw {side} + fg cache",
+               "raw {side} + fg cache, device stage"),
+              ("ArrayRecord copy ({side})", "arrayrecord {side}", "arrayrecord {side}, device stage"))
 
 
 def cores_needed(target_rate: float, per_core: float) -> int:
@@ -254,26 +298,33 @@ def cores_needed(target_rate: float, per_core: float) -> int:
     return math.ceil(target_rate / per_core) + 1
 
 
-def print_feeding(per_core: dict, side: int, image_size: int, target_rate: float) -> None:
-    """samples/s per core of each data path (rows measured above) and the cores
-    ``target_rate`` needs: with workers when measured (how a GPU host runs the pipeline,
-    20-30% dearer per core than in-process), else in-process."""
-    print(f"\nfeeding an accelerator: {image_size}x{image_size} samples per core (= per "
-          f"CPU-second) and cores for {target_rate:.0f} samples/s")
-    print(f"{'data path':>34} | {'in-process':>10} | {'with workers':>12} | {'cores needed':>12}")
-    print("-" * 79)
-    for label, row in FEED_PATHS:
-        label, row = label.format(side=side), row.format(side=side)
-        alone = per_core.get((row, 0))
+def print_feeding(per_core: dict, side: int, image_size: int, targets) -> None:
+    """Before (host recipe) and after (device stage) per data path: samples/s per core
+    (per CPU-second; with workers when measured, how a GPU host runs the pipeline, else
+    in-process) and the cores each target rate needs."""
+    def rate(row):
+        if not row:
+            return None
         workers = [v for (name, count), v in per_core.items() if name == row and count > 0]
-        with_workers = min(workers) if workers else None
-        basis = with_workers or alone
-        if basis is None:
+        return min(workers) if workers else per_core.get((row, 0))
+
+    print(f"\nfeeding an accelerator: {image_size}x{image_size} samples per core (= per "
+          f"CPU-second; with workers where measured), host recipe -> device stage, and the "
+          f"cores a target rate needs")
+    heads = "".join(f" | {f'cores @{t:,.0f}':>13}" for t in targets)
+    print(f"{'data path':>34} | {'host recipe':>11} | {'device stage':>12}{heads}")
+    print("-" * (64 + 16 * len(targets)))
+    for label, before_row, after_row in FEED_PATHS:
+        before = rate(before_row.format(side=side))
+        after = rate(after_row.format(side=side))
+        if before is None and after is None:
             continue
-        print(f"{label:>34} | {alone or float('nan'):>10.1f} | "
-              f"{with_workers or float('nan'):>12.1f} | {cores_needed(target_rate, basis):>12d}")
-    print("(cores needed = ceil(target / per-core rate, with workers when measured) + 1 for the "
-          "training process)")
+        cores = "".join(
+            " | " + f"{' -> '.join(str(cores_needed(t, r)) for r in (before, after) if r):>13}"
+            for t in targets)
+        print(f"{label.format(side=side):>34} | {before or float('nan'):>11.1f} | "
+              f"{after or float('nan'):>12.1f}{cores}")
+    print("(cores = ceil(target / per-core rate) + 1 for the training process)")
 
 
 def main() -> None:
@@ -295,9 +346,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0, help="timed seconds per row")
     parser.add_argument("--workers", default="0,1,2",
                         help="worker counts for the 1080p and prepared rows")
-    parser.add_argument("--target-rate", type=float, default=1000.0,
-                        help="samples/s the accelerator consumes (its training step rate): the "
-                             "summary says how many cores each data path needs for it")
+    parser.add_argument("--target-rates", default="1000,1800,2700",
+                        help="samples/s an accelerator consumes (its training step rate): the "
+                             "summary says how many cores each data path needs for each")
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage timing")
     args = parser.parse_args()
 
@@ -375,9 +426,13 @@ def main() -> None:
     load = os.getloadavg()
     print(f"(load average at the end: {' '.join(f'{x:.1f}' for x in load)}; samples/s fall when "
           "other jobs share the cores, samples per CPU-second much less so)")
-    print_feeding(per_core, max_side, args.image_size, args.target_rate)
+    print_feeding(per_core, max_side, args.image_size,
+                  [float(t) for t in args.target_rates.split(",")])
     if args.stage_batches > 0:
         device_stage_cost(records(**device), args.batch_size, args.image_size, args.stage_batches)
+    fg_files = sorted(os.listdir(os.path.join(args.data_dir, "fg")))[:12]
+    reduced_decode_check([os.path.join(args.data_dir, "fg", f) for f in fg_files],
+                         args.image_size)
     if args.no_stages:
         return
 

@@ -50,8 +50,10 @@ def main() -> None:
     print(f"{'path':>12} | " + " | ".join(f"seed {s:>3}" for s in seeds) + " |   mean |    std")
     for name, device in (("host", False), ("device", True)):
         start = time.perf_counter()
-        results[name] = [run(seed, device, args.steps, args.image_size) for seed in seeds]
-        values = results[name]
+        values = results[name] = []
+        for seed in seeds:  # each result as it comes: a run can take many minutes on a CPU
+            values.append(run(seed, device, args.steps, args.image_size))
+            print(f"  {name} seed {seed}: {values[-1]:.4f}", flush=True)
         spread = statistics.stdev(values) if len(values) > 1 else float("nan")
         print(f"{name:>12} | " + " | ".join(f"{v:8.4f}" for v in values)
               + f" | {statistics.mean(values):.4f} | {spread:.4f}"

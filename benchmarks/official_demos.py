@@ -23,7 +23,7 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
-from modnet_jax.inference.reference import model_input_size
+from modnet_jax.inference.sizes import model_input_size
 
 REF_SIZE = 512
 

@@ -46,19 +46,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def random_checkpoint(folder: str) -> str:
     """The release MODNet with random weights (abstract init: nothing is compiled)."""
-    import jax
-
     from modnet_jax import checkpointing
-    from modnet_jax.models import model_from_config
+    from modnet_jax.models.random_weights import random_variables
 
-    shapes = jax.eval_shape(lambda: model_from_config({}).init(
-        jax.random.key(0), jax.numpy.zeros((1, 64, 64, 3)), train=False))
-    rng = np.random.default_rng(0)
-    variables = jax.tree_util.tree_map(
-        lambda a: (rng.normal(0, 0.05, a.shape) if a.ndim else rng.normal()).astype(a.dtype),
-        {"params": shapes["params"], "batch_stats": shapes["batch_stats"]})
-    variables["batch_stats"] = jax.tree_util.tree_map(lambda v: np.abs(v) + 0.5,
-                                                      variables["batch_stats"])
+    variables = random_variables(0, {})
     return checkpointing.save_variables(folder, variables, model_config={})
 
 

@@ -83,7 +83,7 @@ def main(argv=None):
     from modnet_jax import parallel, steps
     from modnet_jax import state as state_lib
     from modnet_jax.data.synthetic_video import generate_clip
-    from modnet_jax.inference.reference import one_frame_delay
+    from modnet_jax.temporal import one_frame_delay
     from modnet_jax.models import model_from_config
     from modnet_jax.temporal import flicker_score
     from modnet_jax.training.heads import fit_training_heads

@@ -27,7 +27,7 @@ import numpy as np
 
 from modnet_jax import metrics  # noqa: E402
 from modnet_jax.data.synthetic import generate_background, generate_portrait  # noqa: E402
-from modnet_jax.inference.reference import OneFrameDelay  # noqa: E402
+from modnet_jax.temporal import OneFrameDelay  # noqa: E402
 from modnet_jax.temporal import flicker_score, temporal_metrics  # noqa: E402
 
 

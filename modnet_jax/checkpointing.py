@@ -31,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import shutil
 import threading
 from typing import Any, Optional
 
@@ -97,6 +99,32 @@ def _loops_outlive_their_reads():
             yield
         finally:
             asyncio.set_event_loop_policy(before)
+
+
+class _NoBackgroundTracebacks(logging.Filter):
+    """Orbax logs a failed background save (a full disk) from each of its threads, with
+    tracebacks, some after the command has ended, then raises the error where the save is
+    waited for, and the command reports it (one line). Its background threads' error records
+    are dropped (their error is that one); its other records keep one line, without the
+    traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if f"{os.sep}orbax{os.sep}" not in (record.pathname or ""):
+            return True
+        if record.levelno >= logging.ERROR and record.threadName != "MainThread":
+            return False
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+_BACKGROUND_FILTER = _NoBackgroundTracebacks()
+
+
+def _unwritable(directory: str, err: OSError):
+    """The WriteError (``imaging.output``) for a checkpoint that cannot be written."""
+    from modnet_jax.imaging.output import write_error
+
+    return write_error(directory, err)
 
 
 def _damaged(step_dir: str, err: BaseException) -> DamagedCheckpoint:
@@ -238,11 +266,18 @@ def save_variables(directory: str, variables: Any, step: int = 0,
         "step": np.asarray(step, np.int32),
     }
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
-    with _loops_outlive_their_reads(), ocp.CheckpointManager(directory, options=options) as mgr:
-        mgr.save(step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(tree)}),
-                 force=True, custom_metadata=({} if model_config is None else
-                                              {MODEL_KEY: model_record(model_config)}))
-        mgr.wait_until_finished()
+    try:
+        with _loops_outlive_their_reads(), ocp.CheckpointManager(directory,
+                                                                 options=options) as mgr:
+            mgr.save(step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(tree)}),
+                     force=True, custom_metadata=({} if model_config is None else
+                                                  {MODEL_KEY: model_record(model_config)}))
+            mgr.wait_until_finished()
+    except OSError as err:  # a full disk...: the OS's reason; Orbax's temporary folder removed
+        for name in os.listdir(directory) if os.path.isdir(directory) else ():
+            if name.startswith(f"{step}.") and "tmp" in name:
+                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+        raise _unwritable(os.path.join(directory, str(step)), err) from None
     return os.path.join(directory, str(step))
 
 
@@ -308,8 +343,18 @@ class TrainCheckpointer:
         options = ocp.CheckpointManagerOptions(
             create=True, enable_async_checkpointing=async_save,
             preservation_policy=cm.AnyPreservationPolicy(policies))
+        logging.getLogger("absl").addFilter(_BACKGROUND_FILTER)  # once: filters are a set
         with _loops_outlive_their_reads():  # its background loop too (async saves)
             self._mgr = ocp.CheckpointManager(self.directory, options=options)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A save's OSError (a full disk; async saves raise it when waited for) as a
+        WriteError naming the checkpoint folder."""
+        try:
+            yield
+        except OSError as err:
+            raise _unwritable(self.directory, err) from None
 
     def latest_step(self) -> Optional[int]:
         return self._mgr.latest_step()
@@ -320,22 +365,38 @@ class TrainCheckpointer:
         if data_state is not None:
             items[DATA_ITEM] = ocp.args.JsonSave({PER_PROCESS: _gather_json(data_state)})
         metrics = None if val_crop_mad is None else {BEST_METRIC: float(val_crop_mad)}
-        self._mgr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True,
-                       custom_metadata=self._custom)
+        with self._writing():
+            self._mgr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True,
+                           custom_metadata=self._custom)
 
     def restore(self, step: int, state_target: Any, with_data: bool = True):
-        """(state tree shaped like ``state_target``, data-iterator state or None)."""
+        """(state tree shaped like ``state_target``, data-iterator state or None).
+        ``DamagedCheckpoint`` (one line, naming the step and what to do) when its files
+        cannot be read back."""
         items = {STATE_ITEM: ocp.args.StandardRestore(state_target)}
         if with_data:
             items[DATA_ITEM] = ocp.args.JsonRestore()
-        with _loops_outlive_their_reads():
-            restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
+        try:
+            with _loops_outlive_their_reads():
+                restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
+        except Exception as err:  # orbax / tensorstore / json errors of damaged files
+            older = [s for s in self._mgr.all_steps() if s < step]
+            damaged = _damaged(os.path.join(self.directory, str(step)), err)
+            raise DamagedCheckpoint(f"{damaged}; move it away to resume from "
+                                    + (f"step {max(older)}" if older else "the start")) from None
         return restored[STATE_ITEM], (_own_data_state(restored[DATA_ITEM]) if with_data
                                       else None)
 
     def wait(self) -> None:
-        self._mgr.wait_until_finished()
+        with self._writing():
+            self._mgr.wait_until_finished()
 
     def close(self) -> None:
-        self._mgr.wait_until_finished()
-        self._mgr.close()
+        try:
+            self.wait()
+        except BaseException:  # the save's error is the one reported, not the close's
+            with contextlib.suppress(Exception):
+                self._mgr.close()
+            raise
+        with self._writing():
+            self._mgr.close()

@@ -87,10 +87,11 @@ def convert(args: argparse.Namespace) -> None:
     import jax
 
     from modnet_jax.checkpointing import save_variables
-    from modnet_jax.interop import keys, onnx_import, torch_io
+    from modnet_jax.interop import keys, torch_io
+    from modnet_jax.interop.release_files import release_kind
     from modnet_jax.models import create_model, model_from_config
 
-    if onnx_import.is_onnx_file(args.input):
+    if release_kind(args.input) == "ONNX":  # by content (an ONNX model named .pth too)
         return convert_onnx(args)
     torch_io.require_torch()
     _check_output(args)

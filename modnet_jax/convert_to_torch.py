@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def convert(args: argparse.Namespace) -> None:
     from modnet_jax.checkpointing import load_variables, model_metadata, resolve_checkpoint
+    from modnet_jax.imaging import output
     from modnet_jax.interop import keys, torch_io
 
     torch_io.require_torch()  # fail before the (slow) checkpoint restore
@@ -70,13 +71,15 @@ def convert(args: argparse.Namespace) -> None:
     print(f"wrote {len(state_dict)} tensors ({'module.' if args.dataparallel else 'no'} "
           f"prefix) from {step_dir} to {args.output}")
     if args.onnx:
-        torch_io.export_onnx(model, args.onnx, args.opset)
-        diff = torch_io.check_onnx(args.onnx, model)
+        exported = torch_io.export_onnx(model, args.opset)
+        diff = torch_io.check_onnx(exported, model)
+        if diff > 1e-3:  # checked before it is written: a file that disagrees is never left
+            raise torch_io.InteropError(f"the ONNX model disagrees with torch (max |diff| "
+                                        f"{diff:.2e}); {args.onnx} not written")
+        output.make_folders(os.path.dirname(os.path.abspath(args.onnx)))
+        output.atomic_write(args.onnx, exported)
         print(f"wrote {args.onnx} (opset {args.opset}); onnxruntime vs torch max |diff| "
               f"{diff:.2e} on a 2x3x64x96 input")
-        if diff > 1e-3:
-            raise torch_io.InteropError(f"the ONNX model disagrees with torch (max |diff| "
-                                        f"{diff:.2e}); do not use {args.onnx}")
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,8 @@ output). Images are decoded ahead and scored by a thread pool while the model ru
 Writes ``DIR/per_image.csv`` (one row per image and region), ``DIR/summary.json`` (means,
 counts, precision, skipped files) and prints a table; DIR is created only then, so a failed
 run leaves nothing. Exit status: 0, 1 when images were skipped, 2 when the run could not
-start. Python API: ``find_samples`` + ``evaluate_samples``.
+start or its reports could not be written (the OS's reason and the file on one ``error:``
+line; a report is written whole or not at all). Python API: ``find_samples`` + ``evaluate_samples``.
 
     python -m modnet_jax.evaluate --checkpoint CKPT --data ROOT --layout video [--no-ofd]
 
@@ -32,6 +33,7 @@ flicker score (which needs no ground truth): ``per_clip.csv``, ``per_frame.csv``
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from modnet_jax.cliutil import command_parser, dashed
-from modnet_jax.imaging import layouts
+from modnet_jax.imaging import layouts, output
 from modnet_jax.inference.options import OFD_THRESHOLD, add_model_args
 
 # The photo + matte layouts of the shared registry (imaging/layouts.py), plus their aliases
@@ -55,7 +57,7 @@ HELP = """Matting errors of a checkpoint on a dataset.
 
 photos: MSE, MAD, SAD, Grad, Conn per image (DIR/per_image.csv), their means (summary.json)
 videos (--layout video): MSE, MAD, dtSSD, MESSDdt per frame and clip, flicker score
-Exit status: 0 all scored, 1 some skipped (each named), 2 could not start.
+Exit status: 0 all scored, 1 some skipped (each named), 2 could not start or write its reports.
 Conventions and how they compare with published tables: docs/metrics.md."""
 
 
@@ -289,22 +291,22 @@ IMAGE_FIELDS = ("name", "region", "trimap", "precision", *metrics.METRIC_NAMES)
 
 def write_reports(out_dir: str, tables: Dict[str, Tuple[Sequence[str], List[dict]]],
                   summary: Dict, failures: List[Tuple[str, str]], info: Dict) -> List[str]:
-    """Write each ``tables[file name] = (columns, rows)`` as CSV and ``summary.json``."""
+    """Write each ``tables[file name] = (columns, rows)`` as CSV and ``summary.json``, each
+    whole or not at all (``imaging.output``); a failure is a WriteError naming the file and
+    the OS's reason."""
     paths = []
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        for file_name, (fields, rows) in tables.items():
-            paths.append(os.path.join(out_dir, file_name))
-            with open(paths[-1], "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
-        paths.append(os.path.join(out_dir, "summary.json"))
-        with open(paths[-1], "w") as f:
-            json.dump({**info, "metrics": summary,
-                       "skipped": [{"file": p, "error": m} for p, m in failures]}, f, indent=2)
-    except OSError as exc:
-        raise UserError(f"{exc.filename}: cannot write ({exc.strerror})") from None
+    output.make_folders(out_dir)
+    for file_name, (fields, rows) in tables.items():
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        paths.append(os.path.join(out_dir, file_name))
+        output.write_text(paths[-1], text.getvalue())
+    paths.append(os.path.join(out_dir, "summary.json"))
+    output.write_text(paths[-1], json.dumps(
+        {**info, "metrics": summary,
+         "skipped": [{"file": p, "error": m} for p, m in failures]}, indent=2))
     return paths
 
 

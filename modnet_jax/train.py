@@ -144,7 +144,9 @@ def _train(config, workdir: str, checked) -> None:
     except BaseException as err:
         if created and jax.process_index() == 0 and not run_config.has_checkpoint(workdir):
             shutil.rmtree(workdir, ignore_errors=True)
-        if isinstance(err, (DatasetError, NonFiniteLossError, ValueError, FileNotFoundError)):
+        # OSError: a file the run cannot write (imaging.output.WriteError names it and says
+        # why: no space left, read-only file system...); ValueError: a damaged checkpoint too
+        if isinstance(err, (DatasetError, NonFiniteLossError, ValueError, OSError)):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
         raise

@@ -15,7 +15,9 @@ from typing import Dict, Optional
 import jax
 import numpy as np
 
-from modnet_jax.models import model_from_config
+# Random weights of the model's exact structure, drawn without compiling: one home, in the
+# package, so the benchmarks use it too.
+from modnet_jax.models.random_weights import random_variables as random_flax_variables  # noqa: F401
 
 # JAX may be at most this many times further from the fp64 result than PyTorch fp32 is.
 NOISE_FACTOR = 3.0
@@ -23,33 +25,6 @@ NOISE_SLACK = 2e-6
 # Plain max |JAX fp32 - PyTorch fp32|: a sanity ceiling (a real layout/semantics bug is ~1e-1;
 # the criterion above already implies <= (NOISE_FACTOR + 1) * floor + slack).
 ABS_CEILING = 1e-3
-
-
-def random_flax_variables(seed: int = 0, cfg: Optional[dict] = None) -> Dict[str, dict]:
-    """Random ``{"params", "batch_stats"}`` of the Flax MODNet's exact structure (numpy).
-
-    Kernels uniform(+-sqrt(6/fan_in)), biases N(0, 0.1), BN scale U(0.5, 1.5), running mean
-    N(0, 0.1), running var U(0.5, 1.5). Shapes come from ``jax.eval_shape`` (no compile).
-    """
-    model = model_from_config(cfg)
-    x = jax.ShapeDtypeStruct((1, 64, 64, 3), np.float32)
-    template = jax.eval_shape(model.init, jax.random.key(0), x)
-    rng = np.random.default_rng(seed)
-
-    def draw(path, leaf):
-        name = path[-1].key
-        shape = leaf.shape
-        if name == "kernel":
-            bound = np.sqrt(6.0 / np.prod(shape[:-1]))
-            value = rng.uniform(-bound, bound, shape)
-        elif name in ("scale", "var"):
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0.0, 0.1, shape)
-        return value.astype(np.float32)
-
-    tree = jax.tree_util.tree_map_with_path(draw, dict(template))
-    return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
 
 
 def nchw(x):

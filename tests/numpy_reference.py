@@ -4,6 +4,7 @@ Written from docs/ (losses.md, metrics.md), deliberately without any modnet_jax 
 and scipy where the package uses shifts and pools. Arrays are NHWC float64.
 """
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -93,3 +94,65 @@ def soc(ps, pd, pm, fd, fm):
         terms.append(np.abs(pd[i] - fd[i])[m].mean() + np.abs(pm[i] - fm[i])[m].mean())
     l_d = np.mean(terms) if terms else 0.0
     return l_s, l_d
+
+
+# ---------------------------------------------------------------- the release's processing
+# As its demo scripts do it (docs/inference.md), in numpy on the host: the definition that
+# ``MattingEngine`` (on the device) is tested against. The resize rule that picks the model
+# input size is the package's (tested against hand values in test_inference.py).
+
+def _area_axis(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Adaptive average pooling of ``x`` along ``axis`` to ``n_out`` cells (float64 sums).
+
+    Output cell i averages input indices floor(i * n_in / n_out) .. ceil((i+1) * n_in / n_out)-1
+    (PyTorch's ``interpolate(mode='area')``; when upscaling each output copies one input).
+    Computed from a cumulative sum, so the cost is linear in the input size.
+    """
+    n_in = x.shape[axis]
+    i = np.arange(n_out)
+    starts = (i * n_in) // n_out
+    ends = -((-(i + 1) * n_in) // n_out)
+    csum = np.cumsum(x, axis=axis, dtype=np.float64)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 0)
+    csum = np.pad(csum, pad)
+    shape = [1] * x.ndim
+    shape[axis] = n_out
+    counts = (ends - starts).reshape(shape)
+    return (np.take(csum, ends, axis=axis) - np.take(csum, starts, axis=axis)) / counts
+
+
+def area_resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize [H, W] or [H, W, C] to ``height`` x ``width`` with area (adaptive-average) weights.
+
+    Returns float32; rows first, then columns.
+    """
+    x = np.asarray(x)
+    if x.shape[:2] == (height, width):
+        return x.astype(np.float32)
+    out = _area_axis(x, height, 0)
+    out = _area_axis(out, width, 1)
+    return out.astype(np.float32)
+
+
+def preprocess(image: np.ndarray, rh: int, rw: int) -> np.ndarray:
+    """Model input [rh, rw, 3] float32 in [-1, 1] from an RGB image (uint8 0..255); (rh, rw):
+    the model input size (the resize rule, ``modnet_jax.inference.model_input_size``)."""
+    return area_resize(np.asarray(image)[:, :, :3], rh, rw) / 127.5 - 1.0
+
+
+def postprocess(matte: np.ndarray, height: int, width: int, mode: str = "area") -> np.ndarray:
+    """The model's matte [rh, rw] (or [rh, rw, 1]) resized back to ``height`` x ``width``.
+
+    ``mode``: "area" (the release) or "bilinear" (smoother when upscaling). Float32 in [0, 1].
+    """
+    m = np.asarray(matte, dtype=np.float32)
+    if m.ndim == 3:
+        m = m[..., 0]
+    if mode == "area":
+        out = area_resize(m, height, width)
+    elif mode == "bilinear":
+        out = cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR)
+    else:
+        raise ValueError(f"resize mode must be 'area' or 'bilinear', got {mode!r}")
+    return np.clip(out, 0.0, 1.0)

@@ -10,20 +10,11 @@ REF = 64  # small model inputs keep the compiles short
 def tiny_checkpoint(folder: str) -> str:
     """An SE, hr_channels=8 MODNet with random weights saved with its record (abstract init:
     nothing compiled). The mattes are noise; the serving plumbing is what is checked."""
-    import jax
-
     from modnet_jax import checkpointing
-    from modnet_jax.models import model_from_config
+    from modnet_jax.models.random_weights import random_variables
 
     cfg = {"lr_branch": "se", "hr_channels": 8}
-    shapes = jax.eval_shape(lambda: model_from_config(cfg).init(
-        jax.random.key(0), jax.numpy.zeros((1, 64, 64, 3)), train=False))
-    rng = np.random.default_rng(0)
-    variables = jax.tree_util.tree_map(
-        lambda a: (rng.normal(0, 0.1, a.shape) if a.ndim else rng.normal()).astype(a.dtype),
-        {"params": shapes["params"], "batch_stats": shapes["batch_stats"]})
-    variables["batch_stats"] = jax.tree_util.tree_map(lambda v: np.abs(v) + 0.5,
-                                                      variables["batch_stats"])
+    variables = random_variables(0, cfg)
     return checkpointing.save_variables(folder, variables, model_config=cfg)
 
 

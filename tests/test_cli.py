@@ -20,9 +20,9 @@ import pytest
 from modnet_jax import __version__, checkpointing
 from modnet_jax.data import sources
 from modnet_jax.imaging import decode as images
-from modnet_jax.inference.images import upright_size
 from modnet_jax.training import cli, run_config
 from modnet_jax.training.config import supervised_config
+from train_driver import run_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -43,26 +43,6 @@ def _one_error_line(proc, status=2):
 
 
 # --- train: the config and the workdir, checked before anything is built ------------------
-
-# Runs ``python -m modnet_jax.train``'s entry point (absl's app.run with train.py's flag
-# parser) once per argv in ONE process, so the imports are paid once; prints, per argv,
-# [exit status, stdout, stderr].
-_DRIVER = """
-import contextlib, io, json, sys
-from absl import app, flags
-import modnet_jax.train as train
-results = []
-for argv in json.loads(sys.argv[1]):
-    out, err, status = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            app.run(train.main, argv=["train", *argv], flags_parser=train.parse_flags)
-        except SystemExit as exc:
-            status = exc.code
-    flags.FLAGS.unparse_flags()
-    results.append([status, out.getvalue(), err.getvalue()])
-print(json.dumps(results))
-"""
 
 MISTAKES = [
     (["--config", "supervised:fast"], ["'fast'", "supervised:quick", "supervised:tiny"]),
@@ -110,10 +90,7 @@ def outside(tmp_path_factory):
     # JAX_PLATFORMS unset, as for a user: JAX probes its backends (TPU included), whose
     # "Unable to initialize backend 'tpu'" line must not show (checked by the resume case).
     env = {k: v for k, v in ENV.items() if k != "JAX_PLATFORMS"}
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(cases)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    results = [_Proc(*r) for r in json.loads(proc.stdout.strip().splitlines()[-1])]
+    results = [_Proc(*r) for r in run_train(cases, cwd, env, timeout=300)]
     return cwd, afile, run, snapshot, results
 
 
@@ -290,8 +267,6 @@ def test_orientation_matches_opencv(tmp_path, orientation):
     assert images.exif_orientation(data) == orientation
     expected = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(images.decode_rgb(str(path)), expected)
-    # The size the engine's warm-up reads from the header is the upright one.
-    assert upright_size(str(path)) == expected.shape[:2]
 
 
 def test_training_pair_turns_the_matte_with_its_photo(tmp_path):
@@ -398,19 +373,10 @@ def easpp_checkpoint(tmp_path_factory):
     """An e-ASPP, hr_channels=16 model saved with its record (as training saves it). Random
     weights of the right shapes (abstract init: nothing compiled); the mattes are noise, the
     commands' plumbing is what is checked."""
-    import jax
-
-    from modnet_jax.models import model_from_config
+    from modnet_jax.models.random_weights import random_variables
 
     cfg = {"lr_branch": "easpp", "hr_channels": 16}
-    shapes = jax.eval_shape(lambda: model_from_config(cfg).init(
-        jax.random.key(0), jax.numpy.zeros((1, 64, 64, 3)), train=False))
-    rng = np.random.default_rng(0)
-    variables = jax.tree_util.tree_map(
-        lambda a: (rng.normal(0, 0.1, a.shape) if a.ndim else rng.normal()).astype(a.dtype),
-        {"params": shapes["params"], "batch_stats": shapes["batch_stats"]})
-    variables["batch_stats"] = jax.tree_util.tree_map(lambda v: np.abs(v) + 0.5,
-                                                      variables["batch_stats"])
+    variables = random_variables(0, cfg)
     return checkpointing.save_variables(str(tmp_path_factory.mktemp("easpp")), variables,
                                         model_config=cfg)
 

@@ -99,7 +99,7 @@ def test_device_samples_equal_host_samples_for_the_same_draws(scale_range):
         device_samples.append(device(index, rng_device))
         # one recipe: both paths took the same numbers from the stream
         assert rng_host.random() == rng_device.random()
-    batch = stack_batch(device_samples)
+    batch = stack_batch(device_samples, canvas=device.options.precrop_size)
     assert set(batch) == {"crop", "bg_crop", "draws"}
     assert all(batch[k].dtype == np.uint8 for k in ("crop", "bg_crop"))
     recipe_ = dev.DeviceRecipe.from_options(device.options)
@@ -134,7 +134,7 @@ def test_unlabelled_device_samples_are_crops_and_flips():
     device = SampleBuilder(Images(), None, SampleOptions(
         **builder_opts, device=True, precrop_size=recipe.precrop_size(SIZE, (1.0, 1.4))))
     expected = stack_batch([host(i, np.random.default_rng(i)) for i in range(4)])
-    batch = stack_batch([device(i, np.random.default_rng(i)) for i in range(4)])
+    batch = stack_batch([device(i, np.random.default_rng(i)) for i in range(4)], canvas=68)
     assert batch["crop"].shape == (4, 68, 68, 3)
     out = dev.augment_batch(batch, dev.DeviceRecipe(SIZE, 1))
     assert set(out) == {"image"}
@@ -144,12 +144,18 @@ def test_unlabelled_device_samples_are_crops_and_flips():
 def test_precrop_resizes_crops_larger_than_the_canvas_as_the_host_does():
     image = np.random.default_rng(5).integers(0, 256, (100, 120, 4), dtype=np.uint8)
     window = augment.Window(10, 20, 90)
-    canvas, side = recipe.precrop(image, window, 60, 50)
-    assert side == 50 and canvas.shape == (60, 60, 4) and not canvas[50:].any()
-    np.testing.assert_array_equal(canvas[:50, :50], augment.crop_resize(image, window, 50))
-    canvas, side = recipe.precrop(image, augment.Window(10, 20, 40), 60, 50)
-    assert side == 40 and not canvas[40:].any() and not canvas[:, 40:].any()
-    np.testing.assert_array_equal(canvas[:40, :40], image[10:50, 20:60])
+    large, side = recipe.precrop(image, window, 60, 50)
+    assert side == 50 and large.shape == (50, 50, 4)
+    np.testing.assert_array_equal(large, augment.crop_resize(image, window, 50))
+    small, side = recipe.precrop(image, augment.Window(10, 20, 40), 60, 50)
+    assert side == 40 and small.shape == (40, 40, 4)
+    np.testing.assert_array_equal(small, image[10:50, 20:60])
+    batch = recipe.canvases([large, small], 60)
+    assert batch.shape == (2, 60, 60, 4)
+    np.testing.assert_array_equal(batch[0, :50, :50], large)
+    np.testing.assert_array_equal(batch[1, :40, :40], small)
+    assert not batch[0, 50:].any() and not batch[0, :, 50:].any()
+    assert not batch[1, 40:].any() and not batch[1, :, 40:].any()
 
 
 def test_config_refuses_recomposite_on_the_device_path():

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 from modnet_jax import predict
-from modnet_jax.inference import MattingEngine, OneFrameDelay, model_input_size
+from modnet_jax.inference import MattingEngine, model_input_size
 from modnet_jax.inference import programs
 from modnet_jax.inference.engine import Matted
 from modnet_jax.inference.images import clean_outputs, composite
 from modnet_jax.inference.programs import make_taps, resize_hw
-from modnet_jax.inference.reference import area_resize, postprocess, preprocess
 from modnet_jax.inference.video import BackgroundWriter, prefetch
+from modnet_jax.temporal import OneFrameDelay
+from numpy_reference import area_resize, postprocess, preprocess
 
 REF = 64
 
@@ -83,13 +84,14 @@ def test_prefetch_is_bounded_and_raises_in_the_consumer():
         it = iter(items)
         assert next(it) == 0
         time.sleep(0.3)
-        assert len(produced) <= 1 + 3 + 1  # taken + queued + one blocked in put
+        assert len(produced) <= 1 + 3 + 1  # taken + read ahead (+ one being read)
         with pytest.raises(ValueError, match="bad input"):
             list(it)
 
     with prefetch(iter(range(10**6)), depth=2):
         pass  # closing early stops the reader instead of leaving it blocked
-    assert not any(t.name == "modnet-reader" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.name.startswith("modnet-reader") and t.is_alive()
+               for t in threading.enumerate())
 
 
 def test_background_writer_keeps_order_and_reports_errors():
@@ -146,7 +148,8 @@ def _host_video(model, variables, frames, batch, ofd):
     for s in range(0, len(frames), batch):
         chunk = frames[s:s + batch]
         chunk = chunk + [chunk[-1]] * (batch - len(chunk))
-        out = np.asarray(apply(variables, np.stack([preprocess(f, REF) for f in chunk])))
+        rh, rw = model_input_size(*frames[0].shape[:2], REF)
+        out = np.asarray(apply(variables, np.stack([preprocess(f, rh, rw) for f in chunk])))
         raw += [postprocess(m, *frames[0].shape[:2]) for m in out][:len(frames) - s]
     stream = OneFrameDelay(enabled=ofd)
     pairs = [p for m, f in zip(raw, frames) for p in stream.push(m, f)] + stream.flush()

@@ -7,6 +7,7 @@ checkpoint write, two `predict` runs on one folder) start together and overlap.
 
 import errno
 import os
+import selectors
 import shutil
 import signal
 import struct
@@ -342,12 +343,20 @@ tree = {"params": {"w": np.full(1000, 1.0, np.float32)}, "batch_stats": {}}
 ckpt.save(1, tree)
 ckpt.wait()
 
-def kill_once_writing():
+def kill_once_writing():  # at some point while step 2's files are being written...
     while True:
         if any(not name.isdigit() for name in os.listdir(directory)):
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(0.0005)
 
+rename = os.rename
+
+def kill_before_commit(source, target, *args, **kwargs):  # ...at the latest before it is
+    if os.path.dirname(os.path.abspath(source)) == os.path.abspath(directory):  # committed
+        os.kill(os.getpid(), signal.SIGKILL)  # (however slow the thread above is scheduled)
+    return rename(source, target, *args, **kwargs)
+
+os.rename = kill_before_commit
 threading.Thread(target=kill_once_writing, daemon=True).start()
 big = {"params": {"w%d" % i: np.random.default_rng(i).random(1 << 20, np.float32)
                   for i in range(16)}, "batch_stats": {}}
@@ -365,7 +374,7 @@ def _start_killed_save(tmp_path):
 
 
 def _check_resume_after_kill(tmp_path, proc):
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=900)
     assert proc.returncode == -signal.SIGKILL, out + err
     directory = str(tmp_path / "run")
     ckpt = checkpointing.TrainCheckpointer(directory, keep_best=0, async_save=False)
@@ -383,17 +392,44 @@ def _check_resume_after_kill(tmp_path, proc):
 # ------------------------------------------------------------------ interrupted and shared runs
 
 _SLOW_DISK_PREDICT = """
-import sys, time
+import os, signal, sys, threading, time
 from modnet_jax import predict
 write = predict.write_image
+held = os.environ.get("HOLD_AFTER_FIRST") == "1"
+interrupted = threading.Event()
 
-def slow_write(path, image):  # a slow disk: the run is surely mid-folder when interrupted
-    time.sleep(0.4)
+def on_sigint(signum, frame):
+    interrupted.set()
+    signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as by default
+
+signal.signal(signal.SIGINT, on_sigint)
+written = []
+
+def slow_write(path, image):  # a slow disk; the held run stops mid-folder after one file
+    if held and written:
+        interrupted.wait(timeout=900)  # until the test interrupts it (bounded, generous)
+    else:
+        time.sleep(0.2)
     write(path, image)
+    written.append(path)
+    print("wrote", path, flush=True)  # what the test waits for
 
 predict.write_image = slow_write
 sys.exit(predict.cli(sys.argv[1:]))
 """
+
+
+def _next_line(proc, timeout):
+    """The process's next stdout line; fails (with its stderr) if it ends first or `timeout`
+    seconds pass (a bound for a hung run, far above any load's start-up time)."""
+    ready = selectors.DefaultSelector()
+    ready.register(proc.stdout, selectors.EVENT_READ)
+    if not ready.select(timeout):
+        proc.kill()
+        pytest.fail(f"no output in {timeout} s: {proc.communicate()[1][-3000:]}")
+    line = proc.stdout.readline()
+    assert line, f"ended before writing anything: {proc.communicate()[1][-3000:]}"
+    return line
 
 
 _DAMAGED_PREDICT = """
@@ -424,18 +460,17 @@ def test_interrupt_shared_folder_and_killed_checkpoint(untrained, tmp_path):
     script.write_text(_SLOW_DISK_PREDICT)
     argv = [sys.executable, str(script), "--checkpoint", ckpt, str(src), "--output", str(out),
             "--ref-size", "64", "--batch-size", "1", "--quiet"]
-    runs = [subprocess.Popen(argv, env=ENV, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    runs = [subprocess.Popen(argv, env={**ENV, "HOLD_AFTER_FIRST": hold},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for hold in ("1", "0")]
     on_damaged = subprocess.Popen(  # three tries in one process: main printed hundreds
         [sys.executable, "-c", _DAMAGED_PREDICT, str(damaged), str(src / "p0.png"),
          str(tmp_path / "unused")], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
-    deadline = time.time() + 240
-    while len(list(out.glob("*_matte.png")) if out.exists() else []) < 2:
-        assert time.time() < deadline and runs[0].poll() is None, runs[0].stderr.read()
-        time.sleep(0.05)
+    first = _next_line(runs[0], timeout=900)  # run 0 has written one matte and holds the next
+    assert first.startswith("wrote ") and first.strip().endswith("_matte.png"), first
     runs[0].send_signal(signal.SIGINT)
-    err0, err1 = (r.communicate(timeout=240)[1] for r in runs)
+    err0, err1 = (r.communicate(timeout=900)[1] for r in runs)
     assert runs[0].returncode == 130, err0
     assert err0.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err0
     assert runs[1].returncode == 0 and "Traceback" not in err1, err1
@@ -445,7 +480,7 @@ def test_interrupt_shared_folder_and_killed_checkpoint(untrained, tmp_path):
         assert matte.read_bytes().endswith(b"IEND\xaeB`\x82")
         assert cv2.imread(str(matte), cv2.IMREAD_UNCHANGED).shape == (40, 48)
     assert _leftovers(out) == []
-    out, err = on_damaged.communicate(timeout=240)
+    out, err = on_damaged.communicate(timeout=900)
     assert out.strip() == "[2, 2, 2]", out + err
     lines = err.splitlines()
     assert len(lines) == 3 and all(line.startswith("error: ") and str(damaged) in line

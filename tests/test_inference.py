@@ -21,16 +21,15 @@ from modnet_jax.checkpointing import save_variables
 from modnet_jax.inference import (
     CheckpointError,
     MattingEngine,
-    area_resize,
     check_variables,
     count_frames,
     model_input_size,
     process_video,
 )
 from modnet_jax.inference.video import open_video, read_frames
-from modnet_jax.inference.reference import postprocess, preprocess
 from modnet_jax.progress import Progress
 from modnet_jax.temporal import flicker_score, temporal_metrics
+from numpy_reference import area_resize, postprocess, preprocess
 
 REF = 64
 
@@ -110,7 +109,7 @@ def video_fps(path):
 def reference_mattes(model, variables, images):
     """The host path the engine replaces: numpy pre-processing, the model on the batch of all
     ``images`` (equal model sizes), numpy resize back."""
-    x = np.stack([preprocess(im, REF) for im in images])
+    x = np.stack([preprocess(im, *model_input_size(*im.shape[:2], REF)) for im in images])
     out = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False, inference=True)[2])(
         variables, x))[..., 0]
     return [postprocess(m, *im.shape[:2]) for m, im in zip(out, images)]

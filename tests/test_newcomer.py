@@ -8,6 +8,7 @@ own entry point; none gets as far as compiling."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,29 +18,11 @@ import pytest
 
 from modnet_jax import __version__, checkpointing
 from modnet_jax.data.synthetic import write_synthetic_folder
+from train_driver import run_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
        "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-
-_DRIVER = """
-import contextlib, io, json, sys
-from absl import app, flags
-import modnet_jax.train as train
-results = []
-for argv in json.loads(sys.argv[1]):
-    out, err, status = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            app.run(train.main, argv=["train", *argv], flags_parser=train.parse_flags)
-        except SystemExit as exc:
-            status = exc.code
-    flags.FLAGS.unparse_flags()
-    for name in [n for n in flags.FLAGS if n.startswith("config.")]:  # defined per run
-        delattr(flags.FLAGS, name)
-    results.append([status, out.getvalue(), err.getvalue()])
-print(json.dumps(results))
-"""
 
 TINY = ["--config", "finetune:tiny", "--config.progress=false"]
 
@@ -83,10 +66,7 @@ def outcomes(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("cwd")
     cases = _mistakes(data)
     argvs = [argv + ["--workdir", str(cwd / f"run{i}")] for i, (argv, _) in enumerate(cases)]
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(argvs)], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return cwd, cases, json.loads(proc.stdout.strip().splitlines()[-1])
+    return cwd, cases, run_train(argvs, cwd, ENV)
 
 
 @pytest.mark.parametrize("index", range(len(_mistakes(Path("data")))))
@@ -150,8 +130,22 @@ def test_end_of_run_says_where_results_are(tmp_path):
 
 # --- --help and --version -------------------------------------------------------------------
 
-COMMANDS = ["train", "recalibrate", "convert_to_torch", "convert_from_torch", "predict",
-            "evaluate"]
+def _entry_points():
+    """Every ``python -m`` command of the package: a module with a top-level ``if __name__ ==
+    "__main__":`` block, or a package's ``__main__.py``."""
+    package = Path(REPO) / "modnet_jax"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        name = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        if path.name == "__main__.py":
+            found.append(name.rsplit(".", 1)[0])
+        elif re.search(r"^if __name__ == .__main__.:", path.read_text(), re.M):
+            found.append(name)
+    return found
+
+
+COMMANDS = _entry_points()
+
 _HELP_DRIVER = """
 import json, runpy, sys, io, contextlib
 module, flag = sys.argv[1], sys.argv[2]
@@ -167,7 +161,7 @@ print(json.dumps([code, out.getvalue(), "jax" in sys.modules]))
 
 
 def _help(command, flag="--help"):
-    proc = subprocess.run([sys.executable, "-c", _HELP_DRIVER, f"modnet_jax.{command}", flag],
+    proc = subprocess.run([sys.executable, "-c", _HELP_DRIVER, command, flag],
                           env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -175,12 +169,22 @@ def _help(command, flag="--help"):
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_is_short_needs_no_jax_and_version_exists(command):
+    """Each command answers --help in at most ~60 lines and --version with the package's
+    version, neither importing JAX."""
     code, text, jax_imported = _help(command)
     assert code in (0, None) and text.strip()
     assert len(text.splitlines()) <= 60, len(text.splitlines())
     assert not jax_imported, f"{command} --help imported jax"
-    code, text, _ = _help(command, "--version")
+    code, text, jax_imported = _help(command, "--version")
     assert code in (0, None) and text == f"modnet_jax {__version__}\n"
+    assert not jax_imported, f"{command} --version imported jax"
+
+
+def test_every_command_is_found():
+    """The list above is the package's commands (a new one is checked without being listed)."""
+    assert {"modnet_jax.train", "modnet_jax.predict", "modnet_jax.evaluate",
+            "modnet_jax.recalibrate", "modnet_jax.serve", "modnet_jax.data.prepare",
+            "modnet_jax.convert_to_torch", "modnet_jax.convert_from_torch"} <= set(COMMANDS)
 
 
 def test_train_help_lists_every_shipped_config_and_variant():
@@ -188,7 +192,7 @@ def test_train_help_lists_every_shipped_config_and_variant():
 
     from modnet_jax.configs import NAMES
 
-    _, text, _ = _help("train")
+    _, text, _ = _help("modnet_jax.train")
     for name in NAMES:
         assert name in text, name
         for variant in getattr(importlib.import_module(f"modnet_jax.configs.{name}"),
@@ -200,7 +204,8 @@ def test_train_help_lists_every_shipped_config_and_variant():
 def test_evaluate_parser_values_match_their_homes():
     """The light parser's copies of the choices are the modules' own."""
     from modnet_jax import evaluate, metrics
-    from modnet_jax.inference import cli as compile_cache, reference as ofd, reference as preprocess
+    from modnet_jax import temporal as ofd
+    from modnet_jax.inference import cli as compile_cache, sizes as preprocess
 
     assert evaluate.PRECISIONS == metrics.PRECISIONS
     assert evaluate.OFD_THRESHOLD == ofd.OFD_THRESHOLD

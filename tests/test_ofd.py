@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from modnet_jax.inference.reference import OneFrameDelay, one_frame_delay
+from modnet_jax.temporal import OneFrameDelay, one_frame_delay
 
 
 def test_flicker_replaced_by_neighbour_mean():

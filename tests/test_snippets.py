@@ -79,8 +79,11 @@ def test_python_block_runs(where, marker, code, tmp_path, monkeypatch, request):
 
 
 def test_most_python_blocks_run():
-    skipped = [where for where, marker, _ in PYTHON if marker == "skip"]
-    assert len(PYTHON) >= 4 and len(skipped) <= len(PYTHON) // 4, skipped
+    """At least three blocks in four run everywhere: neither marked ``skip`` nor waiting for
+    the released file (which CI lacks)."""
+    idle = [where for where, marker, _ in PYTHON
+            if marker in ("skip", f"fixture {RELEASE_ONNX}")]
+    assert len(PYTHON) >= 4 and 4 * len(idle) <= len(PYTHON), idle
 
 
 # --- the commands shown in bash blocks -----------------------------------------------------

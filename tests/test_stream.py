@@ -11,7 +11,7 @@ import pytest
 
 from modnet_jax import predict
 from modnet_jax.checkpointing import save_variables
-from modnet_jax.inference import Matted, OneFrameDelay, composite, count_frames
+from modnet_jax.inference import Matted, composite, count_frames
 from modnet_jax.inference.stream import (
     Capture,
     Frame,
@@ -22,6 +22,7 @@ from modnet_jax.inference.stream import (
     run_stream,
 )
 from modnet_jax.models import create_model
+from modnet_jax.temporal import OneFrameDelay
 
 
 class FakeClock:

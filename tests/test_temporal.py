@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from modnet_jax.inference.reference import OneFrameDelay
+from modnet_jax.temporal import OneFrameDelay
 from modnet_jax.temporal import FlickerMeter, TemporalMeter, dtssd_pair, flicker_score
 from modnet_jax.temporal import ground_truth_flow, messddt_pair, temporal_metrics
 

@@ -11,7 +11,7 @@ import pytest
 from modnet_jax import evaluate, video_eval
 from modnet_jax.inference.engine import Matted
 from modnet_jax.inference.images import InputError
-from modnet_jax.inference.reference import OneFrameDelay
+from modnet_jax.temporal import OneFrameDelay
 
 
 class GrayEngine:

@@ -13,20 +13,39 @@ Reading files, layouts, trimaps and compositing live in `modnet_jax.imaging`, sh
 inference and evaluation.
 """
 
-from modnet_jax.data.config import LAYOUTS, default_data_config, resolve_config
-from modnet_jax.data.pipeline import (
-    DatasetSummary,
-    SplitPlan,
-    make_eval_iterator,
-    make_train_iterator,
-    make_unlabelled_iterator,
-    scan_split,
-    validate_dataset,
-)
-from modnet_jax.data.report import DatasetError, UnusableFile
-from modnet_jax.data.synthetic import generate_background, generate_portrait, write_synthetic_folder
-from modnet_jax.imaging.compositing import composite, estimate_foreground
-from modnet_jax.imaging.trimap import make_trimap
+import importlib
+
+# Names exported here, imported on first use (PEP 562) so that ``python -m
+# modnet_jax.data.prepare --help`` does not pay for Grain (which imports JAX).
+_EXPORTS = {
+    "LAYOUTS": "modnet_jax.data.config", "default_data_config": "modnet_jax.data.config",
+    "resolve_config": "modnet_jax.data.config",
+    "DatasetSummary": "modnet_jax.data.pipeline", "SplitPlan": "modnet_jax.data.pipeline",
+    "make_eval_iterator": "modnet_jax.data.pipeline",
+    "make_train_iterator": "modnet_jax.data.pipeline",
+    "make_unlabelled_iterator": "modnet_jax.data.pipeline",
+    "scan_split": "modnet_jax.data.pipeline", "validate_dataset": "modnet_jax.data.pipeline",
+    "DatasetError": "modnet_jax.data.report", "UnusableFile": "modnet_jax.data.report",
+    "generate_background": "modnet_jax.data.synthetic",
+    "generate_portrait": "modnet_jax.data.synthetic",
+    "write_synthetic_folder": "modnet_jax.data.synthetic",
+    "composite": "modnet_jax.imaging.compositing",
+    "estimate_foreground": "modnet_jax.imaging.compositing",
+    "make_trimap": "modnet_jax.imaging.trimap",
+}
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:  # submodules (``from modnet_jax.data import sources``) import
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "LAYOUTS",

@@ -50,24 +50,72 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-import cv2
-import numpy as np
-
-from modnet_jax.cliutil import EXIT_SKIPPED, EXIT_USAGE, add_version, dashed
-from modnet_jax.data import sources
-from modnet_jax.data.config import LAYOUTS, layout_spec
-from modnet_jax.data.report import DatasetError, UnusableFile
-from modnet_jax.imaging import decode, output
-from modnet_jax.imaging.files import RAW_EXTENSION, extension
-from modnet_jax.progress import Progress
+from modnet_jax.cliutil import EXIT_SKIPPED, EXIT_USAGE, command_parser, dashed
+from modnet_jax.imaging.layouts import LAYOUTS
 
 FORMATS = ("encoded", "raw", "arrayrecord")
 DEFAULT_MAX_SHORT_SIDE = 768  # 1.5 x 512: image_size 512 at the default scale_range (1, 1.5)
+LABELLED = tuple(name for name, spec in LAYOUTS.items() if spec.kind in ("fg_alpha", "image_matte"))
+
+HELP = """A resized copy of a dataset for faster training input: the same layout (JPEG + PNG, or
+.npy arrays with --format raw), or one ArrayRecord file (--format arrayrecord, read with
+--config.data.layout=prepared).
+
+  python -m modnet_jax.data.prepare --format arrayrecord --layout adobe \\
+      --root /data/adobe/train --output /data/adobe_prepared
+  python -m modnet_jax.data.prepare --layout images --root /data/bg20k/train \\
+      --output /data/bg20k_768/train          # backgrounds (any image folder)
+
+Images are written upright, short side at most --max-short-side; files already in --output are
+kept (an interrupted run resumes). Exit status: 0 all written, 1 some inputs skipped (each
+named), 2 could not start. More: docs/data.md."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser("modnet_jax.data.prepare", HELP,
+                            usage="--layout LAYOUT --root DIR --output DIR [options]")
+    g = parser.add_argument_group("dataset")
+    g.add_argument("--layout", required=True, choices=LABELLED + ("images",), metavar="LAYOUT",
+                   help="layout of --root (as data.layout: " + ", ".join(LABELLED) +
+                        "), or 'images' for a plain folder of images (backgrounds)")
+    g.add_argument("--root", required=True, metavar="DIR", help="the dataset folder to read")
+    g.add_argument("--subdirs", nargs=2, metavar=("FIRST", "SECOND"),
+                   help="subfolder pair, overriding the layout's (as data.subdirs)")
+    o = parser.add_argument_group("output")
+    o.add_argument("--output", required=True, metavar="DIR",
+                   help="folder to write the copy to (created; not inside --root)")
+    o.add_argument("--format", choices=FORMATS, default="encoded",
+                   help="encoded: JPEG + PNG; raw: .npy arrays, memory-mapped (~10x the disk); "
+                        "arrayrecord: one file, checked after writing")
+    o.add_argument("--max-short-side", type=int, default=DEFAULT_MAX_SHORT_SIDE, metavar="PX",
+                   help="resize larger images to this short side (use image_size x "
+                        "max(scale_range): 1.5 x 512)")
+    o.add_argument("--overwrite", action="store_true",
+                   help="rewrite files already in --output (default: keep them)")
+    r = parser.add_argument_group("run")
+    r.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="worker processes (default: one per CPU core)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+if __name__ == "__main__":  # --help, --version, usage mistakes: answered before heavy imports
+    build_parser().parse_args(dashed(sys.argv[1:]))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from modnet_jax.data import sources  # noqa: E402
+from modnet_jax.data.config import layout_spec  # noqa: E402
+from modnet_jax.data.report import DatasetError, UnusableFile  # noqa: E402
+from modnet_jax.imaging import decode, output  # noqa: E402
+from modnet_jax.imaging.files import RAW_EXTENSION, extension  # noqa: E402
+from modnet_jax.progress import Progress  # noqa: E402
+
 JPEG_QUALITY = 95
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11: skip the row filters
     PNG_PARAMS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
-LABELLED = tuple(name for name, spec in LAYOUTS.items() if spec.kind in ("fg_alpha", "image_matte"))
 
 
 @dataclass
@@ -122,13 +170,13 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _write_atomic(path: str, payload: bytes) -> int:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    output.make_folders(os.path.dirname(path))
     output.atomic_write(path, payload)  # an OSError (WriteError) naming path; no temp left
     return len(payload)
 
 
 def _copy_atomic(source: str, path: str) -> int:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    output.make_folders(os.path.dirname(path))
     output.atomic_copy(source, path)
     return os.path.getsize(path)
 
@@ -304,37 +352,6 @@ def prepare(layout: str, root: str, output: str, max_short_side: int = DEFAULT_M
     return report, unit
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m modnet_jax.data.prepare", description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layout", required=True, choices=LABELLED + ("images",),
-                        help="layout of --root (as data.layout), or 'images' for a plain "
-                             "folder of images such as backgrounds")
-    parser.add_argument("--root", required=True, help="the dataset folder to read")
-    parser.add_argument("--output", required=True,
-                        help="folder to write the copy to (created; not inside --root)")
-    parser.add_argument("--max-short-side", type=int, default=DEFAULT_MAX_SHORT_SIDE,
-                        help="resize images whose short side is longer to this (default "
-                             f"{DEFAULT_MAX_SHORT_SIDE} = 1.5 x 512; use image_size x "
-                             "max(scale_range) so the largest zoom is never enlarged)")
-    parser.add_argument("--subdirs", nargs=2, metavar=("FIRST", "SECOND"),
-                        help="subfolder pair, overriding the layout's (as data.subdirs)")
-    parser.add_argument("--format", choices=FORMATS, default="encoded",
-                        help="encoded: JPEG images + PNG mattes (small files); raw: uncompressed "
-                             ".npy arrays, memory-mapped when training (no decoding; about 3 MiB "
-                             "per 768x1365 image, ~10x the JPEG size); arrayrecord: the same "
-                             "pixels in one ArrayRecord file, read with data.layout=prepared "
-                             "(checked after writing)")
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="worker processes (default: one per CPU core)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="rewrite files already present in --output (default: keep them, "
-                             "so an interrupted run resumes)")
-    return add_version(parser)
-
-
 def main(argv=None) -> int:
     """Exit status (``modnet_jax.cliutil``): 0 every input written or present, 1 some skipped,
     2 nothing could be done (bad options, missing or unusable dataset)."""
@@ -351,7 +368,7 @@ def main(argv=None) -> int:
     try:
         report, unit = prepare(args.layout, args.root, args.output, args.max_short_side,
                                args.jobs, args.overwrite, args.subdirs, progress, args.format)
-    except (DatasetError, ValueError) as err:
+    except (DatasetError, ValueError, OSError) as err:  # OSError: WriteError, with its path
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     finally:

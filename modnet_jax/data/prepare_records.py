@@ -1,11 +1,13 @@
 """`prepare --format arrayrecord`: writes a prepared dataset (data/records.py) and checks it.
 
 Worker processes decode and resize (upright, short side <= --max-short-side, area filter, as
-the other formats) and hand back records; this process writes them in the order of the
-folder scan to `samples.array_record.partial`, renames it when complete, writes
-`prepared.json`, then reads every record back (count, header, channels, short side) and
-removes `prepared.json` again if anything is wrong: training accepts only a folder with
-both files, so a killed or failed run leaves none it would read.
+the other formats) and hand back each sample's strip records (records.encode); this process
+writes them in the order of the folder scan to a temporary hidden name
+(``imaging.output.atomic_path``; removed when the run fails), renames it when complete,
+writes `shapes.npy` and `prepared.json`, then reads every record back (counts, strip sizes,
+channels, short side) and removes `prepared.json` again if anything is wrong: training
+accepts only a folder with all three files, so a killed or failed run leaves none it would
+read.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ import json
 import os
 
 import cv2
+import numpy as np
 
 from modnet_jax.data import records, sources
 from modnet_jax.data.config import layout_spec
 from modnet_jax.data.report import DatasetError, UnusableFile
 from modnet_jax.imaging import decode
+from modnet_jax.imaging import output as imaging_output
+
+
+def _record(array) -> tuple:
+    """("resized", (shape, strip records)) of a decoded, resized sample."""
+    shape = array.shape[:2] + ((array.shape[2] if array.ndim == 3 else 1),)
+    return "resized", (shape, records.encode(array))
 
 
 def _resized(image, max_side: int):
@@ -31,7 +41,8 @@ def _resized(image, max_side: int):
 
 
 def pair_record(task: tuple) -> tuple:
-    """(colour, matte, max side) -> ("resized", record bytes) or ("skipped", (path, reason))."""
+    """(colour, matte, max side) -> ("resized", (shape, strip records)) or ("skipped",
+    (path, reason))."""
     colour_path, matte_path, max_side = task
     try:
         colour = decode.decode_rgb(colour_path)  # upright (EXIF)
@@ -40,7 +51,7 @@ def pair_record(task: tuple) -> tuple:
             raise UnusableFile(matte_path, f"matte is {alpha.shape[1]}x{alpha.shape[0]} but its "
                                f"image is {colour.shape[1]}x{colour.shape[0]}")
         packed = cv2.merge([colour, alpha])
-        return "resized", records.encode(_resized(packed, max_side))
+        return _record(_resized(packed, max_side))
     except UnusableFile as err:
         return "skipped", (err.path, err.reason)
     except (OSError, cv2.error) as err:
@@ -51,7 +62,7 @@ def image_record(task: tuple) -> tuple:
     """(image, max side) -> as pair_record."""
     path, max_side = task
     try:
-        return "resized", records.encode(_resized(decode.decode_rgb(path), max_side))
+        return _record(_resized(decode.decode_rgb(path), max_side))
     except UnusableFile as err:
         return "skipped", (err.path, err.reason)
     except (OSError, cv2.error) as err:
@@ -82,30 +93,34 @@ def write(outcomes, report, output: str, kind: str, max_side: int, overwrite: bo
     final = os.path.join(output, records.RECORDS)
     if os.path.exists(final) and not overwrite:
         raise DatasetError(f"{final} exists; pass --overwrite to replace it")
-    os.makedirs(output, exist_ok=True)
-    partial = final + ".partial"
-    writer = ArrayRecordWriter(partial, records.WRITER_OPTIONS)
-    written = 0
-    try:
-        for done, (status, value) in enumerate(outcomes, 1):
-            if status == "skipped":
-                report.add((status, value))
-            else:
-                writer.write(value)
-                written += 1
-                report.add((status, (0, len(value))))
-            if progress is not None:
-                progress(done, total)
-    finally:
-        writer.close()
-    meta = {"kind": kind, "count": written, "max_short_side": int(max_side)}
-    meta_path = os.path.join(output, records.META)
-    if os.path.exists(meta_path):
-        os.remove(meta_path)
-    os.replace(partial, final)
-    with open(meta_path + ".partial", "w") as handle:
-        json.dump(meta, handle, indent=1)
-    os.replace(meta_path + ".partial", meta_path)
+    imaging_output.make_folders(output)
+    shapes = []
+    with imaging_output.atomic_path(final) as partial:  # renamed once complete, else removed
+        writer = ArrayRecordWriter(partial, records.WRITER_OPTIONS)
+        try:
+            for done, (status, value) in enumerate(outcomes, 1):
+                if status == "skipped":
+                    report.add((status, value))
+                else:
+                    shape, strips = value
+                    for strip in strips:
+                        writer.write(strip)
+                    shapes.append(shape)
+                    report.add((status, (0, sum(len(strip) for strip in strips))))
+                if progress is not None:
+                    progress(done, total)
+        finally:
+            writer.close()
+        meta_path = os.path.join(output, records.META)
+        if os.path.exists(meta_path):
+            os.remove(meta_path)
+    written = len(shapes)
+    with imaging_output.atomic_path(os.path.join(output, records.SHAPES)) as partial:
+        with open(partial, "wb") as handle:
+            np.save(handle, np.asarray(shapes, np.int32).reshape(-1, 3))
+    meta = {"kind": kind, "count": written, "max_short_side": int(max_side),
+            "format": records.FORMAT, "strip": records.STRIP}
+    imaging_output.write_text(meta_path, json.dumps(meta, indent=1))
     problems = records.check(output, written, max_side)
     if problems:
         os.remove(meta_path)  # not a usable prepared dataset

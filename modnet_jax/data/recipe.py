@@ -12,7 +12,8 @@ of the seed and the element's position, and resumes exactly):
 
 Where the pixels are made is a separate question. The host path (`samples.SampleBuilder`)
 crops, resizes, flips, jitters, composites and computes the trimap with OpenCV; the device
-path hands over the crops (`precrop`) and the draws as numbers (`device_params`), and
+path hands over the crops (`precrop`, in fixed-size `canvases` per batch) and the draws as
+numbers (`device_params`), and
 `modnet_jax.device_augment` does the same steps inside the jitted train step. Both read the
 same `Draws`, so the two paths cannot draw different recipes (tests/test_data_device.py holds
 them equal pixel for pixel within the resize filters' rounding).
@@ -25,7 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from modnet_jax.data import augment
+from modnet_jax.data import augment, records
 from modnet_jax.data.augment import Jitter, Window, draw_jitter
 from modnet_jax.imaging.trimap import band_radius, random_band_radius
 
@@ -96,20 +97,56 @@ def precrop_size(image_size: int, scale_range) -> int:
     return int(np.ceil(int(image_size) * max(1.0, float(max(scale_range)))))
 
 
-def precrop(image: np.ndarray, window: Window, size: int, image_size: int) -> tuple[np.ndarray, int]:
-    """(uint8 [size, size, C] canvas with the crop in its top-left corner, zeros elsewhere;
-    the crop's side in the canvas). A crop larger than the canvas is resized to image_size
-    here, as the host recipe resizes it (augment.crop_resize), and the device leaves it
-    at that size."""
+@dataclass(frozen=True)
+class Pieces:
+    """A crop held as views laid side by side along `axis` (the strips of a prepared
+    sample, records.StripArray.window), copied once, into its canvas (`canvases`)."""
+
+    axis: int
+    parts: tuple
+    shape: tuple
+
+
+def precrop(image, window: Window, size: int, image_size: int) -> tuple:
+    """(uint8 [side, side, C] crop of `window`, side): a view of `image` where it allows,
+    or a `Pieces` of a records.StripArray (the canvas a crop crosses in is made per
+    batch, `canvases`). A crop larger than the canvas side `size` is resized to image_size
+    here, as the host recipe resizes it (augment.crop_resize), and the device leaves it at
+    that size. `image`: a numpy array or a records.StripArray."""
     channels = image.shape[2] if image.ndim == 3 else 1
     side = window.side
     if side > size:
         crop, side = augment.crop_resize(image, window, image_size), image_size
+    elif isinstance(image, records.StripArray):
+        axis, parts = image.window(window.y0, window.x0, side)
+        parts = tuple(p.reshape(p.shape[:2] + (channels,)) for p in parts)
+        return Pieces(axis, parts, (side, side, channels)), side
     else:
         crop = image[window.y0:window.y0 + side, window.x0:window.x0 + side]
-    canvas = np.zeros((size, size, channels), np.uint8)
-    canvas[:side, :side] = crop.reshape(side, side, channels)
-    return canvas, side
+    return crop.reshape(side, side, channels), side
+
+
+def canvases(crops, size: int) -> np.ndarray:
+    """Crops (arrays or `Pieces`) of side <= size -> uint8 [len(crops), size, size, C],
+    each crop in the top-left corner of its canvas and zeros elsewhere (one copy of each
+    crop)."""
+    out = np.empty((len(crops), size, size, crops[0].shape[2]), np.uint8)
+    for canvas, crop in zip(out, crops):
+        side = crop.shape[0]
+        if isinstance(crop, Pieces):
+            start = 0
+            for part in crop.parts:
+                width = part.shape[crop.axis]
+                if crop.axis == 0:
+                    canvas[start:start + width, :side] = part
+                else:
+                    canvas[:side, start:start + width] = part
+                start += width
+        else:
+            canvas[:side, :side] = crop
+        canvas[side:] = 0
+        canvas[:side, side:] = 0
+    return out
 
 
 def device_params(draws: Draws, side: int, bg_side: int = 0) -> np.ndarray:

@@ -64,9 +64,16 @@ def load_with_fallback(source, index: int, max_retries: int, bad: set):
                        f"({'; '.join(reasons[-3:]) or 'all known bad'}); check the data")
 
 
-def stack_batch(samples) -> dict:
-    """Grain batch_fn: a list of sample dicts -> one dict of stacked arrays (NHWC)."""
-    return {key: np.stack([sample[key] for sample in samples]) for key in samples[0]}
+CROP_KEYS = ("crop", "bg_crop")  # the device path's crops (of varying side)
+
+
+def stack_batch(samples, canvas: int = 0) -> dict:
+    """Grain batch_fn: a list of sample dicts -> one dict of stacked arrays (NHWC).
+    `canvas` > 0 (the device path): the crops under CROP_KEYS are placed in canvases of
+    that side (recipe.canvases)."""
+    return {key: recipe.canvases([sample[key] for sample in samples], canvas)
+            if canvas and key in CROP_KEYS else np.stack([sample[key] for sample in samples])
+            for key in samples[0]}
 
 
 class SampleBuilder:
@@ -140,17 +147,20 @@ class SampleBuilder:
         return sample
 
     def _for_device(self, record: dict, bg, draws: recipe.Draws) -> dict:
-        """The device path's sample: uint8 crops in fixed-size canvases and the draws
-        (recipe.precrop, recipe.device_params); modnet_jax.device_augment makes the pixels."""
+        """The device path's sample: uint8 crops (recipe.precrop; batched into fixed-size
+        canvases by stack_batch) and the draws (recipe.device_params);
+        modnet_jax.device_augment makes the pixels."""
         size = self.options.precrop_size
-        colour = record.get(PACKED_KEY)
-        if colour is None:
-            colour = record["fg"] if "fg" in record else record["image"]
-            if "alpha" in record:
-                colour = cv2.merge([np.ascontiguousarray(colour),
-                                    np.ascontiguousarray(record["alpha"])])
         image_size = self.options.image_size
-        crop, side = recipe.precrop(colour, draws.window, size, image_size)
+        colour = record.get(PACKED_KEY)
+        if colour is not None:
+            crop, side = recipe.precrop(colour, draws.window, size, image_size)
+        else:  # colour and matte apart: crop each, merge the crops only
+            colour = record["fg"] if "fg" in record else record["image"]
+            crop, side = recipe.precrop(colour, draws.window, size, image_size)
+            if "alpha" in record:
+                alpha, _ = recipe.precrop(record["alpha"], draws.window, size, image_size)
+                crop = cv2.merge([np.ascontiguousarray(crop), np.ascontiguousarray(alpha)])
         sample = {"crop": crop}
         bg_side = 0
         if bg is not None:

@@ -23,6 +23,7 @@ import os
 import cv2
 import numpy as np
 
+from modnet_jax.imaging import output
 from modnet_jax.imaging.compositing import composite
 
 _SHIFT = 4  # OpenCV drawing uses fixed-point coordinates with this many fractional bits
@@ -215,13 +216,14 @@ def write_synthetic_folder(root: str, count: int, *, height: int = 256, width: i
 
     layout "fg_alpha": `root/fg/<stem><fg_ext>`, `root/alpha/<stem>.png`, and backgrounds in
     `root/bg/<stem><bg_ext>` (usable as `bg_root`). layout "image_matte": composited
-    `root/image/<stem>.jpg` + `root/matte/<stem>.png`.
+    `root/image/<stem>.jpg` + `root/matte/<stem>.png`. Each file is written whole or not at
+    all (``imaging.output``); a failed write is a ``WriteError`` (an OSError) naming it.
     """
     if layout not in ("fg_alpha", "image_matte"):
         raise ValueError(f"write_synthetic_folder: layout must be fg_alpha or image_matte, not {layout!r}")
     names = ("fg", "alpha", "bg") if layout == "fg_alpha" else ("image", "matte")
     for name in names:
-        os.makedirs(os.path.join(root, name), exist_ok=True)
+        output.make_folders(os.path.join(root, name))
     stems = []
     for index in range(start, start + count):
         stem = f"synth_{index:05d}"
@@ -236,7 +238,6 @@ def write_synthetic_folder(root: str, count: int, *, height: int = 256, width: i
             if array.ndim == 3:
                 array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
             params = [cv2.IMWRITE_JPEG_QUALITY, 95] if rel.endswith((".jpg", ".jpeg")) else []
-            if not cv2.imwrite(os.path.join(root, rel), array, params):
-                raise OSError(f"could not write {os.path.join(root, rel)}")
+            output.write_image(os.path.join(root, rel), array, params)  # whole or not at all
         stems.append(stem)
     return stems

@@ -20,6 +20,7 @@ from typing import Dict, Iterable
 import cv2
 import numpy as np
 
+from modnet_jax.imaging import output
 from modnet_jax.imaging.compositing import composite
 from modnet_jax.data.synthetic import generate_background, generate_portrait
 
@@ -79,11 +80,12 @@ def write_clip(path: str, frames: Iterable[np.ndarray], fps: float = 25.0) -> No
     if not frames:
         raise ValueError("write_clip: no frames")
     h, w = frames[0].shape[:2]
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    output.make_folders(os.path.dirname(os.path.abspath(path)) or ".")
     codec = "mp4v" if path.lower().endswith(".mp4") else "MJPG"
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps, (w, h))
-    if not writer.isOpened():
-        raise OSError(f"cannot open a video writer for {path}")
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
+    with output.atomic_path(path) as temporary:  # whole or not at all
+        writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*codec), fps, (w, h))
+        if not writer.isOpened():
+            raise OSError(f"cannot open a video writer for {path}")
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        writer.release()

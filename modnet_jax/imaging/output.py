@@ -7,7 +7,11 @@
   new one, never a part of one; a failure (a full disk, a killed write) removes the temporary
   file, so nothing half-written is left under the real name. A killed process (SIGKILL) can
   leave a hidden ``.part`` file, never a truncated result.
-* `write_image(path, bgr)` encodes with OpenCV by the extension, then `atomic_write`.
+* `write_image(path, bgr)` encodes with OpenCV by the extension, then `atomic_write`;
+  `write_text(path, text)` likewise for reports (CSV, JSON).
+* `append_whole(path, data)` adds a record to a log (``metrics.jsonl``): all of it or, when
+  the write fails, none of it (the file is cut back to its length before).
+* `make_folders(path)`: ``os.makedirs`` whose failure is a `WriteError` too.
 * `atomic_path(path)` (a context manager) for writers that need a path of their own: they
   write the temporary name, which is renamed when the block ends without an exception and
   removed otherwise; `temporary_name`, `commit` and `discard` are its steps, for writers that
@@ -27,7 +31,7 @@ import errno
 import os
 import secrets
 import shutil
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -51,9 +55,11 @@ class WriteError(InputError, OSError):
         return str(self.args[0])
 
 
-def _os_error(path: str, err: OSError) -> WriteError:
+def write_error(path: str, err: OSError, doing: str = "cannot write") -> WriteError:
+    """The WriteError for the OS's `err` while writing `path` (for writers of other
+    libraries' files, e.g. TensorBoard's, whose failures surface as bare OSErrors)."""
     reason = err.strerror or errno.errorcode.get(err.errno or 0, "") or str(err)
-    error = WriteError(f"{path}: cannot write ({reason})")
+    error = WriteError(f"{path}: {doing} ({reason})")
     error.errno, error.strerror, error.filename = err.errno, reason, path
     return error
 
@@ -71,7 +77,7 @@ def commit(temporary: str, path: str) -> None:
         os.replace(temporary, path)
     except OSError as err:
         discard(temporary)
-        raise _os_error(path, err) from None
+        raise write_error(path, err) from None
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -80,7 +86,7 @@ def atomic_write(path: str, data: bytes) -> None:
     try:
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as err:
-        raise _os_error(path, err) from None
+        raise write_error(path, err) from None
     try:
         try:
             view = memoryview(data)
@@ -90,7 +96,7 @@ def atomic_write(path: str, data: bytes) -> None:
             os.close(handle)
     except OSError as err:
         discard(temporary)
-        raise _os_error(path, err) from None
+        raise write_error(path, err) from None
     except BaseException:  # KeyboardInterrupt while writing: no half file either
         discard(temporary)
         raise
@@ -104,14 +110,51 @@ def atomic_copy(source: str, path: str) -> None:
         try:
             shutil.copyfile(source, temporary)
         except OSError as err:
-            raise _os_error(path, err) from None
+            raise write_error(path, err) from None
 
 
-def encode_image(path: str, image: np.ndarray) -> bytes:
-    """`image` (OpenCV's BGR/BGRA/grey order) encoded as `path`'s extension says. Raises
-    InputError when OpenCV cannot encode it that way."""
+def make_folders(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``; WriteError (the OS's reason) when it fails."""
     try:
-        ok, encoded = cv2.imencode(extension(path) or ".png", image)
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, err, "cannot create folder") from None
+
+
+def write_text(path: str, text: str) -> None:
+    """`atomic_write` of `text` as UTF-8. Raises InputError."""
+    atomic_write(path, text.encode("utf-8"))
+
+
+def append_whole(path: str, data: bytes) -> None:
+    """Append `data` to the file `path` (created if missing) in one piece: when the write
+    fails (a full disk), the file is cut back to its length before, so a log never ends in a
+    partial record. Raises WriteError."""
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise write_error(path, err) from None
+    try:
+        before = os.fstat(handle).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(handle, view):]
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(handle, before)
+            if isinstance(exc, OSError):
+                raise write_error(path, exc) from None
+            raise
+    finally:
+        os.close(handle)
+
+
+def encode_image(path: str, image: np.ndarray, params: Sequence[int] = ()) -> bytes:
+    """`image` (OpenCV's BGR/BGRA/grey order) encoded as `path`'s extension says (`params`:
+    OpenCV's ``IMWRITE_*`` pairs). Raises InputError when OpenCV cannot encode it that way."""
+    try:
+        ok, encoded = cv2.imencode(extension(path) or ".png", image, list(params))
     except cv2.error as exc:
         raise InputError(f"{path}: cannot encode ({str(exc).strip().splitlines()[-1]})"
                          ) from None
@@ -120,9 +163,9 @@ def encode_image(path: str, image: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def write_image(path: str, image: np.ndarray) -> None:
+def write_image(path: str, image: np.ndarray, params: Sequence[int] = ()) -> None:
     """Encode `image` (BGR order, as OpenCV) and `atomic_write` it. Raises InputError."""
-    atomic_write(path, encode_image(path, image))
+    atomic_write(path, encode_image(path, image, params))
 
 
 @contextlib.contextmanager

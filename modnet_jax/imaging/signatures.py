@@ -7,18 +7,22 @@ checkpoint?)"), not as a "truncated JPEG".
 
 Kinds (`KINDS`): the image formats OpenCV decodes for us (``jpeg``, ``png``, ``bmp``,
 ``webp``, ``tiff``, ``pnm``), ``npy`` (raw arrays), the video containers OpenCV's FFmpeg back
-end opens (``mp4``, ``avi``, ``matroska``, ``mpeg``, ``asf``), and kinds we only name in a
-refusal (``gif``, ``exr``, ``pfm``, ``zip``, ``pdf``, ``gzip``, ``json``, ``text``).
+end opens (``mp4``, ``avi``, ``matroska``, ``mpeg``, ``asf``), model weights (``onnx``: an
+ONNX ``ModelProto``; ``torch``: ``torch.save``'s ZIP archive or its legacy pickle), and kinds
+we only name in a refusal (``gif``, ``exr``, ``pfm``, ``zip``, ``pickle``, ``pdf``, ``gzip``,
+``json``, ``text``).
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Optional
 
-HEAD_BYTES = 32  # enough for every signature below
+HEAD_BYTES = 32  # enough for every signature below but torch's (its archive name: `kind_of`)
 
 IMAGE_KINDS = ("jpeg", "png", "bmp", "webp", "tiff", "pnm", "npy")
 VIDEO_KINDS = ("mp4", "avi", "matroska", "mpeg", "asf")
+WEIGHTS_KINDS = ("onnx", "torch")
 
 # kind -> how a message names it
 _NAMES = {
@@ -27,9 +31,37 @@ _NAMES = {
     "mp4": "an MP4/QuickTime video", "avi": "an AVI video", "matroska": "a Matroska/WebM video",
     "mpeg": "an MPEG video", "asf": "a WMV/ASF video", "gif": "a GIF image (not supported)",
     "exr": "an OpenEXR image (not supported)", "pfm": "a PFM float image (not supported)",
-    "zip": "a ZIP archive (a PyTorch checkpoint?)", "pdf": "a PDF document",
+    "onnx": "an ONNX model", "torch": "PyTorch weights (torch.save)", "zip": "a ZIP archive",
+    "pickle": "a Python pickle", "pdf": "a PDF document",
     "gzip": "a gzip archive", "json": "a JSON file", "text": "a text file",
 }
+
+
+# torch.save's legacy (non-ZIP) format: a protocol-2 pickle of its magic number first.
+_TORCH_LEGACY = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+# ModelProto's fields after ir_version (field 1, a varint, written first by every exporter):
+# the protobuf tags of producer_name, producer_version, domain, model_version, doc_string,
+# graph, opset_import, metadata_props.
+_ONNX_SECOND_TAGS = (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72)
+# The entries torch.save writes in its ZIP archive, "<archive>/data.pkl" first.
+_TORCH_ENTRIES = ("data.pkl", "version", ".format_version", "byteorder")
+
+
+def _onnx_model(head: bytes) -> bool:
+    """An ONNX ``ModelProto``: the tag of ir_version (0x08), a small version (1 to 15), then
+    the tag of another ModelProto field."""
+    return (len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 15
+            and head[2] in _ONNX_SECOND_TAGS)
+
+
+def _zip_kind(handle, head: bytes) -> str:
+    """"torch" for a ZIP archive whose first entry is torch.save's, else "zip"."""
+    if len(head) < 30:
+        return "zip"
+    name_length = struct.unpack("<H", head[26:28])[0]
+    handle.seek(30)
+    name = handle.read(name_length).decode("utf-8", "replace")
+    return "torch" if name.rpartition("/")[2] in _TORCH_ENTRIES and "/" in name else "zip"
 
 
 def kind_from_head(head: bytes) -> Optional[str]:
@@ -65,7 +97,13 @@ def kind_from_head(head: bytes) -> Optional[str]:
     if head[:2] in (b"PF", b"Pf") and head[2:3] in (b"\n", b"\r", b" "):
         return "pfm"
     if head.startswith(b"PK\x03\x04"):
-        return "zip"
+        return "zip"  # "torch" when its first entry is torch's (`kind_of` reads that far)
+    if head.startswith(_TORCH_LEGACY):
+        return "torch"
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if _onnx_model(head):
+        return "onnx"
     if head.startswith(b"%PDF"):
         return "pdf"
     if head.startswith(b"\x1f\x8b"):
@@ -83,7 +121,9 @@ def kind_of(path: str) -> Optional[str]:
     reader that opens it next reports why it cannot)."""
     try:
         with open(path, "rb") as handle:
-            return kind_from_head(handle.read(HEAD_BYTES))
+            head = handle.read(HEAD_BYTES)
+            kind = kind_from_head(head)
+            return _zip_kind(handle, head) if kind == "zip" else kind
     except OSError:
         return None
 

@@ -7,6 +7,7 @@ Frames come out as uint8 RGB [H, W, 3] like every image reader here. Errors are
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import threading
@@ -69,22 +70,55 @@ class VideoOutput:
         self._temporary = output.temporary_name(path)
         self._writer = cv2.VideoWriter(self._temporary, cv2.VideoWriter_fourcc(*fourcc), fps,
                                        size, True)
+        self._frames = 0
         if not self._writer.isOpened():
             self.discard()
-            raise InputError(f"{path}: cannot open video for writing (folder missing or not "
-                             f"writable, or codec {fourcc} unavailable)")
+            raise self._os_error() or InputError(
+                f"{path}: cannot open video for writing (folder missing or not writable, or "
+                f"codec {fourcc} unavailable)")
 
     def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoWriter's name
         return self._writer is not None
 
     def write(self, frame: np.ndarray) -> None:
         self._writer.write(frame)
+        self._frames += 1
 
     def release(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.release()
+            self._check_whole()
             output.commit(self._temporary, self.path)  # InputError if that fails
+
+    def _check_whole(self) -> None:
+        """OpenCV's writer reports no failed write (a full disk), so the finished file is read
+        back: a container that does not open or holds fewer frames than were written is
+        removed and reported, naming ``path``."""
+        if self._frames == 0 or count_video_frames(self._temporary) >= self._frames:
+            return
+        error = self._os_error()  # while the cut file still fills the disk
+        output.discard(self._temporary)
+        raise error or output.WriteError(f"{self.path}: cannot write (the video came out incomplete: "
+                                f"fewer than the {self._frames} frames written)")
+
+    def _os_error(self):
+        """The OS error OpenCV did not report, as a WriteError naming ``path``: the folder's
+        disk is full, or the folder is not writable; None when neither."""
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            stats = os.statvfs(folder)
+        except OSError:
+            return None
+        if stats.f_flag & os.ST_RDONLY:
+            code = errno.EROFS
+        elif stats.f_bavail == 0:
+            code = errno.ENOSPC
+        elif not os.access(folder, os.W_OK):
+            code = errno.EACCES
+        else:
+            return None
+        return output.write_error(self.path, OSError(code, os.strerror(code)))
 
     def discard(self) -> None:
         if self._writer is not None:

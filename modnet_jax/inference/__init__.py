@@ -1,6 +1,6 @@
-"""Inference: ``MattingEngine`` (photos, folders, video files and live sources on the device),
-image and video files, and the release's processing on the host (``reference``), which the
-engine is tested against. docs/inference.md follows the data from file to output."""
+"""Inference: ``MattingEngine`` (photos, folders, video files and live sources on the device)
+and the image and video files around it. docs/inference.md follows the data from file to
+output."""
 
 import importlib
 
@@ -14,8 +14,7 @@ _EXPORTS = {
     "InputError": "images", "composite": "images", "cutout": "images",
     "parse_colour": "images", "read_image": "images", "read_matte": "images",
     "write_image": "images",
-    "OneFrameDelay": "reference", "one_frame_delay": "reference", "area_resize": "reference",
-    "model_input_size": "reference", "postprocess": "reference", "preprocess": "reference",
+    "model_input_size": "sizes",
     "count_frames": "video", "process_video": "video",
 }
 

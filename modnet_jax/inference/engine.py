@@ -10,8 +10,9 @@
     results = live.push(frame) + ... + live.flush()      # a live source, frame by frame
 
 Everything between decode and encode runs on the device (``programs.py``), equal to the
-release's processing on the host (``reference.py``) to float32 rounding. Photos (one path):
-each photo goes onto a canvas (``canvas_policy.py``; with ``canvases=False``, its own model
+release's processing on the host (``tests/numpy_reference.py``, ``temporal.OneFrameDelay``) to
+float32 rounding. Photos (one path):
+each photo goes onto a canvas (``sizes.py``; with ``canvases=False``, its own model
 size) and the model runs on a batch of canvases told their valid sizes (``models.canvas``),
 so one compiled model serves many sizes with each photo's own mattes; with several
 ``devices`` each mattes one photo of a batch. Video (one path, files and live sources): a
@@ -35,12 +36,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from modnet_jax.inference import programs
-from modnet_jax.inference.canvas_policy import REFIT, CanvasPolicy
 from modnet_jax.inference.checkpoint import load_checked_variables
 from modnet_jax.inference.images import Background, InputError, background_for, matte_to_uint8
+from modnet_jax.inference.images import to_rgb_uint8
 from modnet_jax.inference.options import (MAX_IMAGE_PIXELS, MAX_LONG_SIDE, MAX_PIXELS,
                                           OFD_THRESHOLD, REF_SIZE)
-from modnet_jax.inference.reference import model_input_size, to_rgb_uint8
+from modnet_jax.inference.sizes import REFIT, CanvasPolicy, model_input_size
 from modnet_jax.models import model_from_config
 
 
@@ -106,8 +107,8 @@ class MattingEngine:
         self.model = model
         self.devices = list(devices) if devices else [jax.devices()[0]]
         n_dev = len(self.devices)
-        self._host_variables = {"params": variables["params"],
-                                "batch_stats": variables.get("batch_stats", {})}
+        self.variables = {"params": variables["params"],
+                          "batch_stats": variables.get("batch_stats", {})}
         self._mesh = Mesh(np.array(self.devices), ("frames",)) if n_dev > 1 else None
         self._placed: Dict[Hashable, Any] = {}  # device copies: variables, taps, backgrounds
         self.ref_size = int(ref_size)
@@ -145,7 +146,7 @@ class MattingEngine:
 
     def canvas_for(self, rh: int, rw: int, count: int = 1) -> Tuple[int, int]:
         """The canvas (height, width) that ``count`` photos of model input size rh x rw run on
-        next (``canvas_policy.py``); (rh, rw) with canvases off."""
+        next (``sizes.CanvasPolicy``); (rh, rw) with canvases off."""
         return self.canvas_policy.choose(rh, rw, count)
 
     def check_size(self, height: int, width: int) -> None:
@@ -178,7 +179,7 @@ class MattingEngine:
         return self._placed[key]
 
     def _variables(self, shared: bool):
-        return self._put(("variables",), lambda: self._host_variables, shared)
+        return self._put(("variables",), lambda: self.variables, shared)
 
     def _taps(self, h: int, w: int, shared: bool = False):
         """(rows in, cols in, rows back, cols back) taps of an h x w image on the device."""
@@ -329,7 +330,7 @@ class MattingEngine:
         """One ``Matted`` per frame, in order, for a stream of equal-size RGB frames.
 
         Frames run ``video_batch_size`` at a time, one batch on the device while the previous
-        one's results are handed out. With ``ofd`` each result equals ``reference.
+        one's results are handed out. With ``ofd`` each result equals ``temporal.
         OneFrameDelay`` over the per-frame mattes, batch seams included. ``matte=False``: results
         without the float matte (less to copy to the host). Raises ``InputError`` if the
         frame size changes mid-stream.

@@ -60,13 +60,6 @@ def image_size(path: str) -> Optional[Tuple[int, int]]:
     return decode.image_size(path)
 
 
-def upright_size(path: str) -> Optional[Tuple[int, int]]:
-    """(height, width) of the image ``read_image`` will return (header and EXIF orientation
-    only, no decoding), or None if unknown."""
-    size = image_size(path)
-    return None if size is None else decode.upright_hw(*size, orientation_of(path))
-
-
 def read_image(path: str) -> np.ndarray:
     """[H, W, 3] uint8 RGB (grey is repeated, alpha dropped), upright: a JPEG's EXIF
     orientation is applied (the training data's rule). Raises ``InputError``."""
@@ -97,6 +90,21 @@ def write_image(path: str, image: np.ndarray) -> None:
 
 def matte_to_uint8(matte: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(matte, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """[H, W, 3] uint8 RGB from gray [H, W] / [H, W, 1], RGB or RGBA (alpha dropped)."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    image = image[:, :, :3]
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return image
 
 
 def cutout(image: np.ndarray, matte: np.ndarray) -> np.ndarray:

@@ -105,7 +105,7 @@ def restore(mattes, rows: Taps, cols: Taps):
 
 
 def one_frame_delay(prev, cur, nxt, threshold: float):
-    """``reference.one_frame_delay`` on the device: flickering pixels get the neighbours' mean."""
+    """``temporal.one_frame_delay`` on the device: flickering pixels get the neighbours' mean."""
     flicker = ((jnp.abs(prev - nxt) <= threshold) & (jnp.abs(cur - prev) > threshold)
                & (jnp.abs(cur - nxt) > threshold))
     return jnp.where(flicker, 0.5 * (prev + nxt), cur)
@@ -192,7 +192,7 @@ def video_finish(raw, frames, carry_mattes, carry_frame, first, background, *, t
     in the new carry. Frame t is corrected with the raw mattes of t-1 and t+1, across batch
     seams too. On the ``first`` batch the carry is two copies of frame 0, so output 0 is a
     dummy (the caller drops it) and frame 0, whose "previous" is itself, passes unchanged, as
-    the first frame of ``reference.OneFrameDelay``. A batch padded with copies of the last
+    the first frame of ``temporal.OneFrameDelay``. A batch padded with copies of the last
     frame ends the stream: that frame's "next" is itself, so it passes unchanged too.
     """
     if not ofd:

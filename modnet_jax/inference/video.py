@@ -12,8 +12,9 @@ an exception in either thread is raised in the caller's thread.
 from __future__ import annotations
 
 import os
-import queue
-import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
@@ -113,103 +114,61 @@ def process_video(engine, path: str, matte_path: Optional[str] = None,
 
 # ---------------------------------------------------------------- threads
 
-_END = object()
 
+@contextmanager
+def prefetch(iterable: Iterable[Any], depth: int = 4) -> Iterator[Iterator[Any]]:
+    """``with prefetch(items, depth) as ahead:`` iterate ``items`` on a reader thread, at most
+    ``depth`` items ahead; its exception is raised in the consumer. Leaving the block stops
+    the reader (after the item it is reading)."""
+    it, end = iter(iterable), object()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="modnet-reader")
+    ahead = deque(pool.submit(next, it, end) for _ in range(max(1, int(depth))))
 
-class _Failure:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-class prefetch:  # noqa: N801 - used like a function
-    """Iterate ``iterable`` on a background thread, at most ``depth`` items ahead."""
-
-    def __init__(self, iterable: Iterable[Any], depth: int = 4):
-        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=max(1, int(depth)))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(iter(iterable),), daemon=True,
-                                        name="modnet-reader")
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, it: Iterator[Any]) -> None:
-        try:
-            for item in it:
-                if not self._put(item):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            self._put(_Failure(exc))
-            return
-        self._put(_END)
-
-    def __iter__(self) -> Iterator[Any]:
+    def items() -> Iterator[Any]:
         while True:
-            item = self._queue.get()
-            if item is _END:
+            item = ahead.popleft().result()
+            if item is end:
                 return
-            if isinstance(item, _Failure):
-                raise item.exc
+            ahead.append(pool.submit(next, it, end))
             yield item
 
-    def close(self) -> None:
-        """Stop the reader (it finishes the item it is decoding) and wait for it."""
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        self._thread.join()
-
-    def __enter__(self) -> "prefetch":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    try:
+        yield items()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class BackgroundWriter:
-    """Call ``fn(item)`` for every ``put(item)`` on a background thread, in order."""
+    """Call ``fn(item)`` for every ``put(item)`` on a writer thread, in order, at most ``depth``
+    items behind. The writer's exception is raised in the caller's thread (at a later ``put``
+    or at ``close``) and the items after it are not written."""
 
     def __init__(self, fn: Callable[[Any], None], depth: int = 4):
-        self._fn = fn
-        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=max(1, int(depth)))
-        self._error: "BaseException | None" = None
-        self._thread = threading.Thread(target=self._run, daemon=True, name="modnet-writer")
-        self._thread.start()
+        self._fn, self._depth = fn, max(1, int(depth))
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="modnet-writer")
+        self._pending: deque = deque()
+        self._failed = False
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if self._error is None:
-                try:
-                    self._fn(item)
-                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
-                    self._error = exc
+    def _write(self, item: Any) -> None:
+        if not self._failed:
+            try:
+                self._fn(item)
+            except BaseException:
+                self._failed = True
+                raise
 
     def put(self, item: Any) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(item)
+        while self._pending and (len(self._pending) >= self._depth or self._pending[0].done()):
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write, item))
 
     def close(self) -> None:
         """Wait until every item is written; raise the writer's exception if it had one."""
-        if self._thread.is_alive():
-            self._queue.put(_END)
-            self._thread.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
 
     def __enter__(self) -> "BackgroundWriter":
         return self

@@ -51,10 +51,6 @@ def require_onnx():
     return require_optional("onnx", "reading an ONNX file")
 
 
-def is_onnx_file(path: str) -> bool:
-    return str(path).lower().endswith(".onnx")
-
-
 def read_onnx(path: str) -> Tuple[Dict[str, np.ndarray], List[Tuple[str, List[str]]]]:
     """(initializers by name as numpy, [(op_type, input names)] of every node in graph order)."""
     onnx = require_onnx()

@@ -2,7 +2,12 @@
 ``state_dict`` (``.pth``/``.pt``/``.ckpt``). Every command that takes a checkpoint also takes
 these, imported on the fly: one place decides what such a file is and how it is read.
 
-A project checkpoint is a directory (Orbax); a release file is a single file. Failures are an
+A project checkpoint is a directory (Orbax); a release file is a single file, identified by
+its content (``imaging/signatures.py``: an ONNX ``ModelProto``, torch.save's ZIP archive or
+legacy pickle); the extension is only a hint, used when the content is unrecognised (an empty
+or damaged file, whose loader then says why it cannot be read). An ONNX model named ``.pth``
+is read as ONNX; a file whose content is something else (an image, a text file...) is no
+release file, whatever its name, and the commands say what it is. Failures are an
 :class:`~modnet_jax.interop.torch_io.InteropError` or a ``ValueError`` with a one-line message.
 """
 
@@ -11,15 +16,30 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional, Tuple
 
+from modnet_jax.imaging.signatures import describe, kind_of
+
 RELEASE_SUFFIXES = {".onnx": "ONNX", ".pth": "PyTorch", ".pt": "PyTorch", ".ckpt": "PyTorch"}
+_BY_CONTENT = {"onnx": "ONNX", "torch": "PyTorch"}
 
 
 def release_kind(path: str) -> Optional[str]:
-    """"ONNX" or "PyTorch" for a release weights file at ``path``; None for anything else
-    (a project checkpoint directory, a missing path)."""
+    """"ONNX" or "PyTorch" for a release weights file at ``path`` (by its content; by its
+    extension when the content is unrecognised); None for anything else (a project checkpoint
+    directory, a missing path, a file whose content is another kind: `not_release_weights`
+    says which)."""
     if not os.path.isfile(path):
         return None
+    content = kind_of(str(path))
+    if content is not None:
+        return _BY_CONTENT.get(content)
     return RELEASE_SUFFIXES.get(os.path.splitext(str(path))[1].lower())
+
+
+def not_release_weights(path: str) -> str:
+    """The one-line reason a file is no release weights file, saying what its content is."""
+    return (f"{path} is {describe(kind_of(str(path)))}, not release weights (an ONNX export "
+            f"such as .onnx, a PyTorch state_dict such as .pth/.pt/.ckpt) nor a checkpoint "
+            f"folder")
 
 
 def load_release_file(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -37,8 +57,7 @@ def load_release_file(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     if kind == "ONNX":
         return load_onnx_variables(path)
     if kind != "PyTorch":
-        raise ValueError(f"{path}: not a release weights file (expected one of "
-                         f"{', '.join(sorted(RELEASE_SUFFIXES))})")
+        raise ValueError(not_release_weights(path))
     variables, what = torch_to_flax(load_state_dict_file(path))
     if what != "modnet":
         raise ValueError(f"{path} holds only a MobileNetV2 backbone, not a whole MODNet: "

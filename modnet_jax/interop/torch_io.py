@@ -7,6 +7,7 @@ state_dict, tensors that do not fit) is an :class:`InteropError` (or a ``ValueEr
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -101,10 +102,15 @@ def to_tensors(state_dict: Mapping[str, np.ndarray]) -> Dict[str, Any]:
 
 
 def save_state_dict_file(state_dict: Mapping[str, np.ndarray], path: str) -> None:
+    """``torch.save`` of the state_dict, written whole or not at all (``imaging.output``; a
+    failure is a WriteError naming ``path`` and the OS's reason)."""
+    from modnet_jax.imaging import output
+
     torch = require_torch()
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    torch.save(to_tensors(state_dict), path)
+    buffer = io.BytesIO()
+    torch.save(to_tensors(state_dict), buffer)
+    output.make_folders(os.path.dirname(os.path.abspath(path)))
+    output.atomic_write(path, buffer.getbuffer())
 
 
 def torch_model(state_dict: Optional[Mapping[str, np.ndarray]] = None):
@@ -121,8 +127,9 @@ def torch_model(state_dict: Optional[Mapping[str, np.ndarray]] = None):
     return model.eval()
 
 
-def export_onnx(model, path: str, opset: int = 17) -> None:
-    """Export ``img [B,3,H,W] -> matte [B,1,H,W]`` with dynamic batch, height and width.
+def export_onnx(model, opset: int = 17) -> bytes:
+    """The ONNX model ``img [B,3,H,W] -> matte [B,1,H,W]`` (dynamic batch, height and width),
+    as bytes: the caller checks it (``check_onnx``) before writing it (``imaging.output``).
 
     Uses the TorchScript exporter (``dynamo=False``), which needs no extra packages.
     """
@@ -131,20 +138,21 @@ def export_onnx(model, path: str, opset: int = 17) -> None:
     torch = require_torch()
     from modnet_jax.interop.torch_modnet import MatteOnly
 
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
     dummy = torch.zeros(1, 3, 64, 64)
     axes = {0: "batch", 2: "height", 3: "width"}
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation / tracer notices
-        torch.onnx.export(MatteOnly(model).eval(), (dummy,), path, dynamo=False,
+        torch.onnx.export(MatteOnly(model).eval(), (dummy,), buffer, dynamo=False,
                           input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": axes, "output": axes}, opset_version=opset)
+    return buffer.getvalue()
 
 
-def check_onnx(path: str, model, shape: Tuple[int, int, int, int] = (2, 3, 64, 96),
+def check_onnx(model_bytes: bytes, model, shape: Tuple[int, int, int, int] = (2, 3, 64, 96),
                seed: int = 0) -> float:
-    """Run the ONNX file with onnxruntime and the torch model on one input; max |diff|."""
+    """Run the ONNX model (its bytes) with onnxruntime and the torch model on one input;
+    max |diff|."""
     torch = require_torch()
     try:
         import onnx
@@ -152,9 +160,9 @@ def check_onnx(path: str, model, shape: Tuple[int, int, int, int] = (2, 3, 64, 9
     except ImportError as exc:
         raise InteropError(f"ONNX export needs onnx and onnxruntime ({_first_line(exc)}); "
                            f"install the optional extra: {INSTALL_HINT}") from None
-    onnx.checker.check_model(onnx.load(path))
+    onnx.checker.check_model(onnx.load_model_from_string(model_bytes))
     x = np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(x), inference=True)[2].numpy()
@@ -162,15 +170,18 @@ def check_onnx(path: str, model, shape: Tuple[int, int, int, int] = (2, 3, 64, 9
 
 
 def run_cli(main_fn, argv=None) -> int:
-    """Run ``main_fn(argv)``; user-facing failures become ``error: <one line>`` and exit code 1."""
+    """Run ``main_fn(argv)``; user-facing failures become ``error: <one line>`` and exit code 1
+    (an output that cannot be written too: ``imaging.output.WriteError``, with the OS's
+    reason and the path; nothing half-written is left)."""
     import sys
 
+    from modnet_jax.imaging.files import InputError
     from modnet_jax.interop.keys import StateDictMismatch, UnsupportedVariant
 
     try:
         main_fn(argv)
-    except (InteropError, StateDictMismatch, UnsupportedVariant, FileNotFoundError,
-            FileExistsError, ValueError) as exc:
+    except (InteropError, StateDictMismatch, UnsupportedVariant, InputError, OSError,
+            ValueError) as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"error: {message or type(exc).__name__}", file=sys.stderr)
         return 1

@@ -1,9 +1,5 @@
 """``python -m modnet_jax.serve --checkpoint CKPT``: the web page and the HTTP API.
 
-    python -m modnet_jax.serve --checkpoint CKPT [--host 127.0.0.1] [--port 7860]
-        [--auth TOKEN] [--max-upload-mb 25] [--max-queue 32] [--max-batch N]
-        [--ref-sizes 256,384,512] [--no-clean-colours] [predict's model options]
-
 CKPT is what predict takes: a modnet_jax checkpoint, the release's PyTorch state_dict or the
 official ONNX file (imported on the fly). The page is at http://HOST:PORT/, the API at
 /v1/matte and /v1/health (``api.py``). It listens on 127.0.0.1 (this machine only) unless
@@ -11,6 +7,8 @@ official ONNX file (imported on the fly). The page is at http://HOST:PORT/, the 
 variable MODNET_SERVE_TOKEN), or ``--no-auth`` to accept that anyone who can reach it may use
 it. Uploads live in a private temporary folder that is removed when the server stops.
 Mistakes in the options end it before it starts with one ``error:`` line and exit status 2.
+The parser needs the standard library only, so ``--help``, ``--version`` and usage mistakes
+are answered before JAX, Gradio or FastAPI is imported. Details: docs/serve.md.
 """
 
 from __future__ import annotations
@@ -22,50 +20,53 @@ import os
 import sys
 from typing import List, Optional
 
-from modnet_jax.cliutil import add_version
-from modnet_jax.inference.cli import UserError, run_main, split_host_cpu
+from modnet_jax.cliutil import command_parser, dashed
 from modnet_jax.inference.options import add_model_args
 
 TOKEN_ENV = "MODNET_SERVE_TOKEN"
 
+HELP = """A local web page (Photo, Video, Live camera tabs) and an HTTP API for a MODNet model.
+
+  python -m modnet_jax.serve --checkpoint modnet_photographic_portrait_matting.onnx
+  curl -F image=@photo.jpg http://127.0.0.1:7860/v1/matte -o matte.png
+
+API: POST /v1/matte (?output=matte|cutout|composite), GET /v1/health.
+Exit status 2: a mistake in the options (one error: line, nothing started).
+More (status codes, limits, batching): docs/serve.md."""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m modnet_jax.serve",
-        description="A local web page (Photo, Video, Live camera) and an HTTP API "
-                    "(POST /v1/matte, GET /v1/health) for a MODNet checkpoint.")
+    p = command_parser("modnet_jax.serve", HELP, usage="--checkpoint CKPT [options]")
     add_model_args(p)
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: %(default)s, this machine only)")
-    s.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+                   help="address to listen on; not the loopback: needs --auth or --no-auth")
+    s.add_argument("--port", type=int, default=7860, help="port")
     s.add_argument("--auth", metavar="TOKEN", default=os.environ.get(TOKEN_ENV),
-                   help="require this token: 'Authorization: Bearer TOKEN' for the API, "
-                        "/?token=TOKEN once for the page (default: $" + TOKEN_ENV + ")")
+                   help=f"require this bearer token (default: ${TOKEN_ENV})")
     s.add_argument("--no-auth", action="store_true",
                    help="allow a --host other than the loopback without --auth")
-    s.add_argument("--max-upload-mb", type=float, default=25.0,
-                   help="largest upload; larger ones are answered 413 (default: %(default)s)")
-    s.add_argument("--max-queue", type=int, default=32,
-                   help="photos that may wait for the device; more are answered 503 with "
-                        "Retry-After (default: %(default)s)")
-    s.add_argument("--max-batch", type=int, default=None,
-                   help="photos the worker takes at once (default: 4 x --batch-size; "
-                        "1: one request at a time)")
-    s.add_argument("--ref-sizes", default="256,384,512",
-                   help="reference sizes the page and API offer besides --ref-size "
-                        "(comma-separated; default: %(default)s)")
+    s.add_argument("--max-upload-mb", type=float, default=25.0, metavar="MB",
+                   help="larger uploads are answered 413")
+    s.add_argument("--max-queue", type=int, default=32, metavar="N",
+                   help="photos waiting for the device; more are answered 503")
+    s.add_argument("--max-batch", type=int, default=None, metavar="N",
+                   help="photos matted together (default: 4 x --batch-size; 1: one at a time)")
+    s.add_argument("--ref-sizes", default="256,384,512", metavar="PX,PX",
+                   help="other reference sizes the page and API offer")
     s.add_argument("--no-clean-colours", action="store_true",
                    help="the page's 'clean colours' box starts unticked")
-    s.add_argument("--video-batch-size", type=int, default=1,
-                   help="video and camera frames per model call, on the first device (default: "
-                        "%(default)s, the lowest latency)")
+    s.add_argument("--video-batch-size", type=int, default=1, metavar="N",
+                   help="video and camera frames per model call")
     s.add_argument("--cpu-devices", type=int, default=None, metavar="N",
-                   help="on a CPU, split the cores into N JAX devices that each matte one of "
-                        "the photos that come together, at the same time (as predict; "
-                        "default: 2 with 2 or more cores; not with --exact-shapes)")
-    add_version(p)
+                   help="split the CPU into N devices (default: 2 with 2 or more cores)")
     return p
+
+
+if __name__ == "__main__":  # --help, --version, usage mistakes: answered before heavy imports
+    build_parser().parse_args(dashed(sys.argv[1:]))
+
+from modnet_jax.inference.cli import UserError, run_main, split_host_cpu  # noqa: E402
 
 
 def _loopback(host: str) -> bool:
@@ -98,7 +99,7 @@ def check_args(args: argparse.Namespace) -> List[int]:
 
 
 def main(argv: Optional[list] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(dashed(argv))
     ref_sizes = check_args(args)
     for module in ("gradio", "fastapi", "uvicorn", "multipart"):
         if importlib.util.find_spec(module) is None:

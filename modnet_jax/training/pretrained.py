@@ -16,7 +16,7 @@ def load_init_variables(path: str) -> dict:
     optional ``onnx`` package, or a PyTorch ``state_dict`` ``.pth``/``.pt``/``.ckpt``, which
     needs ``torch``; a bare MobileNetV2 backbone file initialises the backbone only).
     Any failure is a ``ValueError`` with a one-line message starting ``init_from``."""
-    from modnet_jax.interop.release_files import RELEASE_SUFFIXES, release_kind
+    from modnet_jax.interop.release_files import not_release_weights, release_kind
 
     path = str(path)
     kind = release_kind(path)
@@ -31,8 +31,7 @@ def load_init_variables(path: str) -> dict:
 
             return torch_to_flax(load_state_dict_file(path))[0]
         if os.path.isfile(path):
-            raise ValueError(f"init_from {path}: a file, but not release weights (one of "
-                             f"{', '.join(sorted(RELEASE_SUFFIXES))}) nor a checkpoint folder")
+            raise ValueError(f"init_from {not_release_weights(path)}")
         from modnet_jax import checkpointing
 
         return checkpointing.load_variables(path)

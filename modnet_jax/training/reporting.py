@@ -9,21 +9,28 @@ Files in the workdir:
                             over the logging interval), ``val_crop/*`` (validation centre
                             crops at the training size); images ``val_crop/grid``)
   samples/step_XXXXXXX.png  input | predicted matte | ground truth, one row per sample
+
+Never half-written (``imaging/output.py``): a grid is written under a temporary name and
+renamed; a metrics record is appended whole or not at all. A write that fails (a full disk)
+is a ``WriteError`` naming the file and the OS's reason; the run ends with that one line.
+TensorBoard's event files are tensorboardX's (records with checksums: a reader skips a cut
+last record); their write failures are WriteErrors naming the folder too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 from typing import Dict, Optional
 
-import cv2
 import numpy as np
 
 from tensorboardX import SummaryWriter
 
+from modnet_jax.imaging import output
 from modnet_jax.progress import Progress
 
 
@@ -69,14 +76,16 @@ class Reporter:
                  enabled: bool = True, progress: bool = True):
         self.enabled = enabled
         self.batch_size = batch_size
-        self._jsonl = self._events = None
+        self._events = None
+        self._failed = False
         if not enabled:
             self._bar = Progress(total=total_steps, enabled=False)
             return
-        os.makedirs(workdir, exist_ok=True)
+        output.make_folders(workdir)
         self.workdir = workdir
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-        self._events = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._metrics_file = os.path.join(workdir, "metrics.jsonl")
+        with self._writing():
+            self._events = SummaryWriter(os.path.join(workdir, "tensorboard"))
         self._bar = Progress(total=total_steps, desc="train", unit="steps", enabled=progress)
         self._bar.restart(start_step)
         self._timed_from = start_step  # the step after which rates are measured
@@ -104,13 +113,27 @@ class Reporter:
         record = {"step": int(step), "split": split}
         record.update({k: (float(v) if not isinstance(v, (int, str)) else v)
                        for k, v in values.items()})
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
         numeric = {f"{split}/{k}": float(v) for k, v in values.items()
                    if isinstance(v, (int, float, np.floating, np.integer))}
-        for tag, value in numeric.items():
-            self._events.add_scalar(tag, value, int(step))
-        self._events.flush()
+        with self._writing():
+            output.append_whole(self._metrics_file, (json.dumps(record) + "\n").encode())
+            for tag, value in numeric.items():
+                self._events.add_scalar(tag, value, int(step))
+            self._events.flush()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Marks the reporter failed when a write fails (its first failure is the one the run
+        reports: `close` then keeps quiet); tensorboardX's bare OSErrors (a full disk) become
+        a WriteError naming its folder."""
+        try:
+            yield
+        except output.WriteError:
+            self._failed = True
+            raise
+        except OSError as err:
+            self._failed = True
+            raise output.write_error(os.path.join(self.workdir, "tensorboard"), err) from None
 
     def grid(self, step: int, images, pred, alpha, tag: str = "val_crop/grid") -> Optional[str]:
         if not self.enabled:
@@ -118,11 +141,12 @@ class Reporter:
         grid = matte_grid(np.asarray(images), np.asarray(pred),
                           None if alpha is None else np.asarray(alpha))
         folder = os.path.join(self.workdir, "samples")
-        os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"step_{int(step):07d}.png")
-        cv2.imwrite(path, grid[..., ::-1])
-        self._events.add_image(tag, grid, int(step), dataformats="HWC")
-        self._events.flush()
+        with self._writing():
+            output.make_folders(folder)
+            output.write_image(path, grid[..., ::-1])
+            self._events.add_image(tag, grid, int(step), dataformats="HWC")
+            self._events.flush()
         return path
 
     def refresh(self) -> None:
@@ -140,8 +164,21 @@ class Reporter:
         if self in _DRAWING:
             _DRAWING.remove(self)
         self._bar.close()
-        self._jsonl.close()
-        self._events.close()
+        try:
+            with contextlib.suppress(OSError) if self._failed else self._writing():
+                self._events.close()
+        finally:
+            _abandon_unwritten(self._events)
+
+
+def _abandon_unwritten(events: SummaryWriter) -> None:
+    """After a close that could not write (a full disk), tensorboardX's exit handler would
+    try again and print a traceback after the command's error line: its writers are marked
+    closed (their unwritten records are lost; the values are in metrics.jsonl)."""
+    for writer in (getattr(events, "all_writers", None) or {}).values():
+        inner = getattr(writer, "event_writer", None)
+        if inner is not None and hasattr(inner, "_closed"):
+            inner._closed = True
 
 
 def summary_lines(workdir: str, result: dict) -> list:

@@ -21,6 +21,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from modnet_jax import checkpointing
+from modnet_jax.imaging import output
 
 LOGGER = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
@@ -53,13 +54,9 @@ def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 def save_run_config(workdir: str, config) -> str:
     """Write ``config`` (a ConfigDict or mapping) to ``<workdir>/config.json``; its path."""
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, CONFIG_FILE)
-    temp = f"{path}.partial{os.getpid()}"
-    with open(temp, "w") as f:
-        json.dump(_plain(config), f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(temp, path)
+    output.make_folders(workdir)
+    path = os.path.join(workdir, CONFIG_FILE)  # whole or not at all; WriteError names it
+    output.write_text(path, json.dumps(_plain(config), indent=2, sort_keys=True) + "\n")
     return path
 
 

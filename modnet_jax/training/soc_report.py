@@ -51,7 +51,7 @@ def soc_loss_per_image(sem, det, matte, frozen_det, frozen_matte) -> np.ndarray:
 
 def flicker_pair(frames, mattes) -> Tuple[float, float]:
     """(flicker of the mattes, flicker after One-Frame Delay) on consecutive frames."""
-    from modnet_jax.inference.reference import one_frame_delay
+    from modnet_jax.temporal import one_frame_delay
     from modnet_jax.temporal import flicker_score
 
     mattes = np.asarray(mattes, np.float32)
