@@ -2,15 +2,15 @@
 
 Training chain (one `MapDataset`, then an iterator):
 
-    range(n) -> seed -> repeat(num_epochs) -> map_with_index(EpochOrder)
-      -> random_map(SampleBuilder) -> batch(B, drop_remainder) -> this host's batches
-      -> to_iter_dataset [-> mp_prefetch(num_workers)]
+    range(n) -> seed -> shuffle -> repeat(num_epochs) -> random_map(SampleBuilder)
+      -> batch(B, drop_remainder) -> this host's batches -> to_iter_dataset
+      [-> mp_prefetch(num_workers)]
 
-* Every epoch has its own order (`EpochOrder`: a permutation per epoch, drawn from the seed
-  and the epoch number) and its own augmentation draws (Grain seeds each element's
-  generator from the pipeline seed and the element's position). The order is a lookup in
-  a permutation made once per epoch, rather than Grain's `shuffle`, whose per-element cost
-  grows in inverse proportion to the dataset's size (benchmarks/RESULTS.md, issue 28).
+* Shuffling happens before `repeat`, and `repeat` reseeds upstream randomness per epoch, so
+  every epoch has its own order and its own augmentation draws. (A per-epoch permutation
+  looked up by position, cheaper than Grain's `shuffle` on small datasets, was tried and
+  reverted: with it, training on 2 processes no longer equalled 1 process,
+  tests/test_multihost.py.)
 * Batching happens on the `MapDataset`, so a batch is one element with a fixed position:
   worker processes each build whole batches (shipped once through shared memory) and the
   stream is the same for 0, 1 or N workers. The iterator's `get_state()`/`set_state()`
@@ -254,31 +254,6 @@ def _check_shard(shard_index: int, shard_count: int) -> None:
         raise ValueError(f"shard_index {shard_index} outside [0, {shard_count})")
 
 
-class EpochOrder:
-    """(position, _) -> the sample index at that position of an endless stream of epochs:
-    epoch e = position // n visits every index once, in the order of a permutation drawn
-    from (seed, e). Kept for the two latest epochs (a batch may span a boundary)."""
-
-    def __init__(self, count: int, seed: int):
-        self.count, self.seed = int(count), int(seed) & 0xFFFFFFFF
-        self._orders: dict = {}
-
-    def __getstate__(self):
-        return {"count": self.count, "seed": self.seed, "_orders": {}}
-
-    def order(self, epoch: int) -> np.ndarray:
-        found = self._orders.get(epoch)
-        if found is None:
-            found = np.random.default_rng((self.seed, epoch)).permutation(self.count)
-            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
-            self._orders[epoch] = found
-        return found
-
-    def __call__(self, position: int, _element=None) -> int:
-        epoch, offset = divmod(int(position), self.count)
-        return int(self.order(epoch)[offset])
-
-
 def _host_batches(dataset, batch_size: int, shard_index: int, shard_count: int,
                   options: SampleOptions):
     """Batches of ``batch_size`` rows; host ``shard_index`` of ``shard_count`` keeps batches
@@ -360,8 +335,8 @@ def _random_stream(plan: SplitPlan, cfg, *, batch_size, seed, shard_index, shard
         LOGGER.warning("%s: global batch %d exceeds the %d samples; batches repeat samples",
                        what, global_batch, count)
     builder = SampleBuilder(plan.source, plan.backgrounds, plan.options)
-    dataset = grain.MapDataset.range(count).seed(int(seed) & 0xFFFFFFFF).repeat(num_epochs)
-    dataset = dataset.map_with_index(EpochOrder(count, int(seed))).random_map(builder)
+    dataset = grain.MapDataset.range(count).seed(int(seed) & 0xFFFFFFFF).shuffle()
+    dataset = dataset.repeat(num_epochs).random_map(builder)
     return _to_iterator(_host_batches(dataset, batch_size, shard_index, shard_count,
                                      plan.options), cfg)
 
