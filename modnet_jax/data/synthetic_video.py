@@ -22,6 +22,7 @@ import numpy as np
 
 from modnet_jax.imaging import output
 from modnet_jax.imaging.compositing import composite
+from modnet_jax.imaging.video import VideoOutput
 from modnet_jax.data.synthetic import generate_background, generate_portrait
 
 
@@ -74,18 +75,20 @@ def generate_clip(seed: int, index: int, frames: int, height: int, width: int | 
 
 
 def write_clip(path: str, frames: Iterable[np.ndarray], fps: float = 25.0) -> None:
-    """Write RGB uint8 frames as a video OpenCV can read back (mp4v in .mp4, else by suffix;
-    ``.avi`` uses lossless FFV1 when available, else MJPG)."""
+    """Write RGB uint8 frames as a video OpenCV can read back (mp4v in .mp4, else MJPG),
+    whole or not at all (``imaging.video.VideoOutput``: a temporary name, read back before the
+    rename)."""
     frames = list(frames)
     if not frames:
         raise ValueError("write_clip: no frames")
     h, w = frames[0].shape[:2]
     output.make_folders(os.path.dirname(os.path.abspath(path)) or ".")
     codec = "mp4v" if path.lower().endswith(".mp4") else "MJPG"
-    with output.atomic_path(path) as temporary:  # whole or not at all
-        writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*codec), fps, (w, h))
-        if not writer.isOpened():
-            raise OSError(f"cannot open a video writer for {path}")
+    writer = VideoOutput(path, codec, fps, (w, h))
+    try:
         for f in frames:
             writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-        writer.release()
+    except BaseException:
+        writer.discard()
+        raise
+    writer.release()

@@ -99,8 +99,9 @@ class VideoOutput:
             return
         error = self._os_error()  # while the cut file still fills the disk
         output.discard(self._temporary)
-        raise error or output.WriteError(f"{self.path}: cannot write (the video came out incomplete: "
-                                f"fewer than the {self._frames} frames written)")
+        raise error or output.WriteError(f"{self.path}: cannot write (the video came out "
+                                         f"incomplete: fewer than the {self._frames} frames "
+                                         f"written)")
 
     def _os_error(self):
         """The OS error OpenCV did not report, as a WriteError naming ``path``: the folder's
